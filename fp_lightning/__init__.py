@@ -1,0 +1,10 @@
+"""fp_lightning: see the Frequency Principle while you train with PyTorch Lightning.
+
+Add :class:`FrequencyPrincipleMonitor` to a ``Trainer`` to measure, every epoch, how well the network fits each
+frequency of its targets (projected NUFFT spectrum error Δ_F(k), Gaussian-filter errors e_low / e_high).
+"""
+
+from fp_lightning.callbacks import FrequencyPrincipleMonitor
+
+__all__ = ["FrequencyPrincipleMonitor", "__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,6 @@
+"""Lightning callbacks (thin glue over ``fp_lightning.metrics`` and ``fp_lightning.functional``)."""
+
+from fp_lightning.callbacks.history import FrequencyHistory, load_history
+from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor
+
+__all__ = ["FrequencyHistory", "FrequencyPrincipleMonitor", "load_history"]

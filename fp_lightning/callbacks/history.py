@@ -1,0 +1,95 @@
+"""The record of every measurement a monitor made, kept in its ``state_dict`` and saved as a plain ``.npz`` file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FrequencyHistory", "load_history"]
+
+_PER_EPOCH = ("epoch", "step", "delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share", "output_amplitude")
+
+
+@dataclass
+class FrequencyHistory:
+    """Measurements per recorded epoch, plus the frozen choices they refer to (frequencies, δ, cutoff).
+
+    ``epoch`` counts completed training epochs: 0 is the state before the first training step. ``delta_f`` rows
+    follow ``freqs``; ``e_low`` / ``e_high`` rows follow ``deltas``; ``low_share`` is NaN where fewer than two
+    recordings existed. File format (``save``): a NumPy ``.npz`` with one array per field and ``meta`` (JSON
+    text), loadable with ``numpy.load`` alone, no fp_lightning needed.
+
+    Example:
+        >>> h = FrequencyHistory(freqs=[3, 9], deltas=[0.5], cutoff=3, target_amplitude=[1.0, 2.0, 5.0, 1.0])
+        >>> h.append(epoch=0, step=0, delta_f=[1.0, 1.0], e_low=[0.9], e_high=[1.0], loss_low=4.0, loss_high=2.0,
+        ...          low_share=float("nan"), output_amplitude=[0.0, 0.0, 0.0, 0.0])
+        >>> h.as_arrays()["delta_f"].shape
+        (1, 2)
+    """
+
+    freqs: list[int]
+    deltas: list[float]
+    cutoff: int
+    target_amplitude: list[float]
+    records: dict[str, list[Any]] = field(default_factory=lambda: {key: [] for key in _PER_EPOCH})
+
+    def __len__(self) -> int:
+        return len(self.records["epoch"])
+
+    def append(self, **values: Any) -> None:
+        """Add one recording; every per-epoch field must be given."""
+        missing = set(_PER_EPOCH) - set(values)
+        if missing:
+            raise ValueError(f"missing history fields: {sorted(missing)}")
+        for key in _PER_EPOCH:
+            value = values[key]
+            self.records[key].append(np.asarray(value, dtype=float).tolist() if key not in ("epoch", "step")
+                                     else int(value))
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """Per-epoch fields stacked along axis 0, and the frozen choices, as NumPy arrays."""
+        out = {key: np.asarray(values) for key, values in self.records.items()}
+        out.update(freqs=np.asarray(self.freqs, dtype=int), deltas=np.asarray(self.deltas, dtype=float),
+                   cutoff=np.asarray(self.cutoff), target_amplitude=np.asarray(self.target_amplitude, dtype=float))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python containers only, so checkpoints stay loadable with ``weights_only=True``."""
+        return {"freqs": list(self.freqs), "deltas": list(self.deltas), "cutoff": int(self.cutoff),
+                "target_amplitude": list(self.target_amplitude),
+                "records": {key: list(values) for key, values in self.records.items()}}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> FrequencyHistory:
+        """Rebuild a history saved with :meth:`state_dict`."""
+        records = {key: list(state["records"].get(key, [])) for key in _PER_EPOCH}
+        return cls(list(state["freqs"]), list(state["deltas"]), int(state["cutoff"]),
+                   list(state["target_amplitude"]), records)
+
+    def save(self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+        """Write the ``.npz`` file atomically (a reader never sees half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = self.as_arrays()
+        arrays["meta"] = np.asarray(json.dumps(meta or {}))
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+            np.savez(handle, **arrays)
+        os.replace(handle.name, path)
+        return path
+
+
+def load_history(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a saved history into a dict of arrays (``meta`` decoded from JSON).
+
+    Equivalent without fp_lightning: ``dict(numpy.load(path))`` and ``json.loads(str(d["meta"]))``.
+    """
+    with np.load(path) as data:
+        out: dict[str, Any] = {key: data[key] for key in data.files}
+    out["meta"] = json.loads(str(out.get("meta", "{}")))
+    return out

@@ -1,0 +1,27 @@
+"""Pure, typed torch functions for the Frequency Principle: projection, spectrum, filtering, theory.
+
+Every function validates its input and raises ``ValueError`` naming the argument; none of them keeps state.
+"""
+
+from fp_lightning.functional.errors import relative_spectral_error
+from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas, gaussian_lowpass, low_high_errors
+from fp_lightning.functional.projection import PrincipalProjection, principal_projection
+from fp_lightning.functional.selection import select_frequencies
+from fp_lightning.functional.spectrum import nufft_spectrum
+from fp_lightning.functional.targets import prepare_targets
+from fp_lightning.functional.theory import frequency_loss_split, low_frequency_share
+
+__all__ = [
+    "GaussianFilterBank",
+    "PrincipalProjection",
+    "default_deltas",
+    "frequency_loss_split",
+    "gaussian_lowpass",
+    "low_frequency_share",
+    "low_high_errors",
+    "nufft_spectrum",
+    "prepare_targets",
+    "principal_projection",
+    "relative_spectral_error",
+    "select_frequencies",
+]

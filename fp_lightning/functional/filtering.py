@@ -1,0 +1,402 @@
+"""Gaussian low-pass filtering in input space: the "filtering method" of the F-Principle slides.
+
+A Gaussian kernel in the (flattened) input space splits any function sampled on the probe set, the targets y
+or the network outputs h, into a low-frequency part (a kernel-weighted average over nearby inputs) and the
+high-frequency rest. Comparing the parts of h and y gives e_low and e_high per filter width δ.
+
+Implementation notes (shared by every function here, see :class:`GaussianFilterBank`):
+
+* The n × n kernel is never built whole. The sample range is cut into blocks of ``chunk_size``; only the tiles
+  (I, J) with J ≥ I are computed, one at a time, and each tile serves twice because the kernel is symmetric:
+  K_IJ @ v_J updates rows I and K_IJᵀ @ v_I updates rows J. This halves the distance products and the
+  exponentials, and bounds the temporaries by a few chunk_size² (+ chunk_size × d) numbers.
+* One distance tile serves every δ, and the denominators Σ_j G_δ(x_i − x_j) come out of the same matrix
+  product as the numerators (a column of ones is appended to the values).
+* Squared distances are ‖a‖² + ‖b‖² − 2a·b in float64 on mean-centred inputs (centring removes the
+  cancellation that large offsets would cause and leaves the distances unchanged), clamped at 0, with the
+  diagonal set to exactly 0. Everything downstream is float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from fp_lightning.functional._validation import (
+    check_finite,
+    check_min_samples,
+    check_positive,
+    check_same_length,
+    check_tensor,
+    values_as_2d,
+)
+
+__all__ = ["GaussianFilterBank", "default_deltas", "gaussian_lowpass", "low_high_errors"]
+
+#: Bytes of temporaries one tile may use by default (distance tile, kernel tile, two centred input blocks).
+DEFAULT_TEMP_BUDGET = 256 * 2**20
+#: Bytes a :class:`GaussianFilterBank` may keep for its cached squared distances by default.
+DEFAULT_CACHE_BUDGET = 2**30
+#: Largest default tile edge on CPU: smaller tiles make the symmetric saving (J ≥ I only) closer to 1/2 while
+#: 1024 × d float64 products still run at full matrix-multiply speed.
+_CPU_MAX_CHUNK = 1024
+#: ‖y_low‖ or ‖y_high‖ below this fraction of ‖y‖ counts as zero: at that level the part is rounding noise of
+#: y − y_low (relative error ≈ 1e-16 / ratio), and the ratio it divides would be meaningless.
+_DEGENERATE_RATIO = 1e-10
+
+DeltaLike = float | Sequence[float] | torch.Tensor
+
+
+def _as_deltas(deltas: DeltaLike, name: str = "deltas") -> tuple[torch.Tensor, bool]:
+    """Return the δ values as a 1-D float64 CPU tensor, and whether a single scalar was given."""
+    if isinstance(deltas, torch.Tensor):
+        if deltas.is_complex():
+            raise ValueError(f"`{name}` must be real, got dtype {deltas.dtype}.")
+        if deltas.ndim > 1:
+            raise ValueError(f"`{name}` must be a number or a 1-D sequence, got shape {tuple(deltas.shape)}.")
+        scalar = deltas.ndim == 0
+        values = deltas.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+    else:
+        scalar = isinstance(deltas, (int, float))
+        try:
+            values = torch.as_tensor([deltas] if scalar else list(deltas), dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"`{name}` must be a number or a 1-D sequence of numbers, got {deltas!r}.") from err
+        if values.ndim != 1:
+            raise ValueError(f"`{name}` must be a number or a 1-D sequence, got shape {tuple(values.shape)}.")
+    check_positive(name, values)
+    return values, scalar
+
+
+def _check_real(name: str, value: torch.Tensor) -> None:
+    if value.is_complex():
+        raise ValueError(f"`{name}` must be real, got dtype {value.dtype}.")
+
+
+def _flatten_inputs(x: torch.Tensor) -> torch.Tensor:
+    """Validate ``x`` (n, ...) and view it as (n, d) (``(n,)`` becomes (n, 1)); no copy when possible."""
+    check_tensor("x", x)
+    _check_real("x", x)
+    check_min_samples("x", x, 2)
+    flat = x.reshape(x.shape[0], -1)
+    check_finite("x", flat)
+    return flat
+
+
+def _as_values(name: str, values: torch.Tensor, n: int, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """Validate ``values`` (n,) or (n, c) against n samples; return float64 (n, c) on ``device`` and the 1-D flag."""
+    check_tensor(name, values)
+    _check_real(name, values)
+    values2d, squeeze = values_as_2d(name, values)
+    if values2d.shape[0] != n:
+        raise ValueError(f"Mismatched number of samples: `x` has {n}, `{name}` has {values2d.shape[0]}; "
+                         "they must be equal.")
+    check_finite(name, values2d)
+    return values2d.to(device=device, dtype=torch.float64), squeeze
+
+
+def _default_chunk(n: int, d: int, device: torch.device, budget: int = DEFAULT_TEMP_BUDGET) -> int:
+    """Tile edge b with 2·b² (distance + kernel tile) + 2·b·d (centred inputs) float64 numbers ≤ ``budget``."""
+    numbers = budget / 8
+    b = int((-d + math.sqrt(d * d + 2 * numbers)) / 2)  # root of 2b² + 2bd = numbers
+    if device.type == "cpu":
+        b = min(b, _CPU_MAX_CHUNK)
+    return max(1, min(n, b))
+
+
+class GaussianFilterBank:
+    """Gaussian low-pass filters of several widths δ on a fixed set of inputs, cached across calls.
+
+    Convention:
+        y^{low,δ}_i = Σ_j G_δ(x_i − x_j) y_j / Σ_j G_δ(x_i − x_j), with G_δ(u) = exp(−‖u‖²/(2δ)) on the
+        flattened inputs (δ is a variance, in squared input units); y^{high,δ} = y − y^{low,δ}, the same for h.
+        e_low = ‖h^{low} − y^{low}‖_F / ‖y^{low}‖_F and e_high = ‖h^{high} − y^{high}‖_F / ‖y^{high}‖_F, the
+        Frobenius norms over samples × channels. By linearity h^{low} − y^{low} = (h − y)^{low}, which is how the
+        numerators are computed (no cancellation between two nearly equal filtered arrays).
+
+    What is kept between calls (the inputs of a probe set do not change between epochs):
+
+    * the flattened inputs (a view of ``x``, not a copy: do not modify ``x`` in place afterwards), their mean and
+      the squared norms of the centred rows;
+    * the squared-distance tiles of the upper block triangle, if they fit ``memory_budget`` (about 4·n² bytes);
+      they are filled during the first filtering pass, so later passes only evaluate exponentials and small
+      matrix products; otherwise every pass recomputes them tile by tile;
+    * for :meth:`errors`, y^{low} and the norms of y^{low} and y^{high} of the last target seen (recognised by
+      its values), so each epoch only filters h − y.
+
+    Numerical stability: each row's kernel is not shifted by its minimum distance because that minimum is the
+    self-distance, exactly 0, so the self term G_δ(0) = 1 already keeps every denominator ≥ 1 however small δ is
+    (distant terms may underflow to 0, which is then their correct value to double precision) and no term exceeds 1.
+
+    Args:
+        x: inputs (n, ...), n ≥ 2, flattened per sample; any real dtype and device (the computation runs there).
+        deltas: one δ > 0 or a 1-D sequence/tensor of them.
+        chunk_size: tile edge (rows and columns of the kernel built at once). ``None``: the largest tile whose
+            temporaries stay within 256 MB (at most 1024 on CPU).
+        memory_budget: bytes the bank may keep for cached squared distances (default 1 GiB); 0 disables the cache.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+        >>> bank = GaussianFilterBank(x, [0.5, 1e6])
+        >>> bank.lowpass(torch.tensor([1.0, 1.0, 1.0, 1.0]))   # constants pass unchanged
+        tensor([[1., 1., 1., 1.],
+                [1., 1., 1., 1.]], dtype=torch.float64)
+        >>> bank.lowpass(torch.tensor([0.0, 0.0, 0.0, 4.0]))[1]  # a huge δ gives the mean
+        tensor([1.0000, 1.0000, 1.0000, 1.0000], dtype=torch.float64)
+        >>> e_low, e_high = bank.errors(torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        >>> e_low
+        tensor([0., 0.], dtype=torch.float64)
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        deltas: DeltaLike,
+        *,
+        chunk_size: int | None = None,
+        memory_budget: int = DEFAULT_CACHE_BUDGET,
+    ) -> None:
+        flat = _flatten_inputs(x)
+        self._deltas, _ = _as_deltas(deltas)
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                       or chunk_size < 1):
+            raise ValueError(f"`chunk_size` must be None or an int ≥ 1, got {chunk_size!r}.")
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget >= 0:
+            raise ValueError(f"`memory_budget` must be a number of bytes ≥ 0, got {memory_budget!r}.")
+        n, d = flat.shape
+        self._x = flat
+        self._device = flat.device
+        self.chunk_size = int(chunk_size) if chunk_size is not None else _default_chunk(n, d, flat.device)
+        self._blocks = [(start, min(start + self.chunk_size, n)) for start in range(0, n, self.chunk_size)]
+        # -1/(2δ) per δ as Python floats: the kernel tile is exp(coef · D).
+        self._coefs = [-0.5 / float(delta) for delta in self._deltas]
+        self._mean = torch.zeros(d, dtype=torch.float64, device=self._device)
+        for start, stop in self._blocks:
+            self._mean += flat[start:stop].to(torch.float64).sum(dim=0)
+        self._mean /= n
+        self._sqnorms = torch.cat([self._centred(start, stop).square().sum(dim=1) for start, stop in self._blocks])
+        cache_bytes = 8 * sum((b1 - b0) * (c1 - c0) for i, (b0, b1) in enumerate(self._blocks)
+                              for c0, c1 in self._blocks[i:])
+        self._cache: dict[tuple[int, int], torch.Tensor] | None = {} if cache_bytes <= memory_budget else None
+        self._target_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def deltas(self) -> torch.Tensor:
+        """The filter widths δ, (M,) float64 on CPU."""
+        return self._deltas.clone()
+
+    @property
+    def n_samples(self) -> int:
+        """Number of probe inputs n."""
+        return self._x.shape[0]
+
+    @property
+    def caches_distances(self) -> bool:
+        """Whether the squared distances are kept between calls (they fit ``memory_budget``)."""
+        return self._cache is not None
+
+    def lowpass(self, values: torch.Tensor) -> torch.Tensor:
+        """Low-pass ``values`` (n,) or (n, c) with every δ at once: returns (M, n) or (M, n, c) float64.
+
+        Example:
+            >>> bank = GaussianFilterBank(torch.tensor([0.0, 1.0]), [2.0])
+            >>> bank.lowpass(torch.tensor([0.0, 1.0]))   # weights 1 and exp(-1/4)
+            tensor([[0.4378, 0.5622]], dtype=torch.float64)
+        """
+        v, squeeze = _as_values("values", values, self.n_samples, self._device)
+        low = self._filter(v)
+        return low.squeeze(2) if squeeze else low
+
+    def errors(self, target: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """e_low and e_high, (M,) float64 each, of ``output`` h against ``target`` y, both (n,) or (n, c).
+
+        y^{low} and the norms of y^{low} and y^{high} are cached for the last target seen (compared by value), so
+        calling this every epoch with the same target only filters h − y.
+
+        Raises:
+            ValueError: shapes differ, non-finite values, or y^{low} or y^{high} is (numerically) zero for some δ
+                (‖·‖_F ≤ 1e-10·‖y‖_F, e.g. a zero or constant target, or a δ so small that the filter leaves y
+                unchanged), where the ratio is undefined.
+
+        Example:
+            >>> x = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+            >>> y = torch.tensor([0.0, 1.0, 0.0, 1.0])
+            >>> e_low, e_high = GaussianFilterBank(x, [0.5]).errors(y, torch.zeros(4))
+            >>> e_low, e_high   # h = 0 misses all of y at every frequency
+            (tensor([1.], dtype=torch.float64), tensor([1.], dtype=torch.float64))
+        """
+        check_tensor("target", target)
+        check_tensor("output", output)
+        check_same_length(("target", "output"), target, output)
+        if target.shape != output.shape:
+            raise ValueError(f"`output` shape {tuple(output.shape)} must equal `target` shape {tuple(target.shape)}.")
+        y, _ = _as_values("target", target, self.n_samples, self._device)
+        h, _ = _as_values("output", output, self.n_samples, self._device)
+        diff = h - y
+        cached = self._target_cache
+        if cached is not None and cached[0].shape == y.shape and torch.equal(cached[0], y):
+            _, y_low, y_low_norm, y_high_norm = cached
+            diff_low = self._filter(diff)
+        else:
+            c = y.shape[1]
+            both = self._filter(torch.cat([y, diff], dim=1))
+            y_low, diff_low = both[..., :c], both[..., c:]
+            y_low_norm = torch.linalg.vector_norm(y_low, dim=(1, 2))
+            y_high_norm = torch.linalg.vector_norm(y - y_low, dim=(1, 2))
+            self._check_target_parts(y, y_low_norm, y_high_norm)
+            self._target_cache = (y.clone(), y_low, y_low_norm, y_high_norm)
+        e_low = torch.linalg.vector_norm(diff_low, dim=(1, 2)) / y_low_norm
+        e_high = torch.linalg.vector_norm(diff - diff_low, dim=(1, 2)) / y_high_norm
+        return e_low, e_high
+
+    def _check_target_parts(self, y: torch.Tensor, low_norm: torch.Tensor, high_norm: torch.Tensor) -> None:
+        floor = _DEGENERATE_RATIO * float(torch.linalg.vector_norm(y))
+        for part, norms, hint in (
+            ("low", low_norm, "a zero target, or a zero-mean target with a δ so large that y_low is its mean"),
+            ("high", high_norm, "a constant target, or a δ so small that the filter leaves the target unchanged"),
+        ):
+            bad = (norms <= floor).nonzero().flatten().tolist()
+            if bad:
+                widths = [float(self._deltas[i]) for i in bad]
+                raise ValueError(f"`target` has no {part}-frequency part at delta={widths} (‖y_{part}‖_F ≤ "
+                                 f"{_DEGENERATE_RATIO:g}·‖y‖_F): e_{part} would divide by zero. Typical causes: "
+                                 f"{hint}. Check `target` or choose other `deltas`.")
+
+    # ----------------------------------------------------------------------------------------------- internals
+    def _centred(self, start: int, stop: int) -> torch.Tensor:
+        return self._x[start:stop].to(torch.float64) - self._mean
+
+    def _distance_tile(self, i: int, j: int, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
+        """Squared distances between blocks i and j (j ≥ i), float64, ≥ 0, zero diagonal when i == j."""
+        if self._cache is not None and (i, j) in self._cache:
+            return self._cache[(i, j)]
+        (r0, r1), (c0, c1) = self._blocks[i], self._blocks[j]
+        assert rows is not None and cols is not None
+        tile = rows @ cols.T
+        tile.mul_(-2.0).add_(self._sqnorms[r0:r1, None]).add_(self._sqnorms[None, c0:c1]).clamp_(min=0.0)
+        if i == j:
+            tile.fill_diagonal_(0.0)
+        if self._cache is not None:
+            self._cache[(i, j)] = tile
+        return tile
+
+    def _filter(self, v: torch.Tensor) -> torch.Tensor:
+        """(M, n, c) low-pass of float64 (n, c) ``v`` for all δ, one pass over the upper block triangle."""
+        n, c = v.shape
+        # A column of ones gives the denominators Σ_j G_δ(x_i − x_j) from the same products as the numerators.
+        v1 = torch.cat([v, v.new_ones(n, 1)], dim=1)
+        acc = v.new_zeros(len(self._coefs), n, c + 1)
+        need_inputs = self._cache is None or len(self._cache) < len(self._blocks) * (len(self._blocks) + 1) // 2
+        for i, (r0, r1) in enumerate(self._blocks):
+            rows = self._centred(r0, r1) if need_inputs else None
+            for j in range(i, len(self._blocks)):
+                c0, c1 = self._blocks[j]
+                cached = self._cache is not None and (i, j) in self._cache
+                cols = None if cached or not need_inputs else (rows if j == i else self._centred(c0, c1))
+                dist = self._distance_tile(i, j, rows, cols)
+                kernel = torch.empty_like(dist)
+                for m, coef in enumerate(self._coefs):
+                    # exp(−D/(2δ)) ≤ 1; the diagonal (D = 0) gives exactly 1 (see the class docstring).
+                    torch.mul(dist, coef, out=kernel).exp_()
+                    acc[m, r0:r1].addmm_(kernel, v1[c0:c1])
+                    if j != i:
+                        acc[m, c0:c1].addmm_(kernel.T, v1[r0:r1])
+        return acc[..., :c] / acc[..., c:]
+
+
+def gaussian_lowpass(
+    x: torch.Tensor, values: torch.Tensor, delta: DeltaLike, *, chunk_size: int | None = None
+) -> torch.Tensor:
+    """Gaussian low-pass filter of ``values`` sampled at the inputs ``x``.
+
+    Convention:
+        v^{low,δ}_i = Σ_j G_δ(x_i − x_j) v_j / Σ_j G_δ(x_i − x_j), G_δ(u) = exp(−‖u‖²/(2δ)), on the flattened
+        inputs (δ is a variance in the squared units of x). The high-frequency part is ``values − result``.
+
+    Args:
+        x: inputs (n, ...), flattened per sample.
+        values: (n,) or (n, c) samples of the function to filter.
+        delta: one δ > 0 (result shaped like ``values``) or a sequence/1-D tensor of M values (result stacked along
+            a new leading dim, (M, n) or (M, n, c); a 1-element sequence gives M = 1).
+        chunk_size: tile edge of the kernel built at once (``None``: from a 256 MB budget of temporaries).
+
+    Returns:
+        The low-pass, computed in float64 and returned in ``values``' dtype when that is a floating dtype (float64
+        otherwise), on the device of ``x``.
+
+    Raises:
+        ValueError: fewer than 2 samples, mismatched lengths, wrong dims, non-finite values, δ ≤ 0 or no δ.
+
+    Example:
+        >>> x = torch.tensor([0.0, 1.0, 5.0])
+        >>> gaussian_lowpass(x, torch.tensor([0.0, 2.0, 4.0]), 0.5)
+        tensor([0.5379, 1.4621, 4.0000])
+        >>> gaussian_lowpass(x, torch.tensor([0.0, 2.0, 4.0]), [0.5, 1e9]).shape
+        torch.Size([2, 3])
+    """
+    bank = GaussianFilterBank(x, _as_deltas(delta, "delta")[0], chunk_size=chunk_size, memory_budget=0)
+    _, scalar = _as_deltas(delta, "delta")
+    low = bank.lowpass(values)
+    if values.is_floating_point():
+        low = low.to(values.dtype)
+    return low[0] if scalar else low
+
+
+def low_high_errors(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    output: torch.Tensor,
+    deltas: DeltaLike,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative errors e_low and e_high of ``output`` against ``target`` after a Gaussian low-pass in input space.
+
+    Convention:
+        y^{low,δ} = G_δ-weighted average as in :func:`gaussian_lowpass`, y^{high,δ} = y − y^{low,δ}, the same for
+        h = ``output``; e_low = ‖h^{low} − y^{low}‖_F / ‖y^{low}‖_F, e_high = ‖h^{high} − y^{high}‖_F /
+        ‖y^{high}‖_F, Frobenius norms over samples × channels (slides, "Decompose frequency domain by filtering").
+        For repeated calls on the same inputs use :class:`GaussianFilterBank`, which caches distances and y^{low}.
+
+    Args:
+        x: inputs (n, ...), flattened per sample.
+        target: y, (n,) or (n, c) (e.g. one-hot labels).
+        output: h, the same shape (e.g. softmax outputs).
+        deltas: one δ > 0 or a sequence/1-D tensor of M of them (see :func:`default_deltas`).
+        chunk_size: tile edge of the kernel built at once (``None``: from a 256 MB budget of temporaries).
+
+    Returns:
+        ``(e_low, e_high)``, each (M,) float64 on the device of ``x`` (M = 1 for a single δ).
+
+    Raises:
+        ValueError: bad shapes or lengths, non-finite values, δ ≤ 0, fewer than 2 samples, or a target whose
+            low- or high-frequency part is (numerically) zero for some δ.
+
+    Example:
+        >>> x = torch.linspace(0, 1, 50)
+        >>> y = torch.sin(2 * torch.pi * x) + 0.3 * torch.sin(40 * torch.pi * x)
+        >>> h = torch.sin(2 * torch.pi * x)                       # learnt only the low frequency
+        >>> e_low, e_high = low_high_errors(x, y, h, [1e-3])
+        >>> bool(e_low < 0.1), bool(e_high > 0.9)
+        (True, True)
+    """
+    bank = GaussianFilterBank(x, deltas, chunk_size=chunk_size, memory_budget=0)
+    return bank.errors(target, output)
+
+
+def default_deltas(
+    x: torch.Tensor,
+    n_deltas: int = 20,
+    *,
+    low_quantile: float = 0.001,
+    high_quantile: float = 0.5,
+    max_pairs: int = 100_000,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Scale-free default filter widths δ from the probe inputs' pairwise squared distances.
+
+    PLACEHOLDER
+    """
+    raise NotImplementedError

@@ -1,0 +1,143 @@
+"""Projection of high-dimensional inputs onto their principal direction(s), rescaled to [0, 1] (paper §2.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fp_lightning.functional._validation import check_finite, check_min_samples, check_tensor
+
+__all__ = ["PrincipalProjection", "principal_projection"]
+
+
+@dataclass(frozen=True)
+class PrincipalProjection:
+    """A fitted, frozen projection ``x ↦ (pᵀ(x − μ) − min) / (max − min)``, one column per principal direction.
+
+    Convention:
+        ``directions`` (d, m) holds the top-m unit eigenvectors p of the covariance of the flattened inputs, each
+        signed so that its entry of largest absolute value is positive. ``offset`` (m,) and ``scale`` (m,) are the
+        minimum and the range (max − min) of pᵀx over the fitted samples, so that the fitted samples land in
+        [0, 1]. Centring does not change the rescaled coordinate, so pᵀx is used directly, as in the paper.
+
+    Attributes:
+        directions: principal directions, shape (d, m), float64.
+        offset: minimum of pᵀx over the fitted samples, shape (m,).
+        scale: max − min of pᵀx over the fitted samples, shape (m,).
+        coords: the fitted samples' coordinates, shape (n, m), in [0, 1].
+        eigenvalues: the covariance eigenvalues of the kept directions, descending, shape (m,).
+
+    Example:
+        >>> x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]])
+        >>> proj = principal_projection(x)
+        >>> proj.coords[:, 0]
+        tensor([0.0000, 0.5000, 1.0000], dtype=torch.float64)
+        >>> proj.transform(torch.tensor([[3.0, 6.0]]))[:, 0]
+        tensor([1.5000], dtype=torch.float64)
+    """
+
+    directions: torch.Tensor
+    offset: torch.Tensor
+    scale: torch.Tensor
+    coords: torch.Tensor
+    eigenvalues: torch.Tensor
+
+    @property
+    def n_components(self) -> int:
+        """Number of principal directions kept."""
+        return self.directions.shape[1]
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Project new samples ``x`` (n, ...) with the frozen direction and range; returns (n, m) float64.
+
+        New samples may fall outside [0, 1]; that is expected and not clipped.
+        """
+        flat = _flatten("x", x).to(self.directions.device)
+        if flat.shape[1] != self.directions.shape[0]:
+            raise ValueError(
+                f"`x` has {flat.shape[1]} features per sample, the projection was fitted on {self.directions.shape[0]}."
+            )
+        return (flat @ self.directions - self.offset) / self.scale
+
+
+def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalProjection:
+    """Fit the projection of paper §2.1: top principal direction(s) of ``x``, coordinates rescaled to [0, 1].
+
+    Convention:
+        Flatten each of the n samples to d numbers, centre, take the top ``n_components`` eigenvectors p of the
+        covariance (computed in float64 from the d×d covariance, or from the n×n Gram matrix when n < d; both
+        give the same p). Sign: the entry of p with the largest absolute value is positive.
+        x'_j = pᵀx_j and x_j = (x'_j − min x') / (max x' − min x') ∈ [0, 1].
+
+    Args:
+        x: inputs of shape (n, ...) with n ≥ 2, any trailing shape (images included).
+        n_components: number of principal directions m ≥ 1, at most min(n − 1, d).
+
+    Returns:
+        A frozen :class:`PrincipalProjection`; ``.coords`` is (n, m).
+
+    Raises:
+        ValueError: fewer than 2 samples, non-finite inputs, ``n_components`` out of range, or a degenerate
+            direction (all samples equal along p, so the [0, 1] rescaling is undefined).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(100, 3, generator=g) * torch.tensor([5.0, 1.0, 0.1])
+        >>> proj = principal_projection(x)
+        >>> proj.directions[:, 0].abs().argmax().item()  # the first axis carries most variance
+        0
+        >>> float(proj.coords.min()), float(proj.coords.max())
+        (0.0, 1.0)
+    """
+    flat = _flatten("x", x)
+    check_min_samples("x", flat, 2)
+    n, d = flat.shape
+    if not isinstance(n_components, int) or not 1 <= n_components <= min(n - 1, d):
+        raise ValueError(f"`n_components` must be an int in [1, {min(n - 1, d)}] for {n} samples of {d} features, "
+                         f"got {n_components!r}.")
+    eigenvalues, directions = _top_eigenvectors(flat - flat.mean(dim=0), n_components)
+    directions = _fix_sign(directions)
+    raw = flat @ directions
+    offset = raw.min(dim=0).values
+    scale = raw.max(dim=0).values - offset
+    _check_spread(scale, raw)
+    return PrincipalProjection(directions, offset, scale, (raw - offset) / scale, eigenvalues)
+
+
+def _flatten(name: str, x: torch.Tensor) -> torch.Tensor:
+    """(n, ...) → (n, d) float64, validated."""
+    check_tensor(name, x)
+    if x.ndim < 2:
+        raise ValueError(f"`{name}` must have shape (n, ...) with at least one feature dim, got {tuple(x.shape)}.")
+    flat = x.reshape(x.shape[0], -1).to(torch.float64)
+    return check_finite(name, flat)
+
+
+def _top_eigenvectors(centred: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-m eigenpairs of the covariance, via the smaller of the d×d covariance and the n×n Gram matrix."""
+    n, d = centred.shape
+    if d <= n:
+        values, vectors = torch.linalg.eigh(centred.T @ centred)
+        return values.flip(0)[:m] / (n - 1), vectors.flip(1)[:, :m]
+    # Gram trick: if (X Xᵀ) u = λ u then (XᵀX)(Xᵀu) = λ (Xᵀu), so p = Xᵀu / ‖Xᵀu‖; cheaper when n < d.
+    values, vectors = torch.linalg.eigh(centred @ centred.T)
+    values, vectors = values.flip(0)[:m], vectors.flip(1)[:, :m]
+    directions = centred.T @ vectors
+    return values / (n - 1), directions / directions.norm(dim=0, keepdim=True).clamp_min(1e-300)
+
+
+def _fix_sign(directions: torch.Tensor) -> torch.Tensor:
+    """Make the entry of largest absolute value of each direction positive (a reproducible sign)."""
+    largest = directions.gather(0, directions.abs().argmax(dim=0, keepdim=True))
+    return directions * torch.where(largest < 0, -1.0, 1.0)
+
+
+def _check_spread(scale: torch.Tensor, raw: torch.Tensor) -> None:
+    """Raise when the samples do not spread along a direction (relative to their magnitude)."""
+    magnitude = raw.abs().max(dim=0).values.clamp_min(1.0)
+    degenerate = scale <= 1e-12 * magnitude
+    if bool(degenerate.any()):
+        which = degenerate.nonzero().flatten().tolist()
+        raise ValueError(f"`x` is degenerate along principal direction(s) {which}: all samples project to the same "
+                         "value, so the [0, 1] rescaling is undefined. Use more varied samples.")

@@ -1,0 +1,116 @@
+"""``LowHighFrequencyError``: the Gaussian-filter errors e_low / e_high of the slides, as a Metric."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from fp_lightning.functional._validation import check_positive
+from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas
+from fp_lightning.functional.targets import OutputTransform
+from fp_lightning.metrics._probe import ProbeSetMetric
+
+__all__ = ["LowHighFrequencyError"]
+
+
+class LowHighFrequencyError(ProbeSetMetric):
+    """Relative errors of the low- and high-frequency parts of the outputs, one pair per filter width δ.
+
+    Convention:
+        y^{low,δ}_i = Σ_j G_δ(x_i − x_j) y_j / Σ_j G_δ(x_i − x_j), G_δ(u) = exp(−‖u‖²/(2δ)) on the flattened
+        inputs (δ a variance, in squared input units); y^{high,δ} = y − y^{low,δ}; the same for h.
+        e_low = ‖h^{low} − y^{low}‖_F / ‖y^{low}‖_F and e_high likewise (``low_high_errors``). The δ values
+        (``"auto"``: ``default_deltas`` of the first computed inputs, scale-free) are frozen after the first
+        ``compute()``. Distances, kernels and y^{low} are cached while the stored inputs and targets stay the same,
+        so a fixed probe set only pays for filtering the new outputs each epoch.
+
+    Args:
+        deltas: ``"auto"`` or a list of δ > 0.
+        n_deltas: how many δ ``"auto"`` picks.
+        chunk_size: rows of the kernel built at once (``None``: from the filter bank's memory budget).
+        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
+        kwargs: forwarded to ``torchmetrics.Metric``.
+
+    ``compute()`` returns a dict with ``e_low`` (M,), ``e_high`` (M,) and ``deltas`` (M,).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.rand(200, 2, generator=g)
+        >>> y = torch.sin(6 * x[:, :1])
+        >>> metric = LowHighFrequencyError(deltas=[0.01, 0.1])
+        >>> metric.update(x, y, y)                 # a perfect fit
+        >>> metric.compute()["e_low"]
+        tensor([0., 0.], dtype=torch.float64)
+    """
+
+    def __init__(
+        self,
+        deltas: str | Sequence[float] = "auto",
+        n_deltas: int = 8,
+        chunk_size: int | None = None,
+        output_transform: OutputTransform = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(output_transform=output_transform, **kwargs)
+        self.fitted_deltas = _check_deltas(deltas)
+        if not isinstance(n_deltas, int) or n_deltas < 1:
+            raise ValueError(f"`n_deltas` must be an int ≥ 1, got {n_deltas!r}.")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"`chunk_size` must be None or an int ≥ 1, got {chunk_size!r}.")
+        self.n_deltas = n_deltas
+        self.chunk_size = chunk_size
+        self._bank: GaussianFilterBank | None = None
+        self._bank_inputs: torch.Tensor | None = None
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """e_low and e_high for every δ on all stored samples."""
+        x, y, h = self._gathered()
+        if self.fitted_deltas is None:
+            self.fitted_deltas = default_deltas(x, self.n_deltas).cpu()
+        bank = self._filter_bank(x)
+        e_low, e_high = bank.errors(y, h)
+        return {"e_low": e_low, "e_high": e_high, "deltas": self.fitted_deltas.to(e_low.device)}
+
+    def _filter_bank(self, x: torch.Tensor) -> GaussianFilterBank:
+        """The cached filter bank for these inputs (rebuilt only when the inputs change)."""
+        if self._bank is None or self._bank_inputs is None or not torch.equal(self._bank_inputs, x):
+            self._bank = GaussianFilterBank(x, self.fitted_deltas.to(x.device), chunk_size=self.chunk_size)
+            self._bank_inputs = x
+        return self._bank
+
+    def plot(self, val: dict[str, torch.Tensor] | None = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
+        """Draw e_low and e_high against δ (log scale): low-frequency errors on the left, high on the right.
+
+        Example:
+            >>> metric = LowHighFrequencyError(deltas=[0.01, 0.1])
+            >>> x = torch.linspace(0, 1, 50).unsqueeze(1)
+            >>> metric.update(x, torch.zeros(50, 1) + 0.1, torch.sin(12 * x))
+            >>> fig, ax = metric.plot()
+        """
+        val = self.compute() if val is None else val
+        if ax is None:
+            fig = Figure(figsize=(5.0, 3.5), layout="constrained")
+            ax = fig.add_subplot()
+        deltas = np.asarray(val["deltas"].cpu(), float)
+        ax.plot(deltas, np.asarray(val["e_low"].cpu(), float), "o-", color="tab:red", label="e_low")
+        ax.plot(deltas, np.asarray(val["e_high"].cpu(), float), "s--", color="tab:blue", label="e_high")
+        ax.set_xscale("log")
+        ax.set_xlabel("δ (filter variance)")
+        ax.set_ylabel("relative error")
+        ax.legend()
+        return ax.figure, ax
+
+
+def _check_deltas(deltas: str | Sequence[float]) -> torch.Tensor | None:
+    if isinstance(deltas, str):
+        if deltas != "auto":
+            raise ValueError(f"`deltas` must be 'auto' or a list of positive numbers, got {deltas!r}.")
+        return None
+    values = torch.as_tensor(list(deltas), dtype=torch.float64)
+    check_positive("deltas", values)
+    return values

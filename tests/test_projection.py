@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fp_lightning.functional import principal_projection
+from tests._data import mnist_test_subset
+
+
+def _numpy_projection(x: np.ndarray, m: int) -> np.ndarray:
+    """Independent oracle: numpy eigh of the covariance, sign by largest |entry|, rescale to [0, 1]."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    cov = np.cov(flat, rowvar=False)
+    w, v = np.linalg.eigh(cov)
+    p = v[:, ::-1][:, :m]
+    p = p * np.sign(p[np.abs(p).argmax(axis=0), np.arange(m)])
+    raw = flat @ p
+    return (raw - raw.min(0)) / (raw.max(0) - raw.min(0))
+
+
+def test_matches_numpy_eigh_on_mnist_images():
+    images, _ = mnist_test_subset(400)
+    proj = principal_projection(torch.from_numpy(images), n_components=2)
+    np.testing.assert_allclose(proj.coords.numpy(), _numpy_projection(images, 2), atol=1e-9)
+    assert proj.coords.min() == 0.0 and proj.coords.max() == 1.0
+
+
+def test_gram_path_equals_covariance_path():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 200, generator=g, dtype=torch.float64)  # n < d: Gram trick
+    x[:, 0] *= 10
+    proj = principal_projection(x)
+    np.testing.assert_allclose(proj.coords.numpy(), _numpy_projection(x.numpy(), 1), atol=1e-9)
+    assert torch.allclose(proj.directions.norm(dim=0), torch.ones(1, dtype=torch.float64))
+
+
+def test_sign_convention_largest_entry_positive():
+    x = torch.tensor([[0.0, 0.0], [-1.0, -3.0], [-2.0, -6.0], [1.0, 3.1]])
+    p = principal_projection(x).directions[:, 0]
+    assert p[p.abs().argmax()] > 0
+
+
+def test_transform_uses_frozen_direction_and_range():
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    proj = principal_projection(x)
+    new = proj.transform(torch.tensor([[4.0, 4.0], [1.0, 1.0]]))
+    assert torch.allclose(new[:, 0], torch.tensor([2.0, 0.5], dtype=torch.float64))
+
+
+def test_images_of_any_shape():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 3, 8, 8, generator=g)
+    assert principal_projection(x).coords.shape == (50, 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scale=st.floats(0.01, 100.0), shift=st.floats(-5, 5))
+def test_affine_invariance_of_coords(scale, shift):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64) * torch.tensor([4.0, 1, 1, 0.5, 0.1], dtype=torch.float64)
+    a = principal_projection(x).coords
+    b = principal_projection(x * scale + shift).coords
+    assert torch.allclose(a, b, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("x", "kwargs", "match"),
+    [
+        (torch.ones(1, 3), {}, "`x`"),
+        (torch.ones(5, 3), {}, "degenerate"),
+        (torch.tensor([[0.0, 1.0], [float("nan"), 2.0]]), {}, "`x` must be finite"),
+        (torch.ones(5), {}, "`x`"),
+        (torch.rand(5, 3), {"n_components": 0}, "`n_components`"),
+        (torch.rand(5, 3), {"n_components": 4}, "`n_components`"),
+    ],
+)
+def test_bad_input(x, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        principal_projection(x, **kwargs)
+
+
+def test_transform_rejects_other_feature_count():
+    proj = principal_projection(torch.rand(10, 3))
+    with pytest.raises(ValueError, match="`x` has 4 features"):
+        proj.transform(torch.rand(2, 4))
