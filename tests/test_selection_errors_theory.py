@@ -19,8 +19,9 @@ def _numpy_peaks(amp: np.ndarray) -> list[int]:
     """Oracle written as a plain loop over k."""
     peaks = []
     for k in range(1, len(amp)):
+        left = amp[k - 1] if k > 1 else -np.inf
         right = amp[k + 1] if k + 1 < len(amp) else -np.inf
-        if amp[k] > amp[k - 1] * (k > 1) - np.inf * (k == 1) and amp[k] > right:
+        if amp[k] > left and amp[k] > right:
             peaks.append(k)
     return peaks
 

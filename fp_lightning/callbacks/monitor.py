@@ -188,7 +188,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.filtering.reset()
         self.spectral.update(self.probe.inputs, outputs, self.probe.targets)
         self.filtering.update(self.probe.inputs, outputs, self.probe.targets)
-        spectral, filtering = self.spectral.compute(), self.filtering.compute()
+        spectral, filtering = _vectors(self.spectral.compute()), _vectors(self.filtering.compute())
         history = self._history_for(spectral, filtering)
         low_share = self._low_share(history, float(spectral["loss_low"]), float(spectral["loss_high"]))
         history.append(epoch=epoch, step=trainer.global_step, delta_f=spectral["delta_f"].cpu(),
@@ -254,9 +254,12 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         except Exception as error:
             if self.strict:
                 raise
-            self._warn_once(f"{what}:{type(error).__name__}",
-                            f"FrequencyPrincipleMonitor skipped {what}: {type(error).__name__}: {error}. "
-                            "Training goes on; pass strict=True to raise instead.")
+            # one warning per kind of fault (not per epoch): a diverged run should not flood the log
+            kind = what.split()[0]
+            self._warn_once(f"{kind}:{type(error).__name__}",
+                            f"FrequencyPrincipleMonitor skipped {what}: {type(error).__name__}: "
+                            f"{str(error).rstrip('.')}. Training goes on (later epochs with the same fault are "
+                            "skipped silently); pass strict=True to raise instead.")
             return None
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -321,6 +324,12 @@ def _gather_shards(trainer: Any, local: torch.Tensor, total: int) -> torch.Tenso
     padded[: local.shape[0]] = local
     gathered = trainer.strategy.all_gather(padded)  # (world, longest, ...)
     return torch.cat([gathered[rank, : s.stop - s.start] for rank, s in enumerate(sizes)])
+
+
+def _vectors(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo torchmetrics' squeezing of one-element results (one tracked k or one δ must stay a vector)."""
+    vector_keys = ("delta_f", "freqs", "e_low", "e_high", "deltas")
+    return {key: value.reshape(-1) if key in vector_keys else value for key, value in values.items()}
 
 
 def _amplitude(spec: torch.Tensor) -> list[float]:

@@ -189,4 +189,4 @@ def safe_extract_tar(archive: str | os.PathLike[str], dest_dir: str | os.PathLik
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, members=members, filter="data")
         else:  # pragma: no cover - Python without PEP 706 filters; members were checked above
-            tar.extractall(dest, members=members)  # noqa: S202
+            tar.extractall(dest, members=members)

@@ -88,6 +88,12 @@ class _ImageDataModule(pl.LightningDataModule):
         self.noise_mask: torch.Tensor | None = None
         #: the training labels before noise, int64 (after ``setup("fit")``).
         self.clean_train_labels: torch.Tensor | None = None
+        #: positions in the training split of the training / validation images (after ``setup("fit")``).
+        self.train_indices: torch.Tensor | None = None
+        self.val_indices: torch.Tensor | None = None
+        if self.val_fraction > 0:
+            # Lightning runs a validation loop only when `val_dataloader` is defined: define it only when there is one.
+            self.val_dataloader = self._val_dataloader
 
     # -- loading ---------------------------------------------------------------------------------------------------
     def _load(self, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +140,9 @@ class _ImageDataModule(pl.LightningDataModule):
         idx = torch.arange(n)
         if self.subset_size is not None:
             if self.subset_size > n:
-                raise ValueError(f"`subset_size`={self.subset_size} exceeds the {n} images of the {self.train_split} split.")
+                raise ValueError(
+                    f"`subset_size`={self.subset_size} exceeds the {n} images of the {self.train_split} split."
+                )
             idx = torch.sort(torch.randperm(n, generator=self._generator(1))[: self.subset_size]).values
         val_idx = None
         if self.val_fraction > 0:
@@ -144,6 +152,7 @@ class _ImageDataModule(pl.LightningDataModule):
             perm = torch.randperm(idx.numel(), generator=self._generator(2))
             val_idx = torch.sort(idx[perm[:n_val]]).values
             idx = torch.sort(idx[perm[n_val:]]).values
+        self.train_indices, self.val_indices = idx, val_idx
         train_labels = labels[idx]
         self.clean_train_labels = train_labels.clone()
         noisy, self.noise_mask = corrupt_labels(
@@ -167,17 +176,15 @@ class _ImageDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of the training set (shuffling seeded by ``seed``)."""
+        """Return shuffled batches of the training set (shuffling seeded by ``seed``)."""
         return self._loader(self.train_dataset, "training", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader | list:
-        """The held-out part of the training split (clean labels), or no loader when ``val_fraction`` is 0."""
-        if self.val_dataset is None:
-            return []
+    def _val_dataloader(self) -> DataLoader:
+        """Return the held-out part of the training split (clean labels); bound as ``val_dataloader`` if any."""
         return self._loader(self.val_dataset, "validation", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The whole other split (``"train"`` when training on ``"test"`` and vice versa), never noisy."""
+        """Return the whole other split (``"train"`` when training on ``"test"`` and vice versa), never noisy."""
         return self._loader(self.test_dataset, "test", shuffle=False)
 
 
@@ -197,7 +204,9 @@ class MNISTDataModule(_ImageDataModule):
             ``round(label_noise · n)`` labels change) or ``"all"`` (drawn among all 10 digits).
         target: ``"class"`` (int64 labels, shape (B,)) or ``"scalar"`` (the digit as float32, shape (B, 1)).
         normalize: standardize with MNIST's mean 0.1307 and std 0.3081 instead of keeping [0, 1].
-        val_fraction: hold out this fraction of the training images (after ``subset_size``) as a validation set.
+        val_fraction: hold out this fraction of the training images (after ``subset_size``) as a validation set,
+            with clean labels; ``val_dataloader`` exists only when it is > 0 (so Lightning runs no validation loop
+            otherwise).
         num_workers: DataLoader worker processes.
         seed: seeds the subset, the validation split, the label noise and the shuffling (own generators, never
             the global RNG).

@@ -15,7 +15,8 @@ Backends
 ``"finufft"``
     CPU type-1 NUFFT (`FINUFFT <https://finufft.readthedocs.io>`_, ``isign=-1``) on ``t_j = 2π·x_j ∈ [0, 2π)``:
     ``2K`` centred modes ``−K … K−1`` are requested and the ``k ≥ 0`` half is kept; the ``c`` channels go in one
-    call (``n_trans = c``). CUDA tensors are moved to the CPU and the result moved back.
+    call (``n_trans = c``). It runs on one thread below ``2**17`` point-channel pairs (threads only add overhead
+    there) and on ``torch.get_num_threads()`` threads above. CUDA tensors are moved to the CPU and back.
 ``"cufinufft"``
     The same transform on a CUDA device (optional extra: ``pip install fp-lightning[cuda]``); the tensors must be
     on a CUDA device and are handed to cuFINUFFT without a copy, on the current torch stream of their device.
@@ -56,6 +57,8 @@ BACKENDS: tuple[str, ...] = ("auto", "finufft", "cufinufft", "direct")
 _DEFAULT_CHUNK = 2**22
 # The smallest tolerance FINUFFT accepts in double precision is about 1e-15; smaller requests are raised to it.
 _MIN_EPS = 1e-15
+# FINUFFT runs single-threaded below this many point-channel pairs, and with torch's thread count above.
+_FINUFFT_SERIAL_BELOW = 2**17
 _LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32, torch.complex32, torch.complex64)
 
 
@@ -246,7 +249,9 @@ def _spectrum_finufft(x: Tensor, v: Tensor, K: int, eps: float) -> Tensor:
     t = _fold_angles(x.cpu()).numpy()
     data = _strengths(v.cpu()).numpy()
     # 2K centred modes -K..K-1 (FINUFFT's default CMCL order): k = 0 sits at index K.
-    modes = finufft.nufft1d1(t, data, n_modes=(2 * K,), eps=eps, isign=-1, nthreads=torch.get_num_threads())
+    # Threads cost more than they save on small inputs (an OpenMP barrier per call, dreadful on a busy machine).
+    threads = 1 if t.size * v.shape[1] < _FINUFFT_SERIAL_BELOW else torch.get_num_threads()
+    modes = finufft.nufft1d1(t, data, n_modes=(2 * K,), eps=eps, isign=-1, nthreads=threads)
     modes = modes.reshape(-1, 2 * K)[:, K:]
     return torch.from_numpy(modes.T.copy())
 

@@ -1,0 +1,223 @@
+"""Benchmark: ``low_high_errors`` against the dense numpy computation of the authors' filtering scripts.
+
+Workload: the first ``--n`` CIFAR-10 test images (``test_batch``, scaled to [0, 1], flattened to 3072 numbers),
+one-hot labels as the target, a fixed "output" (softmax of random logits from a seeded numpy Generator), and
+``--n-deltas`` filter widths from ``default_deltas``.
+
+Methods, run one after the other in the same process on the same float64 arrays:
+
+* ``dense numpy`` (the baseline): what the authors' ``filter_gd.py`` does, written here from its description —
+  the full n × n squared-distance matrix −2·X·Xᵀ + ‖x_i‖² + ‖x_j‖² in float64, then for every δ the full kernel
+  exp(−D/(2δ)), normalised by its row sums, and the matrix products with the target and the output, then the
+  Frobenius norms. (The authors keep all M normalised kernels in memory at once; the baseline here keeps one at
+  a time, which only lowers its peak memory, so the memory ratio below is conservative.)
+* ``low_high_errors``: this package (tiles of the upper block triangle, all δ per tile, no n × n array).
+* ``GaussianFilterBank.errors, next epoch``: the cached operator as the metric uses it, timed on its second call
+  with the same target and a new output (the squared distances and y^{low} are cached, so only the new output
+  is filtered). Reported for information; the speed target concerns the one-shot call.
+
+Time: ``time.perf_counter`` around one call after a small warm-up of both libraries (BLAS/MKL thread start-up).
+Peak memory: the process's peak resident set size (``VmHWM`` in /proc/self/status) is reset before each method
+by writing ``5`` to /proc/self/clear_refs, and the peak reached during the method minus the resident size just
+before it is reported. This counts numpy and torch allocations alike (tracemalloc would miss torch's). The inputs
+(n × 3072 float64, shared by both methods without a copy) are allocated before and are not counted. Where
+/proc/self/clear_refs cannot be written, each method instead runs in a fresh subprocess and the same difference
+is taken from that process's own VmHWM.
+
+Usage: ``python benchmarks/bench_filtering.py [--n 5000] [--n-deltas 20] [--data DIR] [--out FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas, low_high_errors  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "filtering.json"
+
+
+def load_workload(data_dir: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(x (n, 3072) float64 in [0, 1], y one-hot (n, 10), h softmax of seeded random logits (n, 10))``."""
+    with open(data_dir / "cifar-10-batches-py" / "test_batch", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    data = np.asarray(batch[b"data"])
+    if n > data.shape[0]:
+        raise SystemExit(f"--n {n} exceeds the {data.shape[0]} images of test_batch")
+    x = data[:n].astype(np.float64) / 255.0
+    y = np.eye(10)[np.asarray(batch[b"labels"][:n])]
+    logits = np.random.default_rng(seed).normal(size=(n, 10))
+    h = np.exp(logits - logits.max(axis=1, keepdims=True))
+    h /= h.sum(axis=1, keepdims=True)
+    return x, y, h
+
+
+def dense_numpy_errors(x: np.ndarray, y: np.ndarray, h: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The baseline: dense float64 n × n distances and, per δ, the dense normalised kernel and its products."""
+    sq = np.sum(x**2, axis=1)
+    dist = -2.0 * (x @ x.T) + sq + sq[:, None]
+    e_low, e_high = [], []
+    for delta in deltas:
+        kernel = np.exp(-dist / 2.0 / delta)
+        kernel = kernel / np.sum(kernel, axis=1, keepdims=True)
+        y_low, h_low = kernel @ y, kernel @ h
+        del kernel
+        e_low.append(np.linalg.norm(h_low - y_low) / np.linalg.norm(y_low))
+        e_high.append(np.linalg.norm((h - h_low) - (y - y_low)) / np.linalg.norm(y - y_low))
+    return np.array(e_low), np.array(e_high)
+
+
+def ours_errors(x: np.ndarray, y: np.ndarray, h: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, ...]:
+    e_low, e_high = low_high_errors(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(h),
+                                    torch.from_numpy(deltas))
+    return e_low.numpy(), e_high.numpy()
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _can_reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn, *args) -> tuple[object, float, float]:
+    """Run ``fn(*args)`` once; return its result, seconds, and peak RSS above the starting RSS in MiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    start_rss = _status_kb("VmRSS")
+    t0 = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - t0
+    peak = _status_kb("VmHWM")
+    return result, seconds, (peak - start_rss) / 1024
+
+
+def _epoch_call(bank: GaussianFilterBank, y: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, ...]:
+    e_low, e_high = bank.errors(torch.from_numpy(y), torch.from_numpy(h2))
+    return e_low.numpy(), e_high.numpy()
+
+
+def _warm_up() -> None:
+    a = np.random.default_rng(1).random((256, 512))
+    _ = np.exp(a @ a.T)
+    t = torch.from_numpy(a)
+    _ = torch.exp(t @ t.T)
+
+
+def run_method(name: str, x, y, h, deltas) -> dict:
+    """Measure one method in this process."""
+    _warm_up()
+    if name == "dense":
+        (e_low, e_high), seconds, peak = measure(dense_numpy_errors, x, y, h, deltas)
+    elif name == "ours":
+        (e_low, e_high), seconds, peak = measure(ours_errors, x, y, h, deltas)
+    elif name == "epoch":
+        bank = GaussianFilterBank(torch.from_numpy(x), torch.from_numpy(deltas))
+        bank.errors(torch.from_numpy(y), torch.from_numpy(h))  # first epoch: fills the caches
+        h2 = np.roll(h, 1, axis=1)  # a new output of the same target
+        (e_low, e_high), seconds, peak = measure(_epoch_call, bank, y, h2)
+    else:
+        raise ValueError(name)
+    return {"seconds": seconds, "peak_mib": peak, "e_low": np.asarray(e_low).tolist(),
+            "e_high": np.asarray(e_high).tolist()}
+
+
+def _run_in_subprocess(name: str, args: argparse.Namespace) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", name, "--n", str(args.n), "--n-deltas",
+                          str(args.n_deltas), "--data", str(args.data)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="number of CIFAR-10 test images (default 5000)")
+    parser.add_argument("--n-deltas", type=int, default=20, help="number of filter widths (default 20)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding cifar-10-batches-py/")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument("--worker", choices=["dense", "ours", "epoch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    x, y, h = load_workload(args.data, args.n)
+    deltas = default_deltas(torch.from_numpy(x), args.n_deltas).numpy()
+    if args.worker:
+        print(json.dumps(run_method(args.worker, x, y, h, deltas)))
+        return {}
+
+    in_process = _can_reset_peak()
+    results = {}
+    for name in ("dense", "ours", "epoch"):
+        results[name] = run_method(name, x, y, h, deltas) if in_process else _run_in_subprocess(name, args)
+
+    ref_low, ref_high = np.array(results["dense"]["e_low"]), np.array(results["dense"]["e_high"])
+    for name in ("ours",):
+        results[name]["max_rel_diff_e_low"] = float(np.max(np.abs(np.array(results[name]["e_low"]) - ref_low)
+                                                           / np.abs(ref_low)))
+        results[name]["max_rel_diff_e_high"] = float(np.max(np.abs(np.array(results[name]["e_high"]) - ref_high)
+                                                            / np.abs(ref_high)))
+    dense, ours, epoch = results["dense"], results["ours"], results["epoch"]
+    summary = {
+        "n": args.n,
+        "d": int(x.shape[1]),
+        "n_deltas": args.n_deltas,
+        "deltas": deltas.tolist(),
+        "memory_method": "in-process VmHWM reset via /proc/self/clear_refs" if in_process
+        else "one subprocess per method, VmHWM minus RSS before the call",
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "speedup": dense["seconds"] / ours["seconds"],
+        "memory_ratio": ours["peak_mib"] / dense["peak_mib"],
+        "max_rel_diff": max(ours["max_rel_diff_e_low"], ours["max_rel_diff_e_high"]),
+        "results": results,
+    }
+
+    rows = [
+        ("dense numpy (baseline)", dense["seconds"], dense["peak_mib"], "1.00x", "-"),
+        ("low_high_errors", ours["seconds"], ours["peak_mib"], f"{summary['speedup']:.2f}x",
+         f"{summary['max_rel_diff']:.1e}"),
+        ("GaussianFilterBank.errors, next epoch", epoch["seconds"], epoch["peak_mib"],
+         f"{dense['seconds'] / epoch['seconds']:.2f}x", "-"),
+    ]
+    print(f"n = {args.n} CIFAR-10 images (d = {x.shape[1]}), {args.n_deltas} deltas "
+          f"[{deltas[0]:.3g} … {deltas[-1]:.3g}], torch threads = {torch.get_num_threads()}")
+    print(f"{'method':<40}{'time [s]':>10}{'peak [MiB]':>12}{'speed-up':>10}{'max rel diff':>14}")
+    for name, seconds, peak, speed, diff in rows:
+        print(f"{name:<40}{seconds:>10.2f}{peak:>12.1f}{speed:>10}{diff:>14}")
+    print(f"memory ratio (ours / baseline) = {summary['memory_ratio']:.3f}; memory: {summary['memory_method']}")
+    if summary["max_rel_diff"] > 1e-4:
+        print("WARNING: e_low / e_high differ from the baseline by more than 1e-4")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Data: MNIST / CIFAR-10 readers and LightningDataModules, and the paper's 1-D tasks.
+
+Datasets are read from a folder (``data_dir`` argument, else ``$FP_DATA_DIR``, else ``~/.cache/fp_lightning/data``)
+in torchvision's layout; the MNIST test split also ships inside the package. Missing files are downloaded only when
+allowed, from the official mirrors (or ``$FP_DATA_MIRROR``), with MD5 checks.
+"""
+
+from fp_lightning.data._download import DatasetDownloadError, default_data_dir, md5sum
+from fp_lightning.data.cifar import CIFAR10_CLASSES, download_cifar10, load_cifar10
+from fp_lightning.data.datamodules import CIFAR10DataModule, MNISTDataModule
+from fp_lightning.data.label_noise import corrupt_labels
+from fp_lightning.data.mnist import download_mnist, load_mnist, read_idx
+from fp_lightning.data.synthetic import (
+    F0_FUNCTIONS,
+    STAIRCASE_PRESETS,
+    SineSeries1DDataModule,
+    Staircase1DDataModule,
+    evenly_spaced,
+    quantize,
+    sine_series,
+    staircase,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "F0_FUNCTIONS",
+    "STAIRCASE_PRESETS",
+    "CIFAR10DataModule",
+    "DatasetDownloadError",
+    "MNISTDataModule",
+    "SineSeries1DDataModule",
+    "Staircase1DDataModule",
+    "corrupt_labels",
+    "default_data_dir",
+    "download_cifar10",
+    "download_mnist",
+    "evenly_spaced",
+    "load_cifar10",
+    "load_mnist",
+    "md5sum",
+    "quantize",
+    "read_idx",
+    "sine_series",
+    "staircase",
+]

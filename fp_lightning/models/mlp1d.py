@@ -1,0 +1,63 @@
+"""The paper's tanh network for the 1-D tasks (Figs. 3–6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from fp_lightning.models._base import FPModule, make_mlp
+
+__all__ = ["TanhMLP1D"]
+
+
+class TanhMLP1D(FPModule):
+    """Fully connected tanh network 1-200-200-200-100-1 for the 1-D staircase and sine-series tasks.
+
+    Paper, Fig. 3 (also used for Figs. 4–6): "a full-connected tanh-DNN of 4 hidden layers with width:
+    200-200-200-100 … initialized following a Gaussian distribution with mean 0 and standard deviation 0.1 …
+    trained by full batch Adam optimizer with learning rate 2×10⁻⁵ … the loss function is the mean squared error".
+    Pair it with a 1-D datamodule whose ``batch_size`` is ``None`` (full batch). See
+    :class:`~fp_lightning.models.FPModule` for loss, logging and initialization conventions.
+
+    Args:
+        in_features: input dimension.
+        hidden: widths of the hidden layers.
+        num_outputs: output dimension.
+        activation: ``"tanh"`` (paper) or ``"relu"`` (the paper's Fig. 7a).
+        loss: ``"mse"`` (paper) or ``"cross_entropy"``.
+        optimizer: ``"adam"`` (paper) or ``"sgd"``.
+        lr: learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        init_std: standard deviation of the Gaussian initialization, ``None`` for PyTorch's default.
+        init_seed: seed of a private generator for the initialization (``None``: global RNG).
+
+    Example:
+        >>> model = TanhMLP1D(init_seed=0)
+        >>> model(torch.zeros(5, 1)).shape
+        torch.Size([5, 1])
+        >>> sum(p.numel() for p in model.parameters())  # 400 + 2·40200 + 20100 + 101
+        101001
+    """
+
+    def __init__(
+        self,
+        in_features: int = 1,
+        hidden: Sequence[int] = (200, 200, 200, 100),
+        num_outputs: int = 1,
+        activation: str = "tanh",
+        loss: str = "mse",
+        optimizer: str = "adam",
+        lr: float = 2e-5,
+        momentum: float = 0.0,
+        init_std: float | None = 0.1,
+        init_seed: int | None = None,
+    ) -> None:
+        super().__init__(num_outputs, loss, optimizer, lr, momentum, init_std, init_seed)
+        if not (isinstance(in_features, int) and in_features >= 1):
+            raise ValueError(f"`in_features` must be an int ≥ 1, got {in_features!r}.")
+        self.save_hyperparameters()
+        self.in_features = in_features
+        self.net = make_mlp((in_features, *(int(h) for h in hidden), num_outputs), activation)
+        self.example_input_array = torch.zeros(1, in_features)
+        self._init_weights()

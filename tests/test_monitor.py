@@ -1,0 +1,208 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from fp_lightning import FrequencyPrincipleMonitor
+from fp_lightning.callbacks import load_history
+from fp_lightning.functional import low_high_errors, nufft_spectrum, principal_projection, relative_spectral_error
+from tests._lightning import DictDataset, loader, make_module, regression_data
+
+TRAINER_KW = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+
+
+def _fit(tmp_path, epochs=3, monitor=None, module=None, data=None, logger=True, **kw):
+    seed_everything(0, verbose=False)
+    module = module() if callable(module) else make_module()  # built after seeding: same initial weights
+    callbacks = [monitor] if monitor is not None else []
+    log = TensorBoardLogger(tmp_path, name="tb") if logger is True else logger
+    trainer = Trainer(max_epochs=epochs, callbacks=callbacks, logger=log, default_root_dir=tmp_path, **TRAINER_KW,
+                      **kw)
+    trainer.fit(module, loader(data if data is not None else regression_data()))
+    return trainer, module
+
+
+def test_logs_keys_and_values_match_direct_computation(tmp_path):
+    data = regression_data()
+    monitor = FrequencyPrincipleMonitor(probe_size=200, n_freqs=24, deltas=[0.01, 0.1], batch_size=64)
+    trainer, module = _fit(tmp_path, monitor=monitor, data=data)
+    metrics = trainer.callback_metrics
+    freqs = monitor.history.freqs
+    for k in freqs:
+        assert f"fp/delta_f/k={k}" in metrics
+    for key in ("fp/e_low/delta=0.01", "fp/e_high/delta=0.1", "fp/loss_low", "fp/loss_high", "fp/low_share"):
+        assert key in metrics
+    # independent recomputation on the final model, the same probe samples
+    idx = torch.randperm(256, generator=torch.Generator().manual_seed(0))[:200].sort().values
+    x, y = data.tensors[0][idx], data.tensors[1][idx]
+    module.eval()
+    with torch.no_grad():
+        h = module(x)
+    coords = principal_projection(x).coords[:, 0]
+    fy, fh = nufft_spectrum(coords, y.double(), 24, backend="direct"), nufft_spectrum(coords, h.double(), 24,
+                                                                                      backend="direct")
+    expected = relative_spectral_error(fy[freqs], fh[freqs])
+    got = torch.tensor([float(metrics[f"fp/delta_f/k={k}"]) for k in freqs], dtype=torch.float64)
+    assert torch.allclose(got, expected, rtol=1e-4)
+    e_low, e_high = low_high_errors(x, y, h, [0.01, 0.1])
+    assert float(metrics["fp/e_low/delta=0.1"]) == pytest.approx(float(e_low[1]), rel=1e-4)
+    assert float(metrics["fp/e_high/delta=0.01"]) == pytest.approx(float(e_high[0]), rel=1e-4)
+
+
+def test_history_file_and_panels(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=128, n_freqs=16, n_deltas=2)
+    trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor)
+    saved = load_history(f"{trainer.log_dir}/fp_history.npz")
+    assert saved["epoch"].tolist() == [0, 1, 2]
+    assert saved["delta_f"].shape == (3, len(saved["freqs"]))
+    assert saved["e_low"].shape == (3, 2)
+    assert np.isnan(saved["low_share"][0]) and np.isfinite(saved["low_share"][1:]).all()
+    raw = np.load(f"{trainer.log_dir}/fp_history.npz")  # loadable without the package
+    assert np.allclose(raw["delta_f"], monitor.history.as_arrays()["delta_f"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(trainer.log_dir, size_guidance={"images": 0}).Reload()
+    images = events.Tags()["images"]
+    assert "fp/delta_f_heatmap" in images and "fp/spectra" in images
+    assert sum(tag.startswith("fp/low_high_heatmap/delta=") for tag in images) == 2
+    assert len(events.Images("fp/delta_f_heatmap")) == 3
+
+
+def test_never_changes_training(tmp_path):
+    """Same seeded run with dropout (uses the RNG) with and without the monitor: identical weights."""
+    _, plain = _fit(tmp_path / "a", module=lambda: make_module(dropout=0.3), logger=False)
+    monitor = FrequencyPrincipleMonitor(probe_size=100, n_freqs=16, deltas=[0.1])
+    _, watched = _fit(tmp_path / "b", monitor=monitor, module=lambda: make_module(dropout=0.3), logger=False)
+    for p, q in zip(plain.parameters(), watched.parameters()):
+        assert torch.equal(p, q)
+    assert len(monitor.history) == 4
+
+
+def test_restores_each_submodule_mode(tmp_path):
+    from fp_lightning.callbacks.monitor import _forward_in_eval
+
+    module = make_module(dropout=0.5)
+    module.train()
+    module.net[2].eval()  # a user-frozen submodule must stay in eval
+    inputs = torch.rand(10, 4)
+    state = torch.random.get_rng_state()
+    _forward_in_eval(module, inputs, batch_size=3)
+    assert module.training and module.net[0].training and not module.net[2].training
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_faults_warn_and_training_goes_on(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
+    with pytest.warns(UserWarning, match="skipped epoch 2: ValueError: `preds` must be finite"):
+        trainer, _ = _fit(tmp_path, epochs=4, monitor=monitor, module=lambda: make_module(nan_after=1), logger=False)
+    assert trainer.current_epoch == 4
+    assert [e for e in monitor.history.records["epoch"]] == [0, 1]
+
+
+def test_shape_mismatch_warns(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
+    with pytest.warns(UserWarning, match="does not match `target`"):
+        _fit(tmp_path, epochs=1, monitor=monitor, module=lambda: make_module(out_features=3), logger=False)
+
+
+def test_strict_raises(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1], strict=True)
+    with pytest.raises(ValueError, match="`preds` must be finite"):
+        _fit(tmp_path, epochs=3, monitor=monitor, module=lambda: make_module(nan_after=1), logger=False)
+
+
+def test_small_dataset_and_no_targets(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=1000, n_freqs=16, deltas=[0.1])
+    with pytest.warns(UserWarning, match="fewer than probe_size=1000"):
+        _fit(tmp_path, epochs=1, monitor=monitor, logger=False)
+    assert len(monitor.probe) == 256
+
+    class NoTargets(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return torch.rand(4)
+
+    from fp_lightning.callbacks.probe_set import sample_probe_set
+
+    with pytest.raises(ValueError, match="no target"):
+        sample_probe_set(NoTargets(), 5, 0)
+
+
+def test_dict_batches_with_keys(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=100, n_freqs=16, deltas=[0.1], input_key="features",
+                                        strict=True)
+    _fit(tmp_path, epochs=1, monitor=monitor, data=DictDataset(regression_data()), logger=False)
+    assert len(monitor.history) == 2
+
+
+def test_other_logger_warns_once_scalars_only(tmp_path):
+    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor, logger=CSVLogger(tmp_path))
+    assert sum("no TensorBoardLogger" in str(w.message) for w in caught) == 1
+    assert "fp/loss_low" in trainer.callback_metrics
+
+
+def test_resume_continues_history(tmp_path):
+    kw = dict(probe_size=128, n_freqs=16, deltas=[0.05])
+    full = FrequencyPrincipleMonitor(**kw)
+    _fit(tmp_path / "full", epochs=4, monitor=full, logger=False)
+    first = FrequencyPrincipleMonitor(**kw)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    seed_everything(0, verbose=False)
+    module = make_module()
+    Trainer(max_epochs=2, callbacks=[first, ckpt], logger=False, **TRAINER_KW).fit(module, loader(regression_data()))
+    resumed = FrequencyPrincipleMonitor(**kw)
+    seed_everything(0, verbose=False)
+    Trainer(max_epochs=4, callbacks=[resumed], logger=False, **TRAINER_KW).fit(
+        make_module(), loader(regression_data()), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert resumed.history.records["epoch"] == [0, 1, 2, 3, 4]
+    assert resumed.history.freqs == full.history.freqs
+    np.testing.assert_allclose(np.array(resumed.history.records["delta_f"][:3]),
+                               np.array(full.history.records["delta_f"][:3]), rtol=1e-6)
+
+
+def test_pytorch_lightning_trainer(tmp_path):
+    pl = pytest.importorskip("pytorch_lightning")
+    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1], strict=True)
+    pl.seed_everything(0)
+    trainer = pl.Trainer(max_epochs=1, callbacks=[monitor], logger=pl.loggers.TensorBoardLogger(tmp_path),
+                         **TRAINER_KW)
+    trainer.fit(make_module("pytorch_lightning"), loader(regression_data()))
+    assert "fp/loss_high" in trainer.callback_metrics and len(monitor.history) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"probe_size": 1}, "`probe_size`"),
+        ({"every_n_epochs": 0}, "`every_n_epochs`"),
+        ({"n_freqs": 2}, "`n_freqs`"),
+        ({"frequencies": "peaks"}, "`frequencies`"),
+        ({"deltas": [0.0]}, "`deltas`"),
+        ({"output_transform": "relu"}, "`output_transform`"),
+        ({"cutoff": 500}, "`cutoff`"),
+        ({"probe_inputs": torch.rand(3, 2)}, "`probe_inputs` and `probe_targets`"),
+        ({"share_window": 1}, "`share_window`"),
+    ],
+)
+def test_constructor_errors_name_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FrequencyPrincipleMonitor(**kwargs)
+
+
+def test_given_probe_set(tmp_path):
+    data = regression_data()
+    x, y = data.tensors
+    monitor = FrequencyPrincipleMonitor(probe_inputs=x[:50], probe_targets=y[:50], n_freqs=16, deltas=[0.1],
+                                        strict=True)
+    _fit(tmp_path, epochs=1, monitor=monitor, logger=False)
+    assert len(monitor.probe) == 50 and not math.isnan(monitor.history.records["loss_low"][-1])
