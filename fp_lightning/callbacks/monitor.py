@@ -220,15 +220,16 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         return float(low_frequency_share(lows, highs)) if len(lows) >= 2 else math.nan
 
     def _write_outputs(self, trainer: Any, epoch: int) -> None:
+        # trainer.log_dir is a collective (a broadcast) under DDP: every rank must ask, before the rank-0 check.
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero or self.history is None:
             return
-        self._run_safely("history file", lambda: self._save_history(trainer))
+        self._run_safely("history file", lambda: self._save_history(folder))
         if self.log_images:
             self._run_safely("TensorBoard panels", lambda: self._write_panels(trainer, epoch))
 
-    def _save_history(self, trainer: Any) -> None:
+    def _save_history(self, folder: Path) -> None:
         if self.history_file is not None and self.history is not None:
-            folder = Path(trainer.log_dir or trainer.default_root_dir)
             self.history.save(folder / self.history_file, meta={"probe_size": len(self.probe or []),
                                                                  "every_n_epochs": self.every_n_epochs})
 

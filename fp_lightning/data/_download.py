@@ -7,10 +7,10 @@ a download. Every downloaded file is checked against its published MD5 before it
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,13 +38,10 @@ def default_data_dir() -> Path:
     """Return the data folder used when none is given: ``$FP_DATA_DIR`` if set, else ``~/.cache/fp_lightning/data``.
 
     Example:
-        >>> import os
-        >>> os.environ["FP_DATA_DIR"] = "/tmp/fp-data"
-        >>> str(default_data_dir())
-        '/tmp/fp-data'
-        >>> del os.environ["FP_DATA_DIR"]
-        >>> default_data_dir().parts[-3:]
-        ('.cache', 'fp_lightning', 'data')
+        >>> from unittest import mock
+        >>> with mock.patch.dict("os.environ", {"FP_DATA_DIR": "/tmp/fp-data"}):
+        ...     print(default_data_dir())
+        /tmp/fp-data
     """
     env = os.environ.get("FP_DATA_DIR")
     if env:
@@ -158,7 +155,7 @@ def download_file(
         url = base + filename
         try:
             got = _fetch(url, part, progress, desc=filename)
-        except (urllib.error.URLError, OSError, ValueError) as err:  # HTTPError is a URLError; timeouts are OSErrors
+        except (OSError, http.client.HTTPException, ValueError) as err:  # URLError, HTTPError, timeouts are OSErrors
             part.unlink(missing_ok=True)
             failures.append(f"  - {url}: {type(err).__name__}: {err}")
             continue

@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()
+
+
 def _sin3(x: torch.Tensor) -> torch.Tensor:
     return torch.sin(x) + 2 * torch.sin(3 * x) + 3 * torch.sin(5 * x)
 
@@ -34,7 +38,7 @@ def _sin3(x: torch.Tensor) -> torch.Tensor:
 #: The smooth functions f0 of the paper's Eq. (2) by name: ``x``, ``sin``, ``sin3`` (= sin x + 2 sin 3x + 3 sin 5x,
 #: Fig. 4), ``abs`` (|x|) and ``square`` (x²).
 F0_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "x": lambda x: x.clone(),
+    "x": _identity,
     "sin": torch.sin,
     "sin3": _sin3,
     "abs": torch.abs,

@@ -1,0 +1,33 @@
+"""Run by tests/test_monitor_ddp.py: a 2-process CPU DDP fit with the monitor (Lightning re-launches this file)."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fp_lightning import FrequencyPrincipleMonitor  # noqa: E402
+from tests._lightning import loader, make_module, regression_data  # noqa: E402
+
+MONITOR_KW = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)
+
+
+def main(out: Path) -> None:
+    seed_everything(0, verbose=False)
+    module = make_module()
+    monitor = FrequencyPrincipleMonitor(**MONITOR_KW)
+    trainer = Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", callbacks=[monitor], logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
+    trainer.fit(module, loader(regression_data(), shuffle=False))
+    rank = trainer.global_rank
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("fp/")}
+    (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "history": monitor.history.state_dict()}))
+    if rank == 0:
+        torch.save(module.state_dict(), out / "final.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

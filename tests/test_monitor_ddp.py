@@ -1,0 +1,55 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
+from tests._lightning import make_module, regression_data
+from tests.ddp_fit import MONITOR_KW
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _single_process_values(state_dict, freqs):
+    """The monitor's quantities recomputed in one process on the same probe samples and weights."""
+    x, y = regression_data().tensors
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[: MONITOR_KW["probe_size"]].sort().values
+    x, y = x[idx], y[idx]
+    module = make_module()
+    module.load_state_dict(state_dict)
+    module.eval()
+    with torch.no_grad():
+        h = module(x)
+    spectral = ProjectedSpectralError(n_freqs=MONITOR_KW["n_freqs"], frequencies=freqs)
+    spectral.update(x, h, y)
+    lowhigh = LowHighFrequencyError(deltas=MONITOR_KW["deltas"])
+    lowhigh.update(x, h, y)
+    return spectral.compute(), lowhigh.compute()
+
+
+def test_ddp_two_cpu_processes_equal_single_process(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # own process group, so a hung rank can be killed together with its launcher
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "ddp_fit.py"), str(tmp_path)], env=env, cwd=REPO,
+                            start_new_session=True)
+    try:
+        assert proc.wait(timeout=240) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["metrics"] == ranks[1]["metrics"]  # every rank gets the same numbers
+    history = ranks[0]["history"]
+    assert history["records"]["epoch"] == [0, 1, 2]
+    freqs = history["freqs"]
+    spectral, lowhigh = _single_process_values(torch.load(tmp_path / "final.pt"), freqs)
+    np.testing.assert_allclose(history["records"]["delta_f"][-1], spectral["delta_f"].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(history["records"]["e_low"][-1], lowhigh["e_low"].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(history["records"]["e_high"][-1], lowhigh["e_high"].numpy(), rtol=1e-5)
+    for k, value in zip(freqs, spectral["delta_f"]):
+        assert abs(ranks[1]["metrics"][f"fp/delta_f/k={k}"] - float(value)) <= 1e-5 * float(value)
