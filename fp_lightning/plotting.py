@@ -27,7 +27,7 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
 def plot_delta_f_heatmap(
     delta_f: np.ndarray, freqs: Sequence[int], epochs: Sequence[int], ax: Axes | None = None
 ) -> tuple[Figure, Axes]:
-    """Heatmap of Δ_F (shape (len(freqs), len(epochs))): a row per tracked k (low k at the bottom), a column per epoch.
+    """Heatmap of Δ_F, shape (len(freqs), len(epochs)): a row per tracked k (low k at the bottom), a column per epoch.
 
     Example:
         >>> fig, ax = plot_delta_f_heatmap(np.array([[0.9, 0.2], [1.0, 0.6]]), [2, 7], [0, 1])
@@ -37,9 +37,10 @@ def plot_delta_f_heatmap(
     values = np.asarray(delta_f, dtype=float)
     fig, ax = _new_axes(ax, (6.0, 3.5))
     if values.shape != (len(freqs), len(epochs)):
-        raise ValueError(f"`delta_f` must have shape (len(freqs), len(epochs)) = ({len(freqs)}, {len(epochs)}), "
-                         f"got {values.shape}.")
-    image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+        expected = (len(freqs), len(epochs))
+        raise ValueError(f"`delta_f` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
+    image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
     _label_grid(ax, freqs, epochs)
     ax.set_title("Δ_F(k): red = fitted, blue = not yet")
     fig.colorbar(image, ax=ax, label="Δ_F")

@@ -9,8 +9,8 @@ from lightning.pytorch import Trainer, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fp_lightning import FrequencyPrincipleMonitor  # noqa: E402
-from tests._lightning import loader, make_module, regression_data  # noqa: E402
+from fp_lightning import FrequencyPrincipleMonitor
+from tests._lightning import loader, make_module, regression_data
 
 MONITOR_KW = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)
 

@@ -159,10 +159,11 @@ def test_resume_continues_history(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     seed_everything(0, verbose=False)
     module = make_module()
-    Trainer(max_epochs=2, callbacks=[first, ckpt], logger=False, **TRAINER_KW).fit(module, loader(regression_data()))
+    trainer = Trainer(max_epochs=2, callbacks=[first, ckpt], logger=False, default_root_dir=tmp_path, **TRAINER_KW)
+    trainer.fit(module, loader(regression_data()))
     resumed = FrequencyPrincipleMonitor(**kw)
     seed_everything(0, verbose=False)
-    Trainer(max_epochs=4, callbacks=[resumed], logger=False, **TRAINER_KW).fit(
+    Trainer(max_epochs=4, callbacks=[resumed], logger=False, default_root_dir=tmp_path, **TRAINER_KW).fit(
         make_module(), loader(regression_data()), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert resumed.history.records["epoch"] == [0, 1, 2, 3, 4]
     assert resumed.history.freqs == full.history.freqs
@@ -175,7 +176,7 @@ def test_pytorch_lightning_trainer(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1], strict=True)
     pl.seed_everything(0)
     trainer = pl.Trainer(max_epochs=1, callbacks=[monitor], logger=pl.loggers.TensorBoardLogger(tmp_path),
-                         **TRAINER_KW)
+                         default_root_dir=tmp_path, **TRAINER_KW)
     trainer.fit(make_module("pytorch_lightning"), loader(regression_data()))
     assert "fp/loss_high" in trainer.callback_metrics and len(monitor.history) == 2
 

@@ -13,9 +13,9 @@ from fp_lightning.callbacks._compat import CALLBACK_BASES, is_tensorboard, rank_
 from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.callbacks.panels import custom_scalars_layout, delta_key, write_panels
 from fp_lightning.callbacks.probe_set import ProbeSet, sample_probe_set, shard_slice
-from fp_lightning.functional.theory import low_frequency_share
 from fp_lightning.functional.projection import PrincipalProjection
 from fp_lightning.functional.targets import validate_output_transform
+from fp_lightning.functional.theory import low_frequency_share
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
 __all__ = ["FrequencyPrincipleMonitor"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
-
 from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
@@ -19,8 +17,10 @@ def delta_key(delta: float) -> str:
 
 def custom_scalars_layout(freqs: list[int], deltas: list[float]) -> dict[str, Any]:
     """One chart per δ with e_low and e_high together, one chart with Δ_F at every tracked k, one for the split."""
-    per_delta = {f"δ={delta_key(d)}": ["Multiline", [f"fp/e_low/delta={delta_key(d)}", f"fp/e_high/delta={delta_key(d)}"]]
-                 for d in deltas}
+    per_delta = {
+        f"δ={delta_key(d)}": ["Multiline", [f"fp/e_low/delta={delta_key(d)}", f"fp/e_high/delta={delta_key(d)}"]]
+        for d in deltas
+    }
     return {
         "fp: e_low vs e_high": per_delta,
         "fp: projected spectrum": {

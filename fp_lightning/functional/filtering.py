@@ -13,7 +13,7 @@ Implementation notes (shared by every function here, see :class:`GaussianFilterB
   besides the (M, n, c) result. On CPU the exponentials and the products run on 256 × 256 sub-tiles that stay
   in cache.
 * One distance tile serves every δ, and the denominators Σ_j G_δ(x_i − x_j) come out of the same matrix
-  product as the numerators (a column of ones is appended to the values, zero-padded to a multiple of 8
+  product as the numerators (a column of ones is appended to the values, zero-padded to a multiple of 12
   columns, where the small products run about twice as fast).
 * Squared distances are ‖a‖² + ‖b‖² − 2a·b in float64 on mean-centred inputs (centring removes the
   cancellation that large offsets would cause and leaves the distances unchanged), clamped at 0, with the
@@ -294,8 +294,9 @@ class GaussianFilterBank:
         """(M, n, c) low-pass of float64 (n, c) ``v`` for all δ, one pass over the upper block triangle."""
         n, c = v.shape
         # A column of ones gives the denominators Σ_j G_δ(x_i − x_j) from the same products as the numerators;
-        # zero columns pad the width to a multiple of 8, for which the small matrix products run ~2× faster.
-        width = -(-(c + 1) // 8) * 8
+        # zero columns pad the width to a multiple of 12: MKL's products of a 256 × 256 block with 12, 24 or 36
+        # columns ran at 30–45 GFLOP/s on one core, against 10–25 for the widths in between (8, 16, 20, 28, 32).
+        width = -(-(c + 1) // 12) * 12
         v1 = torch.cat([v, v.new_ones(n, 1), v.new_zeros(n, width - c - 1)], dim=1)
         n_deltas = self._coefs.numel()
         coefs = self._coefs.tolist()

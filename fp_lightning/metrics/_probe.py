@@ -46,7 +46,8 @@ class ProbeSetMetric(Metric):
         if index is not None:
             check_tensor("index", index)
             check_same_length(("inputs", "index"), inputs, index)
-        if self.index and index is None or (self.inputs and not self.index and index is not None):
+        has_index, has_inputs = len(self.index) > 0, len(self.inputs) > 0
+        if (has_index and index is None) or (has_inputs and not has_index and index is not None):
             raise ValueError("`index` must be given to every update or to none.")
         self.inputs.append(inputs.detach())
         self.preds.append(preds.detach())
@@ -56,7 +57,8 @@ class ProbeSetMetric(Metric):
 
     def _gathered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(x (n, d) float64, y (n, c) float64, h (n, c) float64)`` of all stored samples."""
-        if not self.inputs or (isinstance(self.inputs, list) and not len(self.inputs)):
+        # after a DDP sync the list states are single concatenated tensors
+        if isinstance(self.inputs, list) and not self.inputs:
             raise ValueError(f"{type(self).__name__}.compute() called before any update().")
         x, preds, target = dim_zero_cat(self.inputs), dim_zero_cat(self.preds), dim_zero_cat(self.target)
         if isinstance(self.index, torch.Tensor) or self.index:

@@ -125,7 +125,7 @@ class ProjectedSpectralError(ProbeSetMetric):
         val = self.compute() if val is None else val
         amplitude = _channel_amplitude(val["target_spectrum"])
         output = _channel_amplitude(val["output_spectrum"])
-        return plot_spectra(amplitude, output, val["freqs"].cpu().tolist(), ax=ax)
+        return plot_spectra(amplitude, output, val["freqs"].reshape(-1).cpu().tolist(), ax=ax)
 
 
 def _channel_amplitude(spec: torch.Tensor) -> Any:
