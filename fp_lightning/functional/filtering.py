@@ -23,6 +23,7 @@ Implementation notes (shared by every function here, see :class:`GaussianFilterB
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -66,7 +67,7 @@ def _as_deltas(deltas: DeltaLike, name: str = "deltas") -> tuple[torch.Tensor, b
         scalar = deltas.ndim == 0
         values = deltas.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
     else:
-        scalar = isinstance(deltas, (int, float))
+        scalar = isinstance(deltas, numbers.Real)
         try:
             values = torch.as_tensor([deltas] if scalar else list(deltas), dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as err:
@@ -133,6 +134,8 @@ class GaussianFilterBank:
     * for :meth:`errors`, y^{low} and the norms of y^{low} and y^{high} of the last target seen (recognised by
       its values), so each epoch only filters h − y.
 
+    Nothing here is differentiable: all computations run under ``torch.no_grad()``.
+
     Numerical stability: each row's kernel is not shifted by its minimum distance because that minimum is the
     self-distance, exactly 0, so the self term G_δ(0) = 1 already keeps every denominator ≥ 1 however small δ is
     (distant terms may underflow to 0, which is then their correct value to double precision) and no term exceeds 1.
@@ -157,6 +160,7 @@ class GaussianFilterBank:
         tensor([0., 0.], dtype=torch.float64)
     """
 
+    @torch.no_grad()
     def __init__(
         self,
         x: torch.Tensor,
@@ -205,6 +209,7 @@ class GaussianFilterBank:
         """Whether the squared distances are kept between calls (they fit ``memory_budget``)."""
         return self._cache is not None
 
+    @torch.no_grad()
     def lowpass(self, values: torch.Tensor) -> torch.Tensor:
         """Low-pass ``values`` (n,) or (n, c) with every δ at once: returns (M, n) or (M, n, c) float64.
 
@@ -217,6 +222,7 @@ class GaussianFilterBank:
         low = self._filter(v)
         return low[..., 0].contiguous() if squeeze else low.contiguous()
 
+    @torch.no_grad()
     def errors(self, target: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """e_low and e_high, (M,) float64 each, of ``output`` h against ``target`` y, both (n,) or (n, c).
 
@@ -407,6 +413,7 @@ def low_high_errors(
     return bank.errors(target, output)
 
 
+@torch.no_grad()
 def default_deltas(
     x: torch.Tensor,
     n_deltas: int = 20,
