@@ -207,3 +207,13 @@ def test_given_probe_set(tmp_path):
                                         strict=True)
     _fit(tmp_path, epochs=1, monitor=monitor, logger=False)
     assert len(monitor.probe) == 50 and not math.isnan(monitor.history.records["loss_low"][-1])
+
+
+def test_filtering_fault_keeps_delta_f(tmp_path):
+    """A δ so small that the filter leaves y unchanged: e_low/e_high skipped with one warning, Δ_F still logged."""
+    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[1e-9])
+    with pytest.warns(UserWarning, match="skipped filtering: ValueError: `target` has no high-frequency part"):
+        trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor, logger=False)
+    assert any(key.startswith("fp/delta_f/") for key in trainer.callback_metrics)
+    assert not any(key.startswith("fp/e_low") for key in trainer.callback_metrics)
+    assert np.isnan(monitor.history.as_arrays()["e_low"]).all() and len(monitor.history) == 3

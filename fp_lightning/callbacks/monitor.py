@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
         self.probe: ProbeSet | None = None
         self.history: FrequencyHistory | None = None
+        #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
+        self.timings: list[dict[str, float]] = []
         self._warned: set[str] = set()
 
     @property
@@ -175,20 +179,29 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                                      f"fewer than probe_size={self.probe_size}; the probe set uses all of them.")
 
     def _measure_and_log(self, trainer: Any, pl_module: Any, epoch: int) -> None:
-        values = self._run_safely(f"epoch {epoch}", lambda: self._measure(trainer, pl_module, epoch))
+        timing: dict[str, float] = {}
+        values = self._run_safely(f"epoch {epoch}", lambda: self._measure(trainer, pl_module, epoch, timing))
         if values:
-            for key, value in values.items():
-                pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)
-            self._write_outputs(trainer, epoch)
+            with _timed(timing, "logging", pl_module):
+                for key, value in values.items():
+                    pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)
+                self._write_outputs(trainer, epoch)
+            self.timings.append({"epoch": epoch, **timing})
 
-    def _measure(self, trainer: Any, pl_module: Any, epoch: int) -> dict[str, float]:
+    def _measure(self, trainer: Any, pl_module: Any, epoch: int, timing: dict[str, float]) -> dict[str, float]:
         assert self.probe is not None
-        outputs = self._probe_outputs(trainer, pl_module)
+        with _timed(timing, "forward", pl_module):
+            outputs = self._probe_outputs(trainer, pl_module)
         self.spectral.reset()
         self.filtering.reset()
         self.spectral.update(self.probe.inputs, outputs, self.probe.targets)
         self.filtering.update(self.probe.inputs, outputs, self.probe.targets)
-        spectral, filtering = _vectors(self.spectral.compute()), _vectors(self.filtering.compute())
+        with _timed(timing, "spectrum", pl_module):
+            spectral = _vectors(self.spectral.compute())
+        with _timed(timing, "filtering", pl_module):
+            # a filtering fault (e.g. a δ that leaves no high-frequency part) must not cost the epoch its Δ_F
+            filtering = self._run_safely("filtering", lambda: _vectors(self.filtering.compute()))
+        filtering = filtering if filtering is not None else self._missing_filtering()
         history = self._history_for(spectral, filtering)
         low_share = self._low_share(history, float(spectral["loss_low"]), float(spectral["loss_high"]))
         history.append(epoch=epoch, step=trainer.global_step, delta_f=spectral["delta_f"].cpu(),
@@ -196,6 +209,14 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                        loss_low=float(spectral["loss_low"]), loss_high=float(spectral["loss_high"]),
                        low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]))
         return _logged_values(spectral, filtering, low_share)
+
+    def _missing_filtering(self) -> dict[str, torch.Tensor]:
+        """NaN e_low / e_high for a recording whose filtering failed (the history keeps its shape)."""
+        fitted = self.filtering.fitted_deltas
+        deltas = torch.tensor(self.history.deltas) if self.history is not None else (
+            fitted if fitted is not None else torch.empty(0))
+        nan = torch.full((len(deltas),), math.nan, dtype=torch.float64)
+        return {"e_low": nan, "e_high": nan.clone(), "deltas": deltas.to(torch.float64)}
 
     def _probe_outputs(self, trainer: Any, pl_module: Any) -> torch.Tensor:
         """The model's outputs on the probe set: this rank's shard in eval() and no_grad, then gathered."""
@@ -327,6 +348,20 @@ def _gather_shards(trainer: Any, local: torch.Tensor, total: int) -> torch.Tenso
     return torch.cat([gathered[rank, : s.stop - s.start] for rank, s in enumerate(sizes)])
 
 
+@contextmanager
+def _timed(timing: dict[str, float], stage: str, module: Any) -> Iterator[None]:
+    """Add the wall time of the block to ``timing[stage]`` (CUDA work is waited for, so the split is honest)."""
+    first = next(module.parameters(), None) if isinstance(module, torch.nn.Module) else None
+    cuda = first is not None and first.is_cuda
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if cuda:
+            torch.cuda.synchronize()
+        timing[stage] = timing.get(stage, 0.0) + time.perf_counter() - start
+
+
 def _vectors(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Undo torchmetrics' squeezing of one-element results (one tracked k or one δ must stay a vector)."""
     vector_keys = ("delta_f", "freqs", "e_low", "e_high", "deltas")
@@ -342,6 +377,8 @@ def _logged_values(spectral: dict[str, torch.Tensor], filtering: dict[str, torch
                    low_share: float) -> dict[str, float]:
     values = {f"fp/delta_f/k={int(k)}": float(v) for k, v in zip(spectral["freqs"], spectral["delta_f"])}
     for delta, e_low, e_high in zip(filtering["deltas"].tolist(), filtering["e_low"], filtering["e_high"]):
+        if math.isnan(float(e_low)):  # filtering skipped this recording
+            continue
         values[f"fp/e_low/delta={delta_key(delta)}"] = float(e_low)
         values[f"fp/e_high/delta={delta_key(delta)}"] = float(e_high)
     values["fp/loss_low"] = float(spectral["loss_low"])
