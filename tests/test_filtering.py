@@ -172,9 +172,12 @@ def test_constants_pass_unchanged(prob, delta, value):
 
 
 def test_tiny_delta_is_the_identity_without_nan():
-    x, y, _ = _problem(20, 2, 0)
-    low = gaussian_lowpass(x, y, 1e-12)  # every off-diagonal weight underflows: only the self term remains
-    assert torch.equal(low, y)
+    x, y, _ = _problem(20, 5, 0)
+    # every off-diagonal weight underflows to 0 and only the self term G(0) = 1 remains; with inputs of norm ~1e8
+    # the expanded ‖a‖² + ‖a‖² − 2a·a is rounding noise of order 1, which must not reach the self weight
+    for scale, delta in ((1.0, 1e-12), (1e8, 1e-3)):
+        low = gaussian_lowpass(scale * x, y, delta, chunk_size=8)
+        assert torch.equal(low, y)
 
 
 # --------------------------------------------------------------------------------------------- the cached bank

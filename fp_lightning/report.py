@@ -1,0 +1,192 @@
+"""One-page PNG report of a monitored run, drawn from its saved ``fp_history.npz`` (no retraining).
+
+The page has four panels, all read from the history file a :class:`~fp_lightning.FrequencyPrincipleMonitor` writes
+next to its logs:
+
+1. |F[y](k)| and |F[h](k)| on the first principal direction at the last recorded epoch, the tracked k marked
+   and the cutoff η of the loss split drawn as a dotted line;
+2. the Δ_F(k) heatmap, tracked frequency × epoch (red = fitted, blue = not yet; the paper's Fig. 1b);
+3. e_low / e_high per filter width δ over the epochs, on the same colour scale;
+4. the loss split L_low / L_high at η (log scale) and the low-frequency share of the recent loss decrease.
+
+``write_report`` is what ``fp-lightning report RUN_DIR`` and the end of ``fp-lightning demo`` call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from fp_lightning.callbacks.history import load_history
+from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
+
+__all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "history_summary", "write_report"]
+
+#: File name of a monitor's saved history (``FrequencyPrincipleMonitor(history_file=...)`` default).
+HISTORY_FILE = "fp_history.npz"
+#: File name of the report written next to the history by ``fp-lightning demo`` / ``fp-lightning report``.
+REPORT_FILE = "fp_report.png"
+#: Δ_F below this counts as "fitted" in the text summary (the paper's red threshold in Fig. 3 is 0.05, its blue
+#: threshold 0.2–0.3; 0.1 sits between them).
+FIT_THRESHOLD = 0.1
+
+
+def find_histories(root: str | os.PathLike[str]) -> list[Path]:
+    """All ``fp_history.npz`` files under ``root`` (searched recursively), sorted; ``root`` may be the file itself.
+
+    Example:
+        >>> find_histories("/nonexistent")
+        []
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(root.rglob(HISTORY_FILE))
+
+
+def fitting_epochs(delta_f: np.ndarray, epochs: np.ndarray, threshold: float = FIT_THRESHOLD) -> list[int | None]:
+    """For each tracked frequency (column of ``delta_f``, shape (epochs, freqs)), the first epoch with Δ_F < threshold.
+
+    ``None`` where Δ_F never went below the threshold.
+
+    Example:
+        >>> fitting_epochs(np.array([[1.0, 1.0], [0.05, 0.5], [0.02, 0.08]]), np.array([0, 1, 2]))
+        [1, 2]
+    """
+    below = np.asarray(delta_f, dtype=float) < threshold
+    return [int(epochs[np.argmax(column)]) if column.any() else None for column in below.T]
+
+
+def history_summary(history_path: str | os.PathLike[str]) -> str:
+    """A few lines of text: Δ_F of every tracked k at the first, second and last recording, and when it was fitted.
+
+    The F-Principle shows as low k reaching Δ_F < 0.1 at earlier epochs than high k.
+    """
+    history = load_history(history_path)
+    epochs, delta_f, freqs = history["epoch"], history["delta_f"], history["freqs"]
+    if len(epochs) == 0:
+        return "no recorded epochs"
+    columns = [0, 1, len(epochs) - 1] if len(epochs) > 2 else list(range(len(epochs)))
+    header = "   k " + "".join(f"  epoch {int(epochs[c]):>3}" for c in columns) + f"   first epoch Δ_F<{FIT_THRESHOLD:g}"
+    lines = ["Δ_F(k) = ‖F[y](k) − F[h](k)‖ / ‖F[y](k)‖ at the tracked frequencies (low k first):", header]
+    for j, (k, fitted) in enumerate(zip(freqs.tolist(), fitting_epochs(delta_f, epochs))):
+        values = "".join(f"  {delta_f[c, j]:>9.3f}" for c in columns)
+        lines.append(f"{k:>4} {values}   {'not yet' if fitted is None else fitted:>8}")
+    return "\n".join(lines)
+
+
+def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLike[str]) -> Path:
+    """Draw the one-page report (spectra, Δ_F heatmap, e_low / e_high, loss split) of a saved history as a PNG.
+
+    Args:
+        history_path: an ``fp_history.npz`` written by :class:`~fp_lightning.FrequencyPrincipleMonitor`.
+        out_png: where to write the PNG (parent folders are created).
+
+    Returns:
+        The path of the written PNG.
+
+    Raises:
+        FileNotFoundError: ``history_path`` does not exist.
+        ValueError: the history holds no recorded epoch.
+    """
+    history_path, out_png = Path(history_path), Path(out_png)
+    if not history_path.is_file():
+        raise FileNotFoundError(f"no history file at {history_path}")
+    history = load_history(history_path)
+    epochs = np.asarray(history["epoch"], dtype=int)
+    if epochs.size == 0:
+        raise ValueError(f"{history_path} holds no recorded epoch")
+    fig = Figure(figsize=(13.0, 9.0), layout="constrained")
+    n_deltas = len(history["deltas"])
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 1.0])
+    _spectra_panel(fig.add_subplot(grid[0, 0]), history, epochs)
+    _delta_f_panel(fig.add_subplot(grid[0, 1]), history, epochs)
+    low_high = grid[1, 0].subgridspec(max(n_deltas, 1), 1)
+    _low_high_panels([fig.add_subplot(low_high[j, 0]) for j in range(n_deltas)], history, epochs)
+    _loss_split_panel(fig.add_subplot(grid[1, 1]), history, epochs)
+    meta = history.get("meta", {})
+    probe = f", probe set of {meta['probe_size']} training samples" if "probe_size" in meta else ""
+    fig.suptitle(f"Frequency Principle report: {_run_name(history_path)} (epochs {epochs[0]}–{epochs[-1]}{probe})",
+                 fontsize="x-large")
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    return out_png
+
+
+# ---------------------------------------------------------------------------------------------------- panels
+def _spectra_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
+    output = history["output_amplitude"][-1] if len(history["output_amplitude"]) else None
+    plot_spectra(history["target_amplitude"], output, history["freqs"], ax=ax,
+                 title=f"Projected spectrum at epoch {epochs[-1]}: target |F[y]| vs network |F[h]|")
+    cutoff = int(history["cutoff"])
+    ax.axvline(cutoff + 0.5, color="gray", linestyle=":", linewidth=1.2, label=f"cutoff η = {cutoff}")
+    ax.set_xlabel("frequency k (along the first principal direction)")
+    ax.set_ylabel("amplitude |F(k)|")
+    ax.set_xlim(-0.5, len(history["target_amplitude"]) - 0.5)
+    ax.legend(loc="upper right", fontsize="small")
+
+
+def _delta_f_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
+    plot_delta_f_heatmap(history["delta_f"].T, history["freqs"].tolist(), epochs.tolist(), ax=ax)
+    ax.set_title("Relative error Δ_F(k) per tracked frequency: low k should turn red first")
+    _relabel_colorbar(ax, "Δ_F   (red = fitted, blue = not yet)")
+
+
+def _low_high_panels(axes: list[Axes], history: dict[str, Any], epochs: np.ndarray) -> None:
+    for j, ax in enumerate(axes):
+        delta = float(history["deltas"][j])
+        plot_low_high_heatmap(history["e_low"][:, j], history["e_high"][:, j], epochs.tolist(), delta, ax=ax)
+        last_low, last_high = history["e_low"][-1, j], history["e_high"][-1, j]
+        ax.set_title(f"Gaussian filter δ = {delta:.3g}: e_low {last_low:.2f}, e_high {last_high:.2f} at the end",
+                     fontsize="medium")
+        _relabel_colorbar(ax, "error")
+        if j < len(axes) - 1:
+            ax.set_xlabel("")
+    if axes:
+        axes[0].set_title("Filtered errors (red = fitted, blue = not yet; > 1 shown as blue)\n"
+                          + axes[0].get_title(), fontsize="medium")
+
+
+def _loss_split_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
+    cutoff = int(history["cutoff"])
+    low, high = np.asarray(history["loss_low"], float), np.asarray(history["loss_high"], float)
+    ax.plot(epochs, low, "o-", color="tab:red", label=f"L_low (k ≤ {cutoff})")
+    ax.plot(epochs, high, "s-", color="tab:blue", label=f"L_high (k > {cutoff})")
+    if np.all(np.concatenate([low, high]) > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Σ_k |F[h](k) − F[y](k)|²")
+    share_ax = ax.twinx()
+    share = np.asarray(history["low_share"], float)
+    share_ax.plot(epochs, share, "^--", color="black", label="low share of the loss decrease")
+    share_ax.set_ylim(0.0, 1.05)
+    share_ax.set_ylabel("low share (0–1)")
+    lines = ax.get_lines() + share_ax.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize="small")
+    ax.set_title(f"Loss split at the cutoff η = {cutoff}, and the low-frequency share of its decrease")
+    _epoch_ticks(ax, epochs)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _relabel_colorbar(ax: Axes, label: str) -> None:
+    images = ax.get_images()
+    colorbar = images[0].colorbar if images else None
+    if colorbar is not None:
+        colorbar.set_label(label)
+
+
+def _epoch_ticks(ax: Axes, epochs: np.ndarray) -> None:
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+
+
+def _run_name(history_path: Path) -> str:
+    parent = history_path.resolve().parent
+    return f"{parent.parent.name}/{parent.name}" if parent.name.startswith("version_") else parent.name

@@ -1,0 +1,269 @@
+import logging
+import math
+import types
+import warnings
+
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+from fp_lightning.callbacks.early_stopping import FrequencyEarlyStopping
+from fp_lightning.callbacks.history import FrequencyHistory
+from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor
+from tests._lightning import loader, make_module, regression_data
+
+TRAINER_KW = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, logger=False,
+                  enable_checkpointing=False)
+DELTAS = (0.1, 1.0, 10.0)  # "middle" picks δ = 1
+MIDDLE = "fp/e_low/delta=1"
+
+
+def _metrics(e_low, share=None, e_low_other=0.99):
+    values = {f"fp/e_low/delta={d:g}": (e_low if d == 1.0 else e_low_other) for d in DELTAS}
+    values.update({f"fp/e_high/delta={d:g}": 0.9 for d in DELTAS})
+    values.update({"fp/delta_f/k=3": 0.5, "fp/delta_f/k=7": 0.8, "fp/loss_low": 1.0, "fp/loss_high": 1.0})
+    if share is not None:
+        values["fp/low_share"] = share
+    return values
+
+
+def _replay(stopper, script, epochs):
+    """Feed one check per epoch 1..epochs; return the epoch of the first stop (None if none)."""
+    for epoch in range(1, epochs + 1):
+        if stopper.evaluate(script(epoch), epoch)[0]:
+            return epoch
+    return None
+
+
+# e_low(middle δ) and low_share per epoch, for each criterion -------------------------------------------------------
+LOW = {1: 0.9, 2: 0.5, 3: 0.2, 4: 0.04, 5: 0.03, 6: 0.02}  # ≤ 0.05 from epoch 4 on
+
+
+def script_a(epoch):
+    return _metrics(LOW.get(epoch, 0.01), share=0.9)
+
+
+SHARE_B = {2: 0.1, 5: 0.4, 6: 0.8, 7: 0.45, 8: 0.3, 9: 0.2}  # dip at 2 is before arming; 7, 8, 9 in a row
+
+
+def script_b(epoch):
+    low = {1: 0.8, 2: 0.5}.get(epoch, 0.25 if epoch == 3 else 0.2)  # armed (≤ 0.3) at epoch 3, never ≤ 0.05
+    return _metrics(low, share=SHARE_B.get(epoch, 0.9 if epoch < 9 else 0.2))
+
+
+class ScriptedMonitor(FrequencyPrincipleMonitor):
+    """A monitor whose logged values come from a script (epoch -> values); everything else is the real glue."""
+
+    def __init__(self, script, **kw):
+        super().__init__(probe_size=16, log_images=False, history_file=None, **kw)
+        self.script = script
+
+    def _measure(self, trainer, pl_module, epoch, timing):
+        values = self.script(epoch)
+        if self.history is None:
+            self.history = FrequencyHistory(freqs=[3, 7], deltas=list(DELTAS), cutoff=3, target_amplitude=[1.0])
+        self.history.append(epoch=epoch, step=trainer.global_step, delta_f=[0.5, 0.8], e_low=[0.9] * 3,
+                            e_high=[0.9] * 3, loss_low=1.0, loss_high=1.0,
+                            low_share=values.get("fp/low_share", math.nan), output_amplitude=[0.0])
+        return values
+
+
+def _fit(stopper, script=script_a, epochs=20, root="lightning.pytorch", monitor_kw=None, ckpt_path=None,
+         callbacks=(), **trainer_kw):
+    import importlib
+
+    L = importlib.import_module(root)
+    L.seed_everything(0, verbose=False)
+    monitor = ScriptedMonitor(script, **(monitor_kw or {}))
+    trainer = L.Trainer(max_epochs=epochs, callbacks=[monitor, stopper, *callbacks], **{**TRAINER_KW, **trainer_kw})
+    trainer.fit(make_module(root), loader(regression_data(64), batch_size=64), ckpt_path=ckpt_path)
+    return trainer, monitor
+
+
+# ---------------------------------------------------------------------------------------------- the decision rule
+def test_criterion_a_fires_at_the_implied_epoch():
+    stopper = FrequencyEarlyStopping(low_threshold=0.05, patience=3)
+    assert _replay(stopper, script_a, 30) == 6  # ≤ 0.05 at 4, 5, 6
+    assert stopper.criterion == "low_converged" and stopper.stopped_after == 6 and stopper.stopped_epoch == 5
+    assert stopper.stopping_reason == EarlyStoppingReason.STOPPING_THRESHOLD
+
+
+def test_criterion_b_fires_at_the_implied_epoch_only_after_arming():
+    stopper = FrequencyEarlyStopping(low_threshold=0.05, share_threshold=0.5, arm_threshold=0.3, patience=3)
+    assert _replay(stopper, script_b, 30) == 9  # 5 alone, reset at 6, then 7, 8, 9
+    assert stopper.criterion == "high_frequency_turn" and stopper.armed_epoch == 3
+    # unarmed (arm_threshold=None): the dip at epoch 2 counts
+    unarmed = FrequencyEarlyStopping(share_threshold=0.5, arm_threshold=None, patience=1)
+    assert _replay(unarmed, script_b, 30) == 2 and unarmed.armed_epoch == 1
+
+
+def test_patience_and_min_epochs():
+    assert _replay(FrequencyEarlyStopping(low_threshold=0.05, patience=1), script_a, 30) == 4
+    assert _replay(FrequencyEarlyStopping(low_threshold=0.05, patience=5), script_a, 30) == 8
+    # warm-up: checks before epoch 8 are ignored, so 8, 9, 10
+    assert _replay(FrequencyEarlyStopping(low_threshold=0.05, patience=3, min_epochs=8), script_a, 30) == 10
+    # arming is ignored during warm-up too: (b) armed at 8; share ≤ 0.5 at 8, 9, 10
+    late = FrequencyEarlyStopping(share_threshold=0.5, arm_threshold=0.3, patience=3, min_epochs=8)
+    assert _replay(late, script_b, 30) == 10 and late.armed_epoch == 8
+
+
+def test_disabled_criteria_and_delta_f():
+    assert _replay(FrequencyEarlyStopping(low_threshold=None, patience=3), script_a, 30) is None
+    assert _replay(FrequencyEarlyStopping(share_threshold=None, patience=3), script_b, 30) is None
+    # Δ_F over the lowest tracked frequency: k=3 → 0.5 ≤ 0.6 at once
+    stopper = FrequencyEarlyStopping(low_metric="delta_f", low_threshold=0.6, share_threshold=None, patience=1)
+    assert _replay(stopper, script_a, 5) == 1 and "Δ_F(k∈{3})" in stopper.stopping_reason_message
+    # over the two lowest: max(0.5, 0.8) = 0.8 > 0.6, never
+    both = FrequencyEarlyStopping(low_metric="delta_f", n_low_freqs=2, low_threshold=0.6, share_threshold=None)
+    assert _replay(both, script_a, 5) is None
+    # an explicit δ and the extreme ones
+    assert FrequencyEarlyStopping(delta=10.0)._low_error(_metrics(0.3))[1] == 0.99
+    assert FrequencyEarlyStopping(delta="smallest")._low_error(_metrics(0.3)) == ("e_low(δ=0.1)", 0.99)
+    with pytest.raises(KeyError, match="not among the logged"):
+        FrequencyEarlyStopping(delta=2.0)._low_error(_metrics(0.3))
+
+
+def test_non_finite_stops_at_once():
+    stopper = FrequencyEarlyStopping()
+    assert stopper.evaluate(_metrics(0.5, share=0.9), 1) == (False, None)
+    stop, message = stopper.evaluate(_metrics(math.nan, share=0.9), 2)
+    assert stop and stopper.criterion == "non_finite" and "not finite" in message
+    assert stopper.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC
+
+
+def test_state_dict_round_trip_gives_the_same_decision():
+    full = FrequencyEarlyStopping(patience=3)
+    assert _replay(full, script_b, 30) == 9
+    first = FrequencyEarlyStopping(patience=3)
+    for epoch in range(1, 8):  # armed, and one check of the run 7, 8, 9 counted
+        assert not first.evaluate(script_b(epoch), epoch)[0]
+    state = first.state_dict()
+    assert state["armed_epoch"] == 3 and state["share_count"] == 1
+    resumed = FrequencyEarlyStopping(patience=3)
+    resumed.load_state_dict(state)
+    assert not resumed.evaluate(script_b(8), 8)[0]
+    assert resumed.evaluate(script_b(9), 9)[0]
+    assert resumed.state_dict() == full.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"low_threshold": -1.0}, "`low_threshold`"),
+        ({"share_threshold": math.inf}, "`share_threshold`"),
+        ({"arm_threshold": "x"}, "`arm_threshold`"),
+        ({"low_threshold": None, "share_threshold": None}, "no criterion"),
+        ({"patience": 0}, "`patience`"),
+        ({"min_epochs": -1}, "`min_epochs`"),
+        ({"n_low_freqs": 0}, "`n_low_freqs`"),
+        ({"low_metric": "loss"}, "`low_metric`"),
+        ({"delta": "median"}, "`delta`"),
+    ],
+)
+def test_constructor_errors_name_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FrequencyEarlyStopping(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- in a Trainer
+def test_trainer_stops_at_the_implied_epoch_without_validation(caplog):
+    stopper = FrequencyEarlyStopping(low_threshold=0.05, patience=3, verbose=True)
+    assert isinstance(stopper, EarlyStopping)
+    with caplog.at_level(logging.INFO):
+        trainer, monitor = _fit(stopper, script_a, epochs=20)
+    assert monitor.history.records["epoch"] == [0, 1, 2, 3, 4, 5, 6]  # trained 6 epochs, no more
+    assert stopper.stopped_epoch == 5 and stopper.stopped_after == 6 and trainer.should_stop
+    assert trainer.early_stopping_callback is stopper
+    message = stopper.stopping_reason_message
+    assert "(a) low_converged" in message and "e_low(δ=1) = 0.02" in message and "low_threshold = 0.05" in message
+    assert message in caplog.text
+
+
+def test_trainer_criterion_b_verbose_message(caplog):
+    stopper = FrequencyEarlyStopping(verbose=True)
+    with caplog.at_level(logging.INFO):
+        _fit(stopper, script_b, epochs=20)
+    assert stopper.criterion == "high_frequency_turn" and stopper.stopped_after == 9
+    assert "armed at epoch 3" in caplog.text
+    assert "(b) high_frequency_turn" in caplog.text and "low_share = 0.2 ≤ share_threshold = 0.5" in caplog.text
+
+
+def test_checks_only_epochs_the_monitor_measured():
+    # measuring every 2 epochs: checks at 2, 4, 6, 8 (≤ 0.05 from 4): patience 3 → 8
+    stopper = FrequencyEarlyStopping(low_threshold=0.05, patience=3)
+    _fit(stopper, script_a, epochs=20, monitor_kw={"every_n_epochs": 2})
+    assert stopper.stopped_after == 8
+
+
+def test_dry_run_records_but_trains_on():
+    stopper = FrequencyEarlyStopping(dry_run=True)
+    trainer, monitor = _fit(stopper, script_a, epochs=10)
+    assert monitor.history.records["epoch"][-1] == 10 and stopper.stopped_after == 6
+    assert "Dry run" in stopper.stopping_reason_message
+
+
+def test_resume_from_checkpoint_keeps_the_decision(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    first = FrequencyEarlyStopping()
+    _fit(first, script_b, epochs=7, callbacks=[ckpt], enable_checkpointing=True, default_root_dir=tmp_path)
+    assert first.criterion is None and first.armed_epoch == 3 and first.share_count == 1
+    resumed = FrequencyEarlyStopping()
+    _fit(resumed, script_b, epochs=20, ckpt_path=str(tmp_path / "last.ckpt"), default_root_dir=tmp_path)
+    assert resumed.armed_epoch == 3 and resumed.stopped_after == 9 and resumed.criterion == "high_frequency_turn"
+
+
+def test_error_without_a_monitor():
+    seed_everything(0, verbose=False)
+    trainer = Trainer(max_epochs=2, callbacks=[FrequencyEarlyStopping()], **TRAINER_KW)
+    with pytest.raises(RuntimeError, match="needs a FrequencyPrincipleMonitor"):
+        trainer.fit(make_module(), loader(regression_data(64)))
+
+
+def test_error_when_keys_are_missing():
+    def no_e_low(epoch):
+        return {key: v for key, v in script_a(epoch).items() if not key.startswith("fp/e_low")}
+
+    with pytest.raises(RuntimeError, match=r"fp/e_low/delta=<…> missing from trainer.callback_metrics"):
+        _fit(FrequencyEarlyStopping(), no_e_low, epochs=3)
+    lenient = FrequencyEarlyStopping(strict=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(lenient, no_e_low, epochs=3)
+    assert lenient.criterion is None and sum("missing from" in str(w.message) for w in caught) == 1
+
+
+def test_same_decision_on_every_rank():
+    """The decision goes through the strategy's reduce_boolean_decision(all=False), as in EarlyStopping."""
+    calls = []
+
+    def reduce(decision, all):
+        calls.append((decision, all))
+        return True  # another rank decided to stop
+
+    stopper = FrequencyEarlyStopping()
+    history = FrequencyHistory(freqs=[3], deltas=list(DELTAS), cutoff=3, target_amplitude=[1.0])
+    history.records["epoch"] = [0, 1]
+    stopper._monitor = types.SimpleNamespace(history=history)
+    trainer = types.SimpleNamespace(current_epoch=0, callback_metrics=_metrics(0.9, share=0.9), should_stop=False,
+                                    strategy=types.SimpleNamespace(reduce_boolean_decision=reduce))
+    stopper._run_early_stopping_check(trainer)
+    assert calls == [(False, False)] and trainer.should_stop and stopper.criterion == "other_rank"
+
+
+def test_pytorch_lightning_trainer():
+    pl = pytest.importorskip("pytorch_lightning")
+    stopper = FrequencyEarlyStopping(low_threshold=0.05, patience=3)
+    assert isinstance(stopper, pl.callbacks.EarlyStopping)
+    trainer, monitor = _fit(stopper, script_a, epochs=20, root="pytorch_lightning")
+    assert stopper.stopped_after == 6 and monitor.history.records["epoch"][-1] == 6
+    assert stopper.stopping_reason == pl.callbacks.early_stopping.EarlyStoppingReason.STOPPING_THRESHOLD
+
+
+def test_order_in_callbacks_does_not_matter():
+    seed_everything(0, verbose=False)
+    stopper = FrequencyEarlyStopping(low_threshold=0.05, patience=3)
+    trainer = Trainer(max_epochs=20, callbacks=[stopper, ScriptedMonitor(script_a)], **TRAINER_KW)
+    trainer.fit(make_module(), loader(regression_data(64), batch_size=64))
+    assert stopper.stopped_after == 6
