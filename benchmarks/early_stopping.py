@@ -1,0 +1,374 @@
+"""Does ``FrequencyEarlyStopping`` pay? Stopping rules compared on recorded test curves (noisy 1-D task, MNIST, CIFAR).
+
+For every task and seed the script trains twice:
+
+- run **A** on all the training data, with a ``FrequencyPrincipleMonitor`` and a ``FrequencyEarlyStopping`` in
+  ``dry_run`` mode attached, recording after every epoch the clean test loss (and accuracy) and the monitor's
+  logged ``fp/...`` values as ``trainer.callback_metrics`` holds them when the stopper reads them;
+- run **B** on 90% of the training data (the same noisy labels), recording the loss on the held-out 10% (the
+  validation loss) and the test loss: what a user of ``EarlyStopping(monitor="val_loss")`` gets.
+
+Then every stopping rule is evaluated on the recorded curves:
+
+- ``freq``: ``FrequencyEarlyStopping`` with its defaults (or ``--fes key=value`` overrides), replayed through
+  ``FrequencyEarlyStopping.evaluate`` on run A's logged values (the live dry run's decision is recorded as a check;
+  both agree when the defaults have not changed since the recording);
+- ``last``: no stopping, run A's last epoch;
+- ``val``: ``EarlyStopping`` semantics on run B's validation loss, patience = 10% of the epoch budget (at least 2),
+  min_delta 0; the weights of the stopping epoch (Lightning's ``EarlyStopping`` does not restore weights);
+- ``val_best``: the same stop, restoring the best validation epoch (``EarlyStopping`` + ``ModelCheckpoint``);
+- ``oracle``: run A's best test-loss epoch (the reference of the ratios).
+
+Outputs: ``benchmarks/results/early_stopping.json`` (settings, recorded curves, per-rule results, summary),
+``docs/early_stopping.png`` (test curves with the stopping epochs) and a table on stdout. ``--replay FILE``
+re-evaluates the rules on a saved JSON without training (for example after changing the defaults).
+
+Usage::
+
+    nice -n 10 python benchmarks/early_stopping.py            # full (~25 min of CPU on 2 shared cores)
+    nice -n 10 python benchmarks/early_stopping.py --quick    # ~2 min: fig6 1 seed short, MNIST-20% 1 seed short
+    python benchmarks/early_stopping.py --replay benchmarks/results/early_stopping.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import lightning.pytorch as L  # noqa: E402
+from lightning.pytorch import Callback  # noqa: E402
+
+from fp_lightning.callbacks.early_stopping import FrequencyEarlyStopping  # noqa: E402
+from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor  # noqa: E402
+
+DATA_DIR = os.environ.get("FP_DATA_DIR", str(REPO.parent / "shared" / "data"))
+
+# Task settings. lr and budgets are raised / cut from the paper's to fit 2 shared CPU cores (see README notes in the
+# JSON): fig6 uses the paper's network, init and full-batch Adam but lr 1e-3 instead of 2e-5.
+TASKS: dict[str, dict[str, Any]] = {
+    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2]},
+    "mnist-20": {"kind": "mnist", "noise": 0.2, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40, "seeds": [0, 1, 2]},
+    "mnist-40": {"kind": "mnist", "noise": 0.4, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40, "seeds": [0, 1]},
+    "cifar-20": {"kind": "cifar", "noise": 0.2, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35, "seeds": [0],
+                 "n_test": 2000},
+    "cifar-40": {"kind": "cifar", "noise": 0.4, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35, "seeds": [1],
+                 "n_test": 2000},
+}
+QUICK: dict[str, dict[str, Any]] = {
+    "fig6": {**TASKS["fig6"], "epochs": 250, "seeds": [1]},
+    "mnist-20": {**TASKS["mnist-20"], "n": 2000, "epochs": 20, "seeds": [1]},
+}
+N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
+# (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
+MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
+RULES = ("freq", "last", "val", "val_best", "oracle")
+
+
+# ---------------------------------------------------------------------------------------------- data and models
+def _task_data(task: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
+    """Training (noisy) and clean test tensors of one task and seed."""
+    if task["kind"] == "fig6":
+        from fp_lightning.data import Staircase1DDataModule
+
+        dm = Staircase1DDataModule(preset="fig6", seed=seed)  # noise sd 0.1 before rounding, train and test
+        return {"x": dm.x_train, "y": dm.y_train, "x_test": dm.x_test, "y_test": dm.y_test}
+    from fp_lightning.data import CIFAR10DataModule, MNISTDataModule
+
+    cls = MNISTDataModule if task["kind"] == "mnist" else CIFAR10DataModule
+    dm = cls(data_dir=DATA_DIR, train_split="train", subset_size=task["n"], label_noise=task["noise"], seed=seed,
+             download=False)
+    dm.setup("fit")
+    dm.setup("test")
+    x, y = dm.train_dataset.tensors
+    x_test, y_test = dm.test_dataset.tensors
+    n_test = task.get("n_test", N_TEST_IMAGES)
+    pick = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(1000 + seed))[:n_test]
+    return {"x": x, "y": y, "x_test": x_test[pick], "y_test": y_test[pick]}
+
+
+def _model(task: dict[str, Any], seed: int) -> L.LightningModule:
+    from fp_lightning.models import FullyConnectedNet, SmallCNN, TanhMLP1D
+
+    if task["kind"] == "fig6":  # the paper's 1-200-200-200-100-1 tanh net, N(0, 0.1²) weights and biases, MSE
+        return TanhMLP1D(lr=task["lr"], init_seed=seed)
+    if task["kind"] == "mnist":  # the paper's 200-100-100 tanh FC net; cross-entropy, PyTorch's default init
+        return FullyConnectedNet(lr=task["lr"], loss="cross_entropy", init_std=None, init_seed=seed)
+    return SmallCNN(input_shape=(3, 32, 32), lr=task["lr"], loss="cross_entropy", init_std=None, init_seed=seed)
+
+
+class _Recorder(Callback):
+    """After every epoch (and before training): loss / accuracy on the given sets, and the fp/ callback metrics."""
+
+    def __init__(self, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], classify: bool, fp: bool) -> None:
+        self.sets, self.classify, self.fp = sets, classify, fp
+        self.curves: dict[str, list[float]] = {"epoch": []}
+        self.fp_metrics: list[dict[str, float]] = []
+
+    def _record(self, trainer: Any, module: Any, epoch: int) -> None:
+        self.curves["epoch"].append(epoch)
+        training = module.training
+        module.eval()
+        with torch.no_grad():
+            for name, (x, y) in self.sets.items():
+                out = torch.cat([module(x[i:i + 2000]) for i in range(0, len(x), 2000)])
+                if self.classify:
+                    self.curves.setdefault(f"{name}_loss", []).append(F.cross_entropy(out, y).item())
+                    self.curves.setdefault(f"{name}_acc", []).append((out.argmax(1) == y).float().mean().item())
+                else:
+                    self.curves.setdefault(f"{name}_loss", []).append(F.mse_loss(out, y).item())
+        module.train(training)
+        if self.fp:
+            self.fp_metrics.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("fp/")})
+
+    def on_train_start(self, trainer: Any, module: Any) -> None:
+        self._record(trainer, module, 0)
+
+    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+        self._record(trainer, module, trainer.current_epoch + 1)
+
+
+def _train(task: dict[str, Any], seed: int, data: dict[str, torch.Tensor], with_val: bool) -> dict[str, Any]:
+    L.seed_everything(seed, verbose=False)
+    x, y = data["x"], data["y"]
+    sets = {"test": (data["x_test"], data["y_test"])}
+    if with_val:  # hold out 10% of the (noisy) training data
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(2000 + seed))
+        n_val = round(0.1 * len(x))
+        val, keep = perm[:n_val].sort().values, perm[n_val:].sort().values
+        sets["val"] = (x[val], y[val])
+        x, y = x[keep], y[keep]
+    batch = task.get("batch")
+    loader = DataLoader(TensorDataset(x, y), batch_size=len(x) if batch is None else batch, shuffle=batch is not None,
+                        generator=torch.Generator().manual_seed(seed))
+    classify = task["kind"] != "fig6"
+    recorder = _Recorder(sets, classify, fp=not with_val)
+    callbacks: list[Any] = [recorder]
+    stopper = None
+    if not with_val:
+        stopper = FrequencyEarlyStopping(dry_run=True)
+        callbacks = [FrequencyPrincipleMonitor(**MONITOR_KW), recorder, stopper]
+    trainer = L.Trainer(max_epochs=task["epochs"], callbacks=callbacks, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        accelerator="cpu", deterministic=False)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(_model(task, seed), loader)
+    out = {"seconds": time.perf_counter() - start, "curves": recorder.curves}
+    if stopper is not None:
+        out["fp_metrics"] = recorder.fp_metrics
+        out["dry_run_stop"] = stopper.stopped_after
+        out["dry_run_criterion"] = stopper.criterion
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- stopping rules
+def freq_stop(fp_metrics: list[dict[str, float]], **kwargs: Any) -> tuple[int | None, str | None]:
+    """Replay FrequencyEarlyStopping(**kwargs) on the logged values of epochs 1..E; (stop epoch, criterion)."""
+    stopper = FrequencyEarlyStopping(**kwargs)
+    for epoch, metrics in enumerate(fp_metrics):
+        if epoch >= 1 and metrics and stopper.evaluate(metrics, epoch)[0]:
+            return epoch, stopper.criterion
+    return None, None
+
+
+def val_stop(val_loss: list[float], patience: int) -> tuple[int, int]:
+    """EarlyStopping(monitor="val_loss", patience, min_delta=0) on epochs 1..E: (stop epoch, best epoch so far)."""
+    best, best_epoch, wait = math.inf, 0, 0
+    for epoch in range(1, len(val_loss)):
+        if val_loss[epoch] < best:
+            best, best_epoch, wait = val_loss[epoch], epoch, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return epoch, best_epoch
+    return len(val_loss) - 1, best_epoch
+
+
+def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Per rule: epoch, test loss, ratio to the oracle, accuracy difference to the oracle (points)."""
+    a, b = record["A"], record["B"]
+    test = np.asarray(a["curves"]["test_loss"])
+    acc = a["curves"].get("test_acc")
+    epochs = len(test) - 1
+    oracle = int(np.argmin(test))
+    stop, criterion = freq_stop(a["fp_metrics"], **fes_kwargs)
+    patience = max(2, round(0.1 * epochs))
+    v_stop, v_best = val_stop(b["curves"]["val_loss"], patience)
+    picks = {"freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
+             "val_best": ("B", v_best), "oracle": ("A", oracle)}
+    out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience,
+                           "freq_criterion": criterion, "freq_fired": stop is not None}
+    for rule, (run, epoch) in picks.items():
+        curves = record[run]["curves"]
+        loss = float(curves["test_loss"][epoch])
+        row = {"epoch": int(epoch), "run": run, "test_loss": loss, "ratio": loss / float(test[oracle])}
+        if acc is not None:
+            row["test_acc"] = float(curves["test_acc"][epoch])
+            row["acc_diff_points"] = 100.0 * (row["test_acc"] - float(acc[oracle]))
+        out[rule] = row
+    return out
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for rule in RULES:
+        ratios = [r["rules"][rule]["ratio"] for r in results]
+        summary[rule] = {"mean_ratio": float(np.mean(ratios)), "max_ratio": float(np.max(ratios))}
+        diffs = [r["rules"][rule]["acc_diff_points"] for r in results if "acc_diff_points" in r["rules"][rule]]
+        if diffs:
+            summary[rule]["mean_acc_diff_points"] = float(np.mean(diffs))
+            summary[rule]["min_acc_diff_points"] = float(np.min(diffs))
+    within = [r["rules"]["freq"]["ratio"] <= 1.05 and r["rules"]["freq"].get("acc_diff_points", 0.0) >= -1.0
+              for r in results]
+    summary["freq_within_goal"] = f"{sum(within)}/{len(within)}"
+    return summary
+
+
+def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    head = f"{'task':9s} {'seed':>4s} {'split':>8s} | " + " | ".join(f"{r:^21s}" for r in RULES)
+    print(head)
+    print(f"{'':24s}| " + " | ".join(f"{'ep':>4s} {'L/L*':>6s} {'Δacc':>6s}  " for _ in RULES))
+    for res in results:
+        cells = []
+        for rule in RULES:
+            row = res["rules"][rule]
+            acc = f"{row['acc_diff_points']:+6.2f}" if "acc_diff_points" in row else f"{'':6s}"
+            cells.append(f"{row['epoch']:4d} {row['ratio']:6.3f} {acc}  ")
+        crit = res["rules"]["freq_criterion"] or "-"
+        print(f"{res['task']:9s} {res['seed']:4d} {res['split']:>8s} | " + " | ".join(cells) + f"  [{crit}]")
+    print("mean L/L*: " + ", ".join(f"{r} {summary[r]['mean_ratio']:.3f}" for r in RULES))
+    print("max  L/L*: " + ", ".join(f"{r} {summary[r]['max_ratio']:.3f}" for r in RULES))
+    if "mean_acc_diff_points" in summary["freq"]:
+        print("mean Δacc: " + ", ".join(f"{r} {summary[r]['mean_acc_diff_points']:+.2f}" for r in RULES))
+    print(f"freq within 5% loss / 1 point accuracy of the oracle: {summary['freq_within_goal']}")
+
+
+def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    firsts = {}
+    for rec, res in zip(records, results):
+        firsts.setdefault(rec["task"], (rec, res))
+    fig, axes = plt.subplots(1, len(firsts), figsize=(4.2 * len(firsts), 3.4), squeeze=False)
+    colors = {"freq": "tab:red", "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green"}
+    for ax, (task, (rec, res)) in zip(axes[0], firsts.items()):
+        a, b = rec["A"]["curves"], rec["B"]["curves"]
+        ax.plot(a["epoch"], a["test_loss"], color="0.3", label="test loss (all data)")
+        ax.plot(b["epoch"], b["test_loss"], color="0.7", ls="--", label="test loss (90%, run B)")
+        for rule in RULES:
+            ax.axvline(res["rules"][rule]["epoch"], color=colors[rule], lw=1.2, ls=":" if rule == "last" else "-",
+                       label=rule)
+        ax.set_title(f"{task}, seed {rec['seed']}")
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("test loss")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def _parse_fes(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        out[key] = None if value == "None" else (value if value.isalpha() else float(value) if "." in value or
+                                                 "e" in value else int(value))
+    return out
+
+
+def main() -> None:
+    import logging
+
+    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="~2 minute version (short budgets, one seed, 2 tasks)")
+    parser.add_argument("--tasks", default=None, help="comma-separated subset of: " + ", ".join(TASKS))
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: per task)")
+    parser.add_argument("--tune-seeds", default="0", help="seeds whose curves chose the defaults (labelled 'tuning')")
+    parser.add_argument("--replay", default=None, help="re-evaluate the rules on a saved JSON, no training")
+    parser.add_argument("--fes", nargs="*", default=[], help="FrequencyEarlyStopping overrides, e.g. patience=5")
+    parser.add_argument("--out", default=None, help="JSON (default benchmarks/results/early_stopping[_quick].json)")
+    parser.add_argument("--plot", default=None, help="PNG path (default docs/early_stopping[_quick].png; '' for none)")
+    parser.add_argument("--epochs", type=int, default=None, help="override every task's epoch budget (smoke tests)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    fes_kwargs = _parse_fes(args.fes)
+    suffix = "_quick" if args.quick else ""
+    if args.out is None:
+        args.out = str(REPO / "benchmarks" / "results" / f"early_stopping{suffix}.json")
+    if args.plot is None:
+        args.plot = str(REPO / "docs" / f"early_stopping{suffix}.png")
+    tune = {int(s) for s in args.tune_seeds.split(",") if s}
+
+    if args.replay:
+        saved = json.loads(Path(args.replay).read_text())
+        records, settings = saved["records"], saved["settings"]
+    else:
+        table = QUICK if args.quick else TASKS
+        names = args.tasks.split(",") if args.tasks else list(table)
+        records = []
+        for name in names:
+            task = table[name] if args.epochs is None else {**table[name], "epochs": args.epochs}
+            seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else task["seeds"]
+            for seed in seeds:
+                data = _task_data(task, seed)
+                rec = {"task": name, "seed": seed, "A": _train(task, seed, data, with_val=False),
+                       "B": _train(task, seed, data, with_val=True)}
+                print(f"{name} seed {seed}: {rec['A']['seconds']:.0f} s + {rec['B']['seconds']:.0f} s", flush=True)
+                records.append(rec)
+        settings = {"tasks": {n: {**table[n], **({} if args.epochs is None else {"epochs": args.epochs})}
+                              for n in names}, "quick": args.quick, "monitor": MONITOR_KW,
+                    "n_test_images": N_TEST_IMAGES, "torch": torch.__version__, "lightning": L.__version__,
+                    "python": platform.python_version(), "threads": args.threads}
+    results = []
+    for rec in records:
+        results.append({"task": rec["task"], "seed": rec["seed"],
+                        "split": "tuning" if rec["seed"] in tune else "held-out",
+                        "dry_run_stop": rec["A"].get("dry_run_stop"), "rules": evaluate_rules(rec, fes_kwargs)})
+    summary = {"all": summarize(results)}
+    held = [r for r in results if r["split"] == "held-out"]
+    if held:
+        summary["held_out"] = summarize(held)
+    print_table(results, summary["all"])
+    if not fes_kwargs:  # the live dry run used the defaults of the recording: the replay must agree with it
+        agree = [r["dry_run_stop"] == (r["rules"]["freq"]["epoch"] if r["rules"]["freq_fired"] else None)
+                 for r in results]
+        summary["dry_run_agrees_with_replay"] = f"{sum(agree)}/{len(agree)}"
+        print(f"live dry-run stops equal to the replayed ones: {summary['dry_run_agrees_with_replay']}")
+    if held:
+        print("held-out seeds only:")
+        print("  mean L/L*: " + ", ".join(f"{r} {summary['held_out'][r]['mean_ratio']:.3f}" for r in RULES)
+              + f"; freq within goal {summary['held_out']['freq_within_goal']}")
+    out = {"settings": settings, "fes_kwargs": fes_kwargs, "results": results, "summary": summary,
+           "records": records}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out))
+    if args.plot:
+        plot(records, results, Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The ``fp-lightning`` command: demo, report, LightningCLI configs, usage errors (short runs only)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fp_lightning.cli import main
+from tests._paths import REPO_ROOT, SHARED_DATA
+
+CONFIGS = sorted((REPO_ROOT / "examples" / "configs").glob("*.yaml"))
+TINY_DEMO = ["--epochs", "1", "--subset-size", "300", "--probe-size", "200", "--accelerator", "cpu"]
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    output = tmp_path_factory.mktemp("fp_runs")
+    code, printed = _run(["demo", *TINY_DEMO, "--output", str(output)])
+    assert code == 0
+    return output / "mnist_fc" / "version_0", printed
+
+
+def test_demo_writes_history_report_and_tensorboard_logs(demo_run: tuple[Path, str]) -> None:
+    run_dir, printed = demo_run
+    history = np.load(run_dir / "fp_history.npz")
+    assert history["epoch"].tolist() == [0, 1]
+    assert history["delta_f"].shape == (2, len(history["freqs"]))
+    assert (run_dir / "fp_report.png").stat().st_size > 10_000
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert f"tensorboard --logdir {run_dir.parent}" in printed
+    assert str(run_dir / "fp_report.png") in printed
+    assert "1st epoch <0.1" in printed  # the per-k summary table
+
+
+def test_report_redraws_png_from_the_saved_history(demo_run: tuple[Path, str], tmp_path: Path) -> None:
+    run_dir, _ = demo_run
+    png = run_dir / "fp_report.png"
+    png.unlink()
+    code, printed = _run(["report", str(run_dir.parent.parent)])  # searched recursively
+    assert code == 0 and png.stat().st_size > 10_000
+    assert str(png) in printed
+    custom = tmp_path / "sub" / "mine.png"
+    code, _ = _run(["report", str(run_dir / "fp_history.npz"), "--output", str(custom)])
+    assert code == 0 and custom.is_file()
+
+
+def test_report_without_history_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "RUN_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "two"], "--epochs"),
+    (["--dataset", "svhn"], "--dataset"),
+    (["--model", "resnet"], "--model"),
+    (["--probe-size", "1"], "--probe-size"),
+    (["--lr", "-1e-3"], "--lr"),
+    (["--subset-size", "20000"], "--subset-size"),
+])
+def test_demo_bad_arguments_exit_2_naming_the_option(args: list[str], option: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *args, "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_demo_cifar10_without_data_names_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--dataset", "cifar10", "--data-dir", str(tmp_path / "empty"), "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "CIFAR-10" in err
+
+
+def test_no_subcommand_prints_help() -> None:
+    code, printed = _run([])
+    assert code == 2 and "demo" in printed and "report" in printed
+
+
+def test_every_paper_experiment_has_a_config() -> None:
+    names = {path.name for path in CONFIGS}
+    assert names >= {"fig1_mnist_fc.yaml", "fig1_mnist_cnn.yaml", "fig1_cifar10_fc.yaml", "fig1_cifar10_cnn.yaml",
+                     "fig3_staircase.yaml", "fig4_sin3.yaml", "fig6_noise.yaml"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
+def test_config_fits_a_short_version(config: Path, tmp_path: Path) -> None:
+    args = ["fit", "--config", str(config), "--trainer.max_epochs=1", "--trainer.enable_checkpointing=false",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}"]
+    if config.stem.startswith("fig1"):
+        args += ["--data.init_args.subset_size=128", "--trainer.limit_train_batches=2"]
+    if "cifar10" in config.stem:
+        if not (SHARED_DATA / "cifar-10-batches-py" / "test_batch").is_file():
+            pytest.skip(f"no CIFAR-10 test batch under {SHARED_DATA}")
+        args.append(f"--data.init_args.data_dir={SHARED_DATA}")
+    code, printed = _run(args)
+    assert code == 0
+    histories = list(tmp_path.rglob("fp_history.npz"))
+    assert len(histories) == 1
+    assert (histories[0].parent / "fp_report.png").is_file()
+    assert np.load(histories[0])["epoch"].tolist()[0] == 0
+    assert "tensorboard --logdir" in printed
+
+
+def test_config_override_with_a_bad_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(CONFIGS[0]), "--trainer.max_epochs=abc"])
+    assert exit_info.value.code == 2
+    assert "max_epochs" in capsys.readouterr().err
