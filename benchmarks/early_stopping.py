@@ -306,7 +306,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="~2 minute version (short budgets, one seed, 2 tasks)")
     parser.add_argument("--tasks", default=None, help="comma-separated subset of: " + ", ".join(TASKS))
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: per task)")
-    parser.add_argument("--tune-seeds", default="0", help="seeds whose curves chose the defaults (labelled 'tuning')")
+    parser.add_argument("--tune", default="fig6:0,mnist-20:0,mnist-40:0",
+                        help="task:seed runs whose curves chose the defaults (labelled 'tuning'; the rest 'held-out')")
     parser.add_argument("--replay", default=None, help="re-evaluate the rules on a saved JSON, no training")
     parser.add_argument("--fes", nargs="*", default=[], help="FrequencyEarlyStopping overrides, e.g. patience=5")
     parser.add_argument("--out", default=None, help="JSON (default benchmarks/results/early_stopping[_quick].json)")
@@ -321,7 +322,7 @@ def main() -> None:
         args.out = str(REPO / "benchmarks" / "results" / f"early_stopping{suffix}.json")
     if args.plot is None:
         args.plot = str(REPO / "docs" / f"early_stopping{suffix}.png")
-    tune = {int(s) for s in args.tune_seeds.split(",") if s}
+    tune = {tuple(item.rsplit(":", 1)) for item in args.tune.split(",") if item}
 
     if args.replay:
         saved = json.loads(Path(args.replay).read_text())
@@ -346,7 +347,7 @@ def main() -> None:
     results = []
     for rec in records:
         results.append({"task": rec["task"], "seed": rec["seed"],
-                        "split": "tuning" if rec["seed"] in tune else "held-out",
+                        "split": "tuning" if (rec["task"], str(rec["seed"])) in tune else "held-out",
                         "dry_run_stop": rec["A"].get("dry_run_stop"), "rules": evaluate_rules(rec, fes_kwargs)})
     summary = {"all": summarize(results)}
     held = [r for r in results if r["split"] == "held-out"]

@@ -4,7 +4,7 @@ Add :class:`FrequencyPrincipleMonitor` to a ``Trainer`` to measure, every epoch,
 frequency of its targets (projected NUFFT spectrum error Δ_F(k), Gaussian-filter errors e_low / e_high).
 """
 
-from fp_lightning.callbacks import FrequencyPrincipleMonitor
+from fp_lightning.callbacks import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 
-__all__ = ["FrequencyPrincipleMonitor", "__version__"]
+__all__ = ["FrequencyEarlyStopping", "FrequencyPrincipleMonitor", "__version__"]
 __version__ = "0.1.0"

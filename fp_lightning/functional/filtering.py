@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -128,9 +128,10 @@ class GaussianFilterBank:
 
     * the flattened inputs (a view of ``x``, not a copy: do not modify ``x`` in place afterwards), their mean and
       the squared norms of the centred rows;
-    * the squared-distance tiles of the upper block triangle, if they fit ``memory_budget`` (about 4·n² bytes);
-      they are filled during the first filtering pass, so later passes only evaluate exponentials and small
-      matrix products; otherwise every pass recomputes them tile by tile;
+    * the kernel tiles of every δ of the upper block triangle, if they fit ``memory_budget`` (about 4·M·n²
+      bytes), so later passes are matrix products only; else the squared-distance tiles (about 4·n² bytes), so
+      later passes only evaluate exponentials and products; else nothing, and every pass recomputes them tile
+      by tile. The cache is filled during the first filtering pass;
     * for :meth:`errors`, y^{low} and the norms of y^{low} and y^{high} of the last target seen (recognised by
       its values), so each epoch only filters h − y.
 
@@ -145,7 +146,9 @@ class GaussianFilterBank:
         deltas: one δ > 0 or a 1-D sequence/tensor of them.
         chunk_size: tile edge (rows and columns of the kernel built at once). ``None``: the largest tile whose
             temporaries stay within 256 MB (at most 1024 on CPU).
-        memory_budget: bytes the bank may keep for cached squared distances (default 1 GiB); 0 disables the cache.
+        memory_budget: bytes the bank may keep between calls (default 1 GiB): the kernels of all M widths (about
+            4·M·n² bytes; later passes are then matrix products only) if they fit, else the squared distances
+            (about 4·n² bytes), else nothing; 0 disables caching.
 
     Example:
         >>> x = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
@@ -191,7 +194,14 @@ class GaussianFilterBank:
         self._sqnorms = torch.cat([self._centred(start, stop).square().sum(dim=1) for start, stop in self._blocks])
         cache_bytes = 8 * sum((b1 - b0) * (c1 - c0) for i, (b0, b1) in enumerate(self._blocks)
                               for c0, c1 in self._blocks[i:])
-        self._cache: dict[tuple[int, int], torch.Tensor] | None = {} if cache_bytes <= memory_budget else None
+        # What to keep, best first: the kernels of every δ (later passes are then matrix products only), else
+        # the squared distances (later passes skip the distance products), else nothing (bounded memory).
+        keep_kernels = cache_bytes * self._coefs.numel() <= memory_budget
+        self._kernels: dict[tuple[int, int], torch.Tensor] | None = {} if keep_kernels else None
+        keep_distances = not keep_kernels and cache_bytes <= memory_budget
+        self._cache: dict[tuple[int, int], torch.Tensor] | None = {} if keep_distances else None
+        self._n_tiles = len(self._blocks) * (len(self._blocks) + 1) // 2
+        self._kernels_complete = False
         self._target_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -206,8 +216,13 @@ class GaussianFilterBank:
 
     @property
     def caches_distances(self) -> bool:
-        """Whether the squared distances are kept between calls (they fit ``memory_budget``)."""
-        return self._cache is not None
+        """Whether the squared distances (or the kernels made from them) are kept between calls."""
+        return self._cache is not None or self._kernels is not None
+
+    @property
+    def caches_kernels(self) -> bool:
+        """Whether the kernels of every δ are kept between calls (they fit ``memory_budget``)."""
+        return self._kernels is not None
 
     @torch.no_grad()
     def lowpass(self, values: torch.Tensor) -> torch.Tensor:
@@ -296,6 +311,28 @@ class GaussianFilterBank:
             self._cache[(i, j)] = tile
         return tile
 
+    def _kernels_of(self, sub: torch.Tensor, corner: tuple[int, int]) -> Iterator[torch.Tensor]:
+        """exp(−D/(2δ)) of a distance sub-tile for every δ (≤ 1; the diagonal D = 0 gives exactly 1)."""
+        if self._kernels is None:  # one reusable buffer: memory stays bounded
+            kernel = torch.empty(sub.shape, dtype=sub.dtype, device=sub.device)
+            for coef in self._coefs.tolist():
+                yield torch.mul(sub, coef, out=kernel).exp_()
+            return
+        stacked = torch.exp(sub.unsqueeze(0) * self._coefs.view(-1, 1, 1))
+        self._kernels[corner] = stacked
+        yield from stacked
+
+    def _filter_with_kernels(self, v1: torch.Tensor, acc: torch.Tensor, c: int) -> torch.Tensor:
+        """A later pass with every kernel cached: matrix products only (the same order as the first pass)."""
+        assert self._kernels is not None
+        for (p0, q0), stacked in self._kernels.items():
+            p1, q1 = p0 + stacked.shape[1], q0 + stacked.shape[2]
+            acc[:, p0:p1].baddbmm_(stacked, v1[q0:q1].expand(stacked.shape[0], -1, -1))
+            if p0 != q0:
+                acc[:, q0:q1].baddbmm_(stacked.transpose(1, 2), v1[p0:p1].expand(stacked.shape[0], -1, -1))
+        low = acc[..., :c]
+        return low.div_(acc[..., c:c + 1])
+
     def _filter(self, v: torch.Tensor) -> torch.Tensor:
         """(M, n, c) low-pass of float64 (n, c) ``v`` for all δ, one pass over the upper block triangle."""
         n, c = v.shape
@@ -305,9 +342,10 @@ class GaussianFilterBank:
         width = -(-(c + 1) // 12) * 12
         v1 = torch.cat([v, v.new_ones(n, 1), v.new_zeros(n, width - c - 1)], dim=1)
         n_deltas = self._coefs.numel()
-        coefs = self._coefs.tolist()
         acc = v.new_zeros(n_deltas, n, width)  # acc[m, i] = Σ_j K^δm_ij v1_j
-        need_inputs = self._cache is None or len(self._cache) < len(self._blocks) * (len(self._blocks) + 1) // 2
+        if self._kernels is not None and self._kernels_complete:
+            return self._filter_with_kernels(v1, acc, c)
+        need_inputs = self._cache is None or len(self._cache) < self._n_tiles
         step = self._sub_chunk
         for i, (r0, r1) in enumerate(self._blocks):
             rows = self._centred(r0, r1) if need_inputs else None
@@ -322,14 +360,13 @@ class GaussianFilterBank:
                     for q0 in range(p0 if i == j else c0, c1, step):
                         q1 = min(q0 + step, c1)
                         sub = dist[p0 - r0:p1 - r0, q0 - c0:q1 - c0]
-                        kernel = torch.empty(sub.shape, dtype=sub.dtype, device=sub.device)
+                        kernels = self._kernels_of(sub, (p0, q0))
                         mirrored = q0 != p0 or i != j
-                        for m, coef in enumerate(coefs):
-                            # exp(−D/(2δ)) ≤ 1; the diagonal (D = 0) gives exactly 1 (class docstring).
-                            torch.mul(sub, coef, out=kernel).exp_()
+                        for m, kernel in enumerate(kernels):
                             acc[m, p0:p1].addmm_(kernel, v1[q0:q1])
                             if mirrored:  # the same kernel block, transposed, serves rows q0:q1
                                 acc[m, q0:q1].addmm_(kernel.T, v1[p0:p1])
+        self._kernels_complete = self._kernels is not None
         low = acc[..., :c]
         return low.div_(acc[..., c:c + 1])  # in place: no second (M, n, c) array
 
