@@ -249,8 +249,9 @@ def test_default_deltas_scale_free_sorted_positive(mnist):
 
 def test_default_deltas_rule_on_a_small_example():
     x = torch.tensor([[0.0], [1.0], [2.0], [3.0]])  # pair distances 1, 1, 1, 4, 4, 9: lower median 1
-    torch.testing.assert_close(default_deltas(x, 3), torch.tensor([0.01, 0.05, 0.25], dtype=torch.float64))
-    torch.testing.assert_close(default_deltas(x, 1), torch.tensor([0.05], dtype=torch.float64))
+    middle = (0.03 * 0.25) ** 0.5  # geometric middle of m/33 … m/4
+    torch.testing.assert_close(default_deltas(x, 3), torch.tensor([0.03, middle, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(default_deltas(x, 1), torch.tensor([middle], dtype=torch.float64))
     got = default_deltas(x, 5, low_fraction=0.1, high_fraction=1.0)
     torch.testing.assert_close(got, torch.logspace(-1, 0, 5, dtype=torch.float64))
 
@@ -261,7 +262,7 @@ def test_default_deltas_are_informative(mnist):
     deltas = default_deltas(x, 8)
     low = gaussian_lowpass(x, yt, deltas)
     share = torch.linalg.vector_norm(yt - low, dim=(1, 2)) / torch.linalg.vector_norm(yt - yt.mean(0))
-    assert share[0] < 0.01 and share[-1] > 0.9  # from nearly y to nearly the mean...
+    assert share[0] < 0.5 and share[-1] > 0.9  # from mostly y to nearly the mean...
     assert share[0] > 1e-8 and share[-1] < 0.999  # ...without reaching either
     e_low, e_high = low_high_errors(x, yt, torch.from_numpy(h), deltas)  # no degenerate δ
     assert bool(torch.isfinite(e_low).all() and torch.isfinite(e_high).all())
