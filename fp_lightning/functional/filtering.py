@@ -89,7 +89,12 @@ def _flatten_inputs(x: torch.Tensor) -> torch.Tensor:
     _check_real("x", x)
     check_min_samples("x", x, 2)
     flat = x.reshape(x.shape[0], -1)
-    check_finite("x", flat)
+    # torch.isfinite makes a full-size temporary copy, so test bounded row blocks; the whole tensor is checked
+    # again only to word the error.
+    step = max(1, DEFAULT_TEMP_BUDGET // (16 * max(1, flat.shape[1])))
+    for start in range(0, flat.shape[0], step):
+        if flat[start:start + step].is_floating_point() and not bool(torch.isfinite(flat[start:start + step]).all()):
+            check_finite("x", flat)
     return flat
 
 
@@ -191,7 +196,7 @@ class GaussianFilterBank:
         for start, stop in self._blocks:
             self._mean += flat[start:stop].to(torch.float64).sum(dim=0)
         self._mean /= n
-        self._sqnorms = torch.cat([self._centred(start, stop).square().sum(dim=1) for start, stop in self._blocks])
+        self._sqnorms = torch.cat([self._centred(start, stop).square_().sum(dim=1) for start, stop in self._blocks])
         cache_bytes = 8 * sum((b1 - b0) * (c1 - c0) for i, (b0, b1) in enumerate(self._blocks)
                               for c0, c1 in self._blocks[i:])
         # What to keep, best first: the kernels of every δ (later passes are then matrix products only), else
