@@ -15,6 +15,7 @@ next to its logs:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from matplotlib.figure import Figure
 from fp_lightning.callbacks.history import load_history
 from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
-__all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "history_summary", "write_report"]
+__all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
+           "history_summary", "write_report"]
 
 #: File name of a monitor's saved history (``FrequencyPrincipleMonitor(history_file=...)`` default).
 HISTORY_FILE = "fp_history.npz"
@@ -86,7 +88,42 @@ def history_summary(history_path: str | os.PathLike[str]) -> str:
         values = "".join(f"  {delta_f[c, j]:>9.3f}" for c in columns)
         firsts = "".join(f"   {'not yet' if r[j] is None else r[j]:>13}" for r in reached)
         lines.append(f"{k:>4} {values}{firsts}")
+    rho = frequency_order_correlation(freqs, fitting_epochs(delta_f, epochs, 0.05))
+    lines.append(f"Spearman rank correlation between k and the first epoch with Δ_F < 0.05 (not reached = last): "
+                 f"{rho:.2f} (1 = fitted strictly from low to high frequency)")
     return "\n".join(lines)
+
+
+def frequency_order_correlation(freqs: Sequence[int] | np.ndarray, fit_epochs: Sequence[int | None]) -> float:
+    """Spearman rank correlation between the frequencies and the epochs at which they were first fitted.
+
+    Convention:
+        Frequencies never fitted (``None``) rank after every fitted one, tied among themselves; ties get their
+        average rank; ρ is the Pearson correlation of the two rank vectors (NaN when either is constant).
+
+    Example:
+        >>> frequency_order_correlation([1, 4, 12, 20], [100, 900, 1500, None])
+        1.0
+        >>> frequency_order_correlation([1, 4, 12], [300, 200, 100])
+        -1.0
+    """
+    k = np.asarray(freqs, dtype=float)
+    last = max([e for e in fit_epochs if e is not None], default=0) + 1
+    when = np.asarray([last if e is None else e for e in fit_epochs], dtype=float)
+    rk, rw = _average_ranks(k), _average_ranks(when)
+    if rk.std() == 0 or rw.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rk, rw)[0, 1])
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for value in np.unique(values):  # ties share their mean rank
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
 
 
 def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLike[str]) -> Path:

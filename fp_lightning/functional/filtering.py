@@ -91,7 +91,7 @@ def _flatten_inputs(x: torch.Tensor) -> torch.Tensor:
     flat = x.reshape(x.shape[0], -1)
     # torch.isfinite makes a full-size temporary copy, so test bounded row blocks; the whole tensor is checked
     # again only to word the error.
-    step = max(1, DEFAULT_TEMP_BUDGET // (16 * max(1, flat.shape[1])))
+    step = max(1, 2**21 // max(1, flat.shape[1]))  # about 2M numbers per block
     for start in range(0, flat.shape[0], step):
         if flat[start:start + step].is_floating_point() and not bool(torch.isfinite(flat[start:start + step]).all()):
             check_finite("x", flat)
