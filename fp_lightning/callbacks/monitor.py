@@ -111,6 +111,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                                                sync_on_compute=False)
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
         self.probe: ProbeSet | None = None
+        self._probe_device: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
         self.history: FrequencyHistory | None = None
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
@@ -192,10 +193,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         assert self.probe is not None
         with _timed(timing, "forward", pl_module):
             outputs = self._probe_outputs(trainer, pl_module)
+        inputs, targets = self._probe_on(outputs.device)
         self.spectral.reset()
         self.filtering.reset()
-        self.spectral.update(self.probe.inputs, outputs, self.probe.targets)
-        self.filtering.update(self.probe.inputs, outputs, self.probe.targets)
+        self.spectral.update(inputs, outputs, targets)
+        self.filtering.update(inputs, outputs, targets)
         with _timed(timing, "spectrum", pl_module):
             spectral = _vectors(self.spectral.compute())
         with _timed(timing, "filtering", pl_module):
@@ -210,6 +212,16 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                        low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]))
         return _logged_values(spectral, filtering, low_share)
 
+    def _probe_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probe inputs and targets on ``device``, copied there once.
+
+        The analysis runs where the model runs, and no host-to-device transfer sits in the per-epoch path.
+        """
+        assert self.probe is not None
+        if self._probe_device is None or self._probe_device[0] != device:
+            self._probe_device = (device, self.probe.inputs.to(device), self.probe.targets.to(device))
+        return self._probe_device[1], self._probe_device[2]
+
     def _missing_filtering(self) -> dict[str, torch.Tensor]:
         """NaN e_low / e_high for a recording whose filtering failed (the history keeps its shape)."""
         fitted = self.filtering.fitted_deltas
@@ -222,7 +234,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         """The model's outputs on the probe set: this rank's shard in eval() and no_grad, then gathered."""
         assert self.probe is not None
         shard = shard_slice(len(self.probe), trainer.global_rank, trainer.world_size)
-        local = _forward_in_eval(pl_module, self.probe.inputs[shard], self.batch_size)
+        inputs, _ = self._probe_on(_module_device(pl_module))
+        local = _forward_in_eval(pl_module, inputs[shard], self.batch_size)
         if trainer.world_size == 1:
             return local
         return _gather_shards(trainer, local, len(self.probe))
@@ -321,7 +334,7 @@ def _train_dataset(trainer: Any) -> Any:
 def _forward_in_eval(module: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Outputs in eval() and no_grad, batch by batch; each submodule's mode and the RNG state are restored."""
     modes = [(m, m.training) for m in module.modules()]
-    device = next(iter(module.parameters()), torch.empty(0)).device
+    device = _module_device(module)
     devices = [device.index or 0] if device.type == "cuda" else []
     outputs = []
     try:
@@ -335,6 +348,10 @@ def _forward_in_eval(module: torch.nn.Module, inputs: torch.Tensor, batch_size: 
     if not outputs:
         return torch.empty(0)
     return torch.cat(outputs).float() if not outputs[0].is_floating_point() else torch.cat(outputs)
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    return next(iter(module.parameters()), torch.empty(0)).device
 
 
 def _gather_shards(trainer: Any, local: torch.Tensor, total: int) -> torch.Tensor:
