@@ -53,12 +53,13 @@ class PrincipalProjection:
 
         New samples may fall outside [0, 1]; that is expected and not clipped.
         """
-        flat = _flatten("x", x).to(self.directions.device)
+        flat = _flatten("x", x)
         if flat.shape[1] != self.directions.shape[0]:
             raise ValueError(
                 f"`x` has {flat.shape[1]} features per sample, the projection was fitted on {self.directions.shape[0]}."
             )
-        return (flat @ self.directions - self.offset) / self.scale
+        device = flat.device  # computed where x lives (a projection restored from a checkpoint sits on the CPU)
+        return (flat @ self.directions.to(device) - self.offset.to(device)) / self.scale.to(device)
 
 
 def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalProjection:
