@@ -110,6 +110,6 @@ def _label_grid(ax: Axes, freqs: Sequence[int], epochs: Sequence[int]) -> None:
 
 def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:
     epochs = list(epochs)
-    step = max(1, len(epochs) // 10)
+    step = max(1, -(-len(epochs) // 6))  # at most 6 labels: five-digit epochs must not overlap in narrow panels
     ax.set_xticks(range(0, len(epochs), step), [str(e) for e in epochs[::step]])
     ax.set_xlabel("epoch")
