@@ -339,7 +339,7 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 # ------------------------------------------------------------------------------------------------ report
 def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     """Write the PNG report of every ``fp_history.npz`` under ``args.run_dir`` (or ``args.output`` for one)."""
-    from fp_lightning.report import REPORT_FILE, find_histories, write_report
+    from fp_lightning.report import REPORT_FILE, find_histories, history_summary, write_report
 
     histories = find_histories(args.run_dir)
     error = None
@@ -354,6 +354,7 @@ def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
         _subparser(parser, "report").error(error)
     for history in histories:
         out = args.output if args.output is not None else history.parent / REPORT_FILE
+        print(history_summary(history))
         print(f"report: {write_report(history, out)}")
     return 0
 
