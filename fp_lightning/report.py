@@ -89,8 +89,12 @@ def history_summary(history_path: str | os.PathLike[str]) -> str:
         firsts = "".join(f"   {'not yet' if r[j] is None else r[j]:>13}" for r in reached)
         lines.append(f"{k:>4} {values}{firsts}")
     rho = frequency_order_correlation(freqs, fitting_epochs(delta_f, epochs, 0.05))
-    lines.append(f"Spearman rank correlation between k and the first epoch with Δ_F < 0.05 (not reached = last): "
-                 f"{rho:.2f} (1 = fitted strictly from low to high frequency)")
+    if np.isnan(rho):  # no frequency (or every one at the same epoch) reached the threshold: no order to rank
+        lines.append("Spearman rank correlation between k and the first epoch with Δ_F < 0.05: not defined yet "
+                     "(no order among the tracked frequencies; train longer)")
+    else:
+        lines.append(f"Spearman rank correlation between k and the first epoch with Δ_F < 0.05 (not reached = "
+                     f"last): {rho:.2f} (1 = fitted strictly from low to high frequency)")
     return "\n".join(lines)
 
 
