@@ -9,25 +9,34 @@ from lightning.pytorch import Trainer, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fp_lightning import FrequencyPrincipleMonitor
+from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from tests._lightning import loader, make_module, regression_data
 
 MONITOR_KW = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)
 
 
-def main(out: Path) -> None:
+def main(out: Path, early_stopping: bool = False) -> None:
     seed_everything(0, verbose=False)
     module = make_module()
     monitor = FrequencyPrincipleMonitor(**MONITOR_KW)
-    trainer = Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", callbacks=[monitor], logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
+    callbacks = [monitor]
+    if early_stopping:  # a threshold every run meets: it must stop both ranks at the same epoch
+        callbacks.append(FrequencyEarlyStopping(low_threshold=10.0, patience=2, share_threshold=None,
+                                                arm_threshold=None, plateau_rtol=None))
+    trainer = Trainer(max_epochs=6 if early_stopping else 2, accelerator="cpu", devices=2, strategy="ddp",
+                      callbacks=callbacks, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=out)
     trainer.fit(module, loader(regression_data(), shuffle=False))
     rank = trainer.global_rank
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("fp/")}
-    (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "history": monitor.history.state_dict()}))
+    stopper = next((cb for cb in callbacks if isinstance(cb, FrequencyEarlyStopping)), None)
+    stop = None if stopper is None else {"epoch": trainer.current_epoch, "stopped_epoch": stopper.stopped_epoch,
+                                         "criterion": stopper.criterion}
+    (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "history": monitor.history.state_dict(),
+                                                      "stop": stop}))
     if rank == 0:
         torch.save(module.state_dict(), out / "final.pt")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), early_stopping=len(sys.argv) > 2 and sys.argv[2] == "early-stopping")

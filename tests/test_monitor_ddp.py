@@ -32,17 +32,29 @@ def _single_process_values(state_dict, freqs):
     return spectral.compute(), lowhigh.compute()
 
 
-def test_ddp_two_cpu_processes_equal_single_process(tmp_path):
+def _run_ddp(out: Path, *extra: str) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # own process group, so a hung rank can be killed together with its launcher
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "ddp_fit.py"), str(tmp_path)], env=env, cwd=REPO,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "ddp_fit.py"), str(out), *extra], env=env,
+                            cwd=REPO, start_new_session=True)
     try:
         assert proc.wait(timeout=240) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_ddp_early_stopping_same_decision_on_every_rank(tmp_path):
+    ranks = _run_ddp(tmp_path, "early-stopping")
+    stops = [r["stop"] for r in ranks]
+    assert stops[0] == stops[1]
+    assert stops[0]["criterion"] == "low_converged"
+    assert stops[0]["epoch"] < 5  # stopped before max_epochs=6, on both ranks together
+
+
+def test_ddp_two_cpu_processes_equal_single_process(tmp_path):
+    ranks = _run_ddp(tmp_path)
     assert ranks[0]["metrics"] == ranks[1]["metrics"]  # every rank gets the same numbers
     history = ranks[0]["history"]
     assert history["records"]["epoch"] == [0, 1, 2]
