@@ -193,6 +193,8 @@ def test_pytorch_lightning_trainer(tmp_path):
         ({"cutoff": 500}, "`cutoff`"),
         ({"probe_inputs": torch.rand(3, 2)}, "`probe_inputs` and `probe_targets`"),
         ({"share_window": 1}, "`share_window`"),
+        ({"backend": "fftw"}, "`backend`"),
+        ({"n_deltas": 0}, "`n_deltas`"),
     ],
 )
 def test_constructor_errors_name_argument(kwargs, match):

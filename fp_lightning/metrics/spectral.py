@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from fp_lightning.functional.errors import relative_spectral_error
 from fp_lightning.functional.projection import PrincipalProjection, principal_projection
 from fp_lightning.functional.selection import select_frequencies
-from fp_lightning.functional.spectrum import nufft_spectrum
+from fp_lightning.functional.spectrum import BACKENDS, nufft_spectrum
 from fp_lightning.functional.targets import OutputTransform
 from fp_lightning.functional.theory import frequency_loss_split
 from fp_lightning.metrics._probe import ProbeSetMetric
@@ -76,6 +76,8 @@ class ProjectedSpectralError(ProbeSetMetric):
         self.max_freqs = max_freqs
         self.fitted_cutoff = _check_cutoff(cutoff, self.n_freqs)
         self.projection = projection
+        if backend not in BACKENDS:  # checked here, so a typo fails at construction and not mid-training
+            raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}.")
         self.backend = backend
         self._target_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
