@@ -1,5 +1,6 @@
 """Gaussian low-pass filtering (fp_lightning.functional.filtering) against a dense float64 numpy oracle."""
 
+import functools
 import math
 
 import numpy as np
@@ -13,6 +14,11 @@ from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas
 from tests._data import cifar_test_subset, mnist_test_subset
 
 HAS_CUDA = torch.cuda.is_available()
+# The oracle, property and cache tests run in float64, where agreement to ~1e-10 is expected; the float32 default
+# has its own tests (section "float32") with tolerances set by its rounding.
+lowpass64 = functools.partial(gaussian_lowpass, dtype=torch.float64)
+errors64 = functools.partial(low_high_errors, dtype=torch.float64)
+Bank64 = functools.partial(GaussianFilterBank, dtype=torch.float64)
 
 
 # ---------------------------------------------------------------------------------------------------- the oracle
@@ -59,21 +65,21 @@ def test_lowpass_matches_dense_kernel_on_mnist(mnist):
     images, y, _, dist = mnist
     x = torch.from_numpy(images)
     for delta in MNIST_DELTAS:
-        got = gaussian_lowpass(x, torch.from_numpy(y), delta)
+        got = lowpass64(x, torch.from_numpy(y), delta)
         assert got.shape == y.shape and got.dtype == torch.float64
         np.testing.assert_allclose(got.numpy(), _dense_lowpass(dist, y, delta), rtol=1e-10, atol=1e-300)
-    stacked = gaussian_lowpass(x, torch.from_numpy(y), MNIST_DELTAS)
+    stacked = lowpass64(x, torch.from_numpy(y), MNIST_DELTAS)
     assert stacked.shape == (len(MNIST_DELTAS), *y.shape)
     for m, delta in enumerate(MNIST_DELTAS):
         np.testing.assert_allclose(stacked[m].numpy(), _dense_lowpass(dist, y, delta), rtol=1e-10, atol=1e-300)
     # 1-D values: 1-D result
-    got1 = gaussian_lowpass(x, torch.from_numpy(y[:, 3]), 3.0)
+    got1 = lowpass64(x, torch.from_numpy(y[:, 3]), 3.0)
     np.testing.assert_allclose(got1.numpy(), _dense_lowpass(dist, y[:, 3], 3.0), rtol=1e-10, atol=1e-300)
 
 
 def test_errors_match_dense_kernel_on_mnist(mnist):
     images, y, h, dist = mnist
-    e_low, e_high = low_high_errors(torch.from_numpy(images), torch.from_numpy(y), torch.from_numpy(h),
+    e_low, e_high = errors64(torch.from_numpy(images), torch.from_numpy(y), torch.from_numpy(h),
                                     MNIST_DELTAS)
     ref_low, ref_high = _dense_errors(dist, y, h, MNIST_DELTAS)
     assert e_low.dtype == torch.float64 and e_low.shape == (len(MNIST_DELTAS),)
@@ -87,11 +93,11 @@ def test_chunked_equals_unchunked(mnist):
     images, y, h, _ = mnist
     n = 100  # 14 full blocks of 7 and a ragged one of 2
     x, yt, ht = torch.from_numpy(images[:n]), torch.from_numpy(y[:n]), torch.from_numpy(h[:n])
-    whole = gaussian_lowpass(x, yt, MNIST_DELTAS, chunk_size=n)
-    chunked = gaussian_lowpass(x, yt, MNIST_DELTAS, chunk_size=7)
+    whole = lowpass64(x, yt, MNIST_DELTAS, chunk_size=n)
+    chunked = lowpass64(x, yt, MNIST_DELTAS, chunk_size=7)
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-300)
-    e_whole = low_high_errors(x, yt, ht, MNIST_DELTAS)
-    e_chunked = low_high_errors(x, yt, ht, MNIST_DELTAS, chunk_size=7)
+    e_whole = errors64(x, yt, ht, MNIST_DELTAS)
+    e_chunked = errors64(x, yt, ht, MNIST_DELTAS, chunk_size=7)
     for a, b in zip(e_chunked, e_whole):  # e_high divides by a small y_high: rounding is amplified
         torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
 
@@ -103,13 +109,46 @@ def test_errors_match_dense_kernel_on_cifar():
     x = torch.from_numpy(images)
     deltas = default_deltas(x, 5)
     dist = _dense_sq_distances(images)
-    e_low, e_high = low_high_errors(x, torch.from_numpy(y), torch.from_numpy(h), deltas, chunk_size=64)
+    e_low, e_high = errors64(x, torch.from_numpy(y), torch.from_numpy(h), deltas, chunk_size=64)
     ref_low, ref_high = _dense_errors(dist, y, h, deltas.tolist())
     np.testing.assert_allclose(e_low.numpy(), ref_low, rtol=1e-10)
     np.testing.assert_allclose(e_high.numpy(), ref_high, rtol=1e-10)
-    low = gaussian_lowpass(x.float(), torch.from_numpy(y).float(), float(deltas[2]))
+    low = lowpass64(x.float(), torch.from_numpy(y).float(), float(deltas[2]))
     assert low.dtype == torch.float32  # the values' floating dtype is kept
     np.testing.assert_allclose(low.numpy(), _dense_lowpass(dist, y, float(deltas[2])), rtol=1e-5, atol=1e-7)
+
+
+# -------------------------------------------------------------------------------------------------- float32
+@pytest.mark.parametrize("dataset", ["mnist", "cifar"])
+def test_float32_default_matches_dense_float64_oracle(dataset):
+    images, labels = mnist_test_subset(300) if dataset == "mnist" else cifar_test_subset(200)
+    y = np.eye(10)[labels]
+    h = _softmax(4.0 * y + np.random.default_rng(0).normal(size=y.shape))
+    x = torch.from_numpy(images).float()
+    dist = _dense_sq_distances(images)
+    # from m/100 (high-frequency share of y ~1e-5 on MNIST, ~2e-4 on CIFAR) to m/4 (share ~0.9)
+    deltas = default_deltas(x, 12, low_fraction=0.01)
+    e_low, e_high = low_high_errors(x, torch.from_numpy(y), torch.from_numpy(h), deltas)
+    ref_low, ref_high = _dense_errors(dist, y, h, deltas.tolist())
+    assert e_low.dtype == torch.float64
+    np.testing.assert_allclose(e_low.numpy(), ref_low, rtol=1e-6)
+    # e_high divides by ‖y_high‖, 1e-5 of ‖y‖ at the smallest δ: subtracting a float32 y_low from y would leave
+    # errors of ~1e-7/1e-5 = 1e-2 there; the off-diagonal form (y·T − S)/(1 + T) keeps them at ~1e-5
+    np.testing.assert_allclose(e_high.numpy(), ref_high, rtol=1e-4)
+    np.testing.assert_allclose(e_high.numpy()[4:], ref_high[4:], rtol=1e-6)  # shares ≥ 1e-3
+    low = gaussian_lowpass(x, torch.from_numpy(y).float(), deltas)
+    assert low.dtype == torch.float32
+    for m, delta in enumerate(deltas.tolist()):
+        np.testing.assert_allclose(low[m].numpy(), _dense_lowpass(dist, y, delta), rtol=0, atol=1e-6)
+
+
+def test_float32_degenerate_floor_is_its_rounding_level():
+    x, y, h = _problem(30, 3, 0)
+    with pytest.raises(ValueError, match="1e-06"):  # a constant target: y_high is float32 rounding noise
+        low_high_errors(x, torch.full_like(y, 0.7), h, 1.0)
+    # a tiny but real high part (7e-6 of ‖y‖ at δ = 1e-4) is above the floor, and accurate in float32
+    for a, b in zip(low_high_errors(x, y, h, 1e-4), errors64(x, y, h, 1e-4)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=0)
 
 
 # ----------------------------------------------------------------------------------------------- properties
@@ -130,7 +169,7 @@ deltas_st = st.lists(st.floats(0.5, 20.0), min_size=1, max_size=3)
 @given(prob=problems, deltas=deltas_st)
 def test_perfect_output_has_zero_errors(prob, deltas):
     x, y, _ = _problem(*prob)
-    e_low, e_high = low_high_errors(x, y, y.clone(), deltas)
+    e_low, e_high = errors64(x, y, y.clone(), deltas)
     assert torch.equal(e_low, torch.zeros(len(deltas), dtype=torch.float64))
     assert torch.equal(e_high, torch.zeros(len(deltas), dtype=torch.float64))
 
@@ -139,8 +178,8 @@ def test_perfect_output_has_zero_errors(prob, deltas):
 @given(prob=problems, deltas=deltas_st, s=st.floats(1e-3, 1e3))
 def test_errors_invariant_to_scaling_target_and_output(prob, deltas, s):
     x, y, h = _problem(*prob)
-    ref = low_high_errors(x, y, h, deltas)
-    got = low_high_errors(x, s * y, s * h, deltas)
+    ref = errors64(x, y, h, deltas)
+    got = errors64(x, s * y, s * h, deltas)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=0)
 
@@ -149,8 +188,8 @@ def test_errors_invariant_to_scaling_target_and_output(prob, deltas, s):
 @given(prob=problems, deltas=deltas_st, s=st.floats(1e-2, 1e2))
 def test_errors_invariant_to_scaling_inputs_with_deltas(prob, deltas, s):
     x, y, h = _problem(*prob)
-    ref = low_high_errors(x, y, h, deltas)
-    got = low_high_errors(s * x, y, h, [s * s * delta for delta in deltas])
+    ref = errors64(x, y, h, deltas)
+    got = errors64(s * x, y, h, [s * s * delta for delta in deltas])
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=0)
 
@@ -159,7 +198,7 @@ def test_errors_invariant_to_scaling_inputs_with_deltas(prob, deltas, s):
 @given(prob=problems)
 def test_huge_delta_gives_the_mean(prob):
     x, y, _ = _problem(*prob)
-    low = gaussian_lowpass(x, y, 1e13)
+    low = lowpass64(x, y, 1e13)
     torch.testing.assert_close(low, y.mean(dim=0).expand_as(y), rtol=1e-9, atol=1e-12)
 
 
@@ -167,7 +206,7 @@ def test_huge_delta_gives_the_mean(prob):
 @given(prob=problems, delta=st.floats(1e-6, 1e6), value=st.floats(-1e3, 1e3))
 def test_constants_pass_unchanged(prob, delta, value):
     x, _, _ = _problem(*prob)
-    low = gaussian_lowpass(x, torch.full((x.shape[0], 3), value, dtype=torch.float64), delta, chunk_size=5)
+    low = lowpass64(x, torch.full((x.shape[0], 3), value, dtype=torch.float64), delta, chunk_size=5)
     torch.testing.assert_close(low, torch.full_like(low, value), rtol=1e-14, atol=1e-300)
 
 
@@ -176,7 +215,7 @@ def test_tiny_delta_is_the_identity_without_nan():
     # every off-diagonal weight underflows to 0 and only the self term G(0) = 1 remains; with inputs of norm ~1e8
     # the expanded ‖a‖² + ‖a‖² − 2a·a is rounding noise of order 1, which must not reach the self weight
     for scale, delta in ((1.0, 1e-12), (1e8, 1e-3)):
-        low = gaussian_lowpass(scale * x, y, delta, chunk_size=8)
+        low = lowpass64(scale * x, y, delta, chunk_size=8)
         assert torch.equal(low, y)
 
 
@@ -184,31 +223,31 @@ def test_tiny_delta_is_the_identity_without_nan():
 def test_bank_caches_give_fresh_numbers_and_filter_only_outputs(mnist, monkeypatch):
     images, y, h, _ = mnist
     x, yt = torch.from_numpy(images), torch.from_numpy(y)
-    bank = GaussianFilterBank(x, MNIST_DELTAS, chunk_size=64)
+    bank = Bank64(x, MNIST_DELTAS, chunk_size=64)
     assert bank.caches_distances
     widths = []
-    original = bank._filter
-    monkeypatch.setattr(bank, "_filter", lambda v: widths.append(v.shape[1]) or original(v))
+    original = bank._neighbour_sums
+    monkeypatch.setattr(bank, "_neighbour_sums", lambda v: widths.append(v.shape[1]) or original(v))
     outputs = [torch.from_numpy(h), torch.from_numpy(np.roll(h, 1, axis=1)), torch.from_numpy(0.5 * y + 0.5 * h)]
     for out in outputs:
         got = bank.errors(yt.clone(), out)  # a new tensor with the same values hits the cache
-        fresh = low_high_errors(x, yt, out, MNIST_DELTAS)
+        fresh = errors64(x, yt, out, MNIST_DELTAS)
         for a, b in zip(got, fresh):  # equal up to the rounding of differently shaped products
             torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
     assert widths == [20, 10, 10]  # y and h − y on the first call, then h − y only
     other = torch.from_numpy(np.roll(y, 1, axis=0))
     got = bank.errors(other, outputs[0])  # a different target is filtered again
-    for a, b in zip(got, low_high_errors(x, other, outputs[0], MNIST_DELTAS)):
+    for a, b in zip(got, errors64(x, other, outputs[0], MNIST_DELTAS)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
     assert widths[-1] == 20
-    torch.testing.assert_close(bank.lowpass(yt), gaussian_lowpass(x, yt, MNIST_DELTAS), rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(bank.lowpass(yt), lowpass64(x, yt, MNIST_DELTAS), rtol=1e-12, atol=1e-300)
 
 
 def test_bank_without_distance_cache_gives_the_same_numbers(mnist):
     images, y, h, _ = mnist
     x, yt, ht = torch.from_numpy(images), torch.from_numpy(y), torch.from_numpy(h)
-    cached = GaussianFilterBank(x, MNIST_DELTAS, chunk_size=50)
-    uncached = GaussianFilterBank(x, MNIST_DELTAS, chunk_size=50, memory_budget=0)
+    cached = Bank64(x, MNIST_DELTAS, chunk_size=50)
+    uncached = Bank64(x, MNIST_DELTAS, chunk_size=50, memory_budget=0)
     assert cached.caches_distances and not uncached.caches_distances
     for _ in range(2):  # second pass reads the cached distance tiles
         torch.testing.assert_close(cached.lowpass(yt), uncached.lowpass(yt), rtol=1e-13, atol=1e-300)
@@ -219,14 +258,15 @@ def test_bank_without_distance_cache_gives_the_same_numbers(mnist):
 def test_default_tiles_are_bounded_for_large_n():
     x = torch.zeros(1, 64).expand(60_000, 64)  # a view: nothing n × n is built
     bank = GaussianFilterBank(x, [1.0])
-    assert 1 <= bank.chunk_size <= 1024
-    assert not bank.caches_distances  # 60,000² / 2 squared distances exceed the 1 GiB default
+    assert 1 <= bank.chunk_size <= 512
+    assert not bank.caches_distances  # 60,000² / 2 float32 squared distances exceed the 1 GiB default
     for device in (torch.device("cpu"), torch.device("cuda")):  # the rule only (no GPU needed)
         for n, d in ((60_000, 3072), (60_000, 784), (10_000, 1)):
-            b = filtering._default_chunk(n, d, device)
-            assert 1 <= b <= n and 8 * (2 * b * b + 2 * b * d) <= filtering.DEFAULT_TEMP_BUDGET
-            assert device.type == "cuda" or b <= 1024
-    assert filtering._default_chunk(60_000, 3072, torch.device("cuda")) > 2000  # GPUs get large tiles
+            for itemsize in (4, 8):
+                b = filtering._default_chunk(n, d, device, itemsize)
+                assert 1 <= b <= n and itemsize * (2 * b * b + 2 * b * d) <= filtering.DEFAULT_TEMP_BUDGET
+                assert device.type == "cuda" or b <= 512
+    assert filtering._default_chunk(60_000, 3072, torch.device("cuda"), 4) > 2000  # GPUs get large tiles
 
 
 # ------------------------------------------------------------------------------------------------ default δ
@@ -260,11 +300,11 @@ def test_default_deltas_are_informative(mnist):
     images, y, h, _ = mnist
     x, yt = torch.from_numpy(images), torch.from_numpy(y)
     deltas = default_deltas(x, 8)
-    low = gaussian_lowpass(x, yt, deltas)
+    low = lowpass64(x, yt, deltas)
     share = torch.linalg.vector_norm(yt - low, dim=(1, 2)) / torch.linalg.vector_norm(yt - yt.mean(0))
     assert share[0] < 0.5 and share[-1] > 0.9  # from mostly y to nearly the mean...
     assert share[0] > 1e-8 and share[-1] < 0.999  # ...without reaching either
-    e_low, e_high = low_high_errors(x, yt, torch.from_numpy(h), deltas)  # no degenerate δ
+    e_low, e_high = errors64(x, yt, torch.from_numpy(h), deltas)  # no degenerate δ
     assert bool(torch.isfinite(e_low).all() and torch.isfinite(e_high).all())
 
 
@@ -309,7 +349,7 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
 def test_degenerate_target_message_names_the_deltas():
     x, y, h = _problem(10, 2, 0)
     with pytest.raises(ValueError, match=r"no high-frequency part at delta=\[1e-09\]"):
-        low_high_errors(x, y, h, [1.0, 1e-9])
+        errors64(x, y, h, [1.0, 1e-9])
 
 
 # ----------------------------------------------------------------------------------------------------- devices
@@ -318,8 +358,8 @@ def test_degenerate_target_message_names_the_deltas():
 def test_cuda_matches_cpu(mnist):
     images, y, h, _ = mnist
     x, yt, ht = torch.from_numpy(images), torch.from_numpy(y), torch.from_numpy(h)
-    cpu = low_high_errors(x, yt, ht, MNIST_DELTAS)
-    gpu = low_high_errors(x.cuda(), yt.cuda(), ht.cuda(), MNIST_DELTAS, chunk_size=100)
+    cpu = errors64(x, yt, ht, MNIST_DELTAS)
+    gpu = errors64(x.cuda(), yt.cuda(), ht.cuda(), MNIST_DELTAS, chunk_size=100)
     assert gpu[0].device.type == "cuda"
     for a, b in zip(gpu, cpu):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-10, atol=0)

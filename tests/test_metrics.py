@@ -58,17 +58,18 @@ def test_spectral_error_matches_numpy_oracle(mnist_probe):
     assert len(out["freqs"]) == 5 and out["target_spectrum"].shape == (32, 10)
 
 
-def test_low_high_matches_dense_numpy(mnist_probe):
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-8), (torch.float32, 1e-6)])
+def test_low_high_matches_dense_numpy(mnist_probe, dtype, rtol):
     images, labels, logits = mnist_probe
     deltas = [5.0, 20.0, 80.0]
-    metric = LowHighFrequencyError(deltas=deltas)
+    metric = LowHighFrequencyError(deltas=deltas, filter_dtype=dtype)
     metric.update(torch.from_numpy(images), torch.from_numpy(logits), torch.from_numpy(labels))
     out = metric.compute()
     y = np.eye(10)[labels]
     h = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     e_low, e_high = _numpy_low_high(images, y, h, deltas)
-    np.testing.assert_allclose(out["e_low"].numpy(), e_low, rtol=1e-8)
-    np.testing.assert_allclose(out["e_high"].numpy(), e_high, rtol=1e-8)
+    np.testing.assert_allclose(out["e_low"].numpy(), e_low, rtol=rtol)
+    np.testing.assert_allclose(out["e_high"].numpy(), e_high, rtol=rtol)
 
 
 @settings(max_examples=10, deadline=None)
