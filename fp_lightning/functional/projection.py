@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -67,8 +68,10 @@ def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalPro
 
     Convention:
         Flatten each of the n samples to d numbers, centre, take the top ``n_components`` eigenvectors p of the
-        covariance (computed in float64 from the d×d covariance, or from the n×n Gram matrix when n < d; both
-        give the same p). Sign: the entry of p with the largest absolute value is positive.
+        covariance (computed in float64, from the d×d covariance, or from the n×n Gram matrix when n < d; above 256
+        of those by a subspace iteration whose residuals are checked to 1e-11·λ₁, with a dense eigendecomposition
+        when it does not converge; all give the same p).
+        Sign: the entry of p with the largest absolute value is positive.
         x'_j = pᵀx_j and x_j = (x'_j − min x') / (max x' − min x') ∈ [0, 1].
 
     Args:
@@ -115,17 +118,75 @@ def _flatten(name: str, x: torch.Tensor) -> torch.Tensor:
     return check_finite(name, flat)
 
 
+#: Below this min(n, d) a dense eigendecomposition is cheap (< 10 ms) and always used.
+_DENSE_EIGH_MAX = 256
+#: Extra vectors carried by the subspace iteration: convergence goes as (λ_{m+p+1}/λ_m)^iterations.
+_OVERSAMPLING = 16
+_MAX_ITERATIONS = 40
+#: Accept the subspace iteration's eigenpairs when ‖C v − λ v‖ ≤ this × λ_1 for every kept pair; the direction is
+#: then within about this × λ_1/(λ_m − λ_{m+1}) of the exact one.
+_RESIDUAL_TOL = 1e-11
+
+
+#: Largest d for which the d×d covariance is formed explicitly: its product costs n·d² but then each iteration is
+#: only d²·(m + p); above this the iteration multiplies by X and Xᵀ instead (CIFAR-10, d = 3072: 0.6 s against a
+#: 1 s covariance product alone).
+_EXPLICIT_MAX = 1024
+
+
 def _top_eigenvectors(centred: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-m eigenpairs of the covariance, via the smaller of the d×d covariance and the n×n Gram matrix."""
+    """Top-m eigenpairs of the covariance XᵀX/(n − 1) of the centred inputs X (n, d), descending.
+
+    Large inputs use a verified subspace iteration: on 5,000 CIFAR-10 images (d = 3072) it takes 0.6 s where the
+    covariance product and its full eigendecomposition took 5 s; on 5,000 MNIST images 0.08 s against 0.2 s. When
+    its residuals do not reach ``_RESIDUAL_TOL`` (nearly equal top eigenvalues), a dense eigendecomposition answers.
+    """
     n, d = centred.shape
-    if d <= n:
-        values, vectors = torch.linalg.eigh(centred.T @ centred)
-        return values.flip(0)[:m] / (n - 1), vectors.flip(1)[:, :m]
-    # Gram trick: if (X Xᵀ) u = λ u then (XᵀX)(Xᵀu) = λ (Xᵀu), so p = Xᵀu / ‖Xᵀu‖; cheaper when n < d.
-    values, vectors = torch.linalg.eigh(centred @ centred.T)
-    values, vectors = values.flip(0)[:m], vectors.flip(1)[:, :m]
-    directions = centred.T @ vectors
-    return values / (n - 1), directions / directions.norm(dim=0, keepdim=True).clamp_min(1e-300)
+    gram = n < d  # Gram trick: (X Xᵀ) u = λ u gives (XᵀX)(Xᵀu) = λ (Xᵀu), so p = Xᵀu / ‖Xᵀu‖; cheaper when n < d
+    rows = centred.T if gram else centred  # the eigenvectors sought are those of rowsᵀ rows (size k = min(n, d))
+    k = rows.shape[1]
+    found = None
+    if k <= _DENSE_EIGH_MAX:
+        values, vectors = _dense_top(rows.T @ rows, m)
+    elif k <= _EXPLICIT_MAX:
+        matrix = rows.T @ rows
+        found = _subspace_iteration(lambda block: matrix @ block, k, m, centred)
+        values, vectors = found if found is not None else _dense_top(matrix, m)
+    else:
+        found = _subspace_iteration(lambda block: rows.T @ (rows @ block), k, m, centred)
+        values, vectors = found if found is not None else _dense_top(rows.T @ rows, m)
+    if gram:
+        vectors = centred.T @ vectors
+        vectors = vectors / vectors.norm(dim=0, keepdim=True).clamp_min(1e-300)
+    return values / (n - 1), vectors
+
+
+def _dense_top(matrix: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    values, vectors = torch.linalg.eigh(matrix)
+    return values.flip(0)[:m], vectors.flip(1)[:, :m]
+
+
+def _subspace_iteration(
+    apply: Callable[[torch.Tensor], torch.Tensor], k: int, m: int, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Top-m eigenpairs of the k×k PSD operator ``apply`` by block power iteration with Rayleigh–Ritz.
+
+    Returns None when the residuals ‖A v − λ v‖ do not fall below ``_RESIDUAL_TOL``·λ₁ within
+    ``_MAX_ITERATIONS``. The start block comes from a fixed-seed private generator (reproducible; the global RNG
+    is untouched).
+    """
+    width = min(m + _OVERSAMPLING, k)
+    generator = torch.Generator(device=like.device).manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(k, width, generator=generator, dtype=like.dtype, device=like.device)).Q
+    for _ in range(_MAX_ITERATIONS):
+        image = apply(basis)
+        values, rotation = _dense_top(basis.T @ image, m)  # Rayleigh–Ritz on span(basis)
+        vectors = basis @ rotation
+        residual = torch.linalg.vector_norm(image @ rotation - vectors * values, dim=0)
+        if bool((residual <= _RESIDUAL_TOL * values[0].clamp_min(1e-300)).all()):
+            return values, vectors
+        basis = torch.linalg.qr(image).Q
+    return None
 
 
 def _fix_sign(directions: torch.Tensor) -> torch.Tensor:
