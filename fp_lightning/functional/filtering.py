@@ -24,8 +24,9 @@ Implementation notes (shared by every function here, see :class:`GaussianFilterB
   ‖a‖² + ‖b‖² − 2a·b on mean-centred inputs (centring, done in float64, removes the cancellation that large
   offsets would cause and leaves the distances unchanged), clamped at 0, with the diagonal set to exactly 0.
   In float32 a squared distance is off by about 1e-7·(‖a‖² + ‖b‖²) (centred norms), so a kernel entry by that
-  over 2δ relatively: about 1e-6 at the default δ on MNIST and CIFAR-10 (measured: e_low, e_high within 2e-6 of
-  float64). Pass ``dtype=torch.float64`` for δ far below the squared norms of the centred inputs.
+  over 2δ relatively. Measured against a dense float64 oracle on MNIST and CIFAR-10 from δ = m/100 to m/4: e_low
+  within 4e-8, e_high within 1.1e-5 (where ‖y^{high}‖ is 2.5e-5 of ‖y‖) and within 1.2e-6 from a share of 1e-3 up.
+  Pass ``dtype=torch.float64`` for δ far below the squared norms of the centred inputs.
 """
 
 from __future__ import annotations
