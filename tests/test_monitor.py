@@ -195,11 +195,22 @@ def test_pytorch_lightning_trainer(tmp_path):
         ({"share_window": 1}, "`share_window`"),
         ({"backend": "fftw"}, "`backend`"),
         ({"n_deltas": 0}, "`n_deltas`"),
+        ({"filter_precision": "half"}, "`filter_precision`"),
     ],
 )
 def test_constructor_errors_name_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FrequencyPrincipleMonitor(**kwargs)
+
+
+def test_filter_precision_reaches_the_filter_bank():
+    assert FrequencyPrincipleMonitor().filtering.filter_dtype is torch.float32
+    monitor = FrequencyPrincipleMonitor(filter_precision="float64")
+    assert monitor.filtering.filter_dtype is torch.float64
+    x, y = torch.rand(50, 3, dtype=torch.float64), torch.rand(50, 1, dtype=torch.float64)
+    monitor.filtering.update(x, y + 0.1, y)
+    monitor.filtering.compute()
+    assert monitor.filtering._bank is not None and monitor.filtering._bank.dtype is torch.float64
 
 
 def test_given_probe_set(tmp_path):

@@ -22,6 +22,9 @@ from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
 __all__ = ["FrequencyPrincipleMonitor"]
 
+#: ``filter_precision`` values (plain strings, so that YAML configs can set them) and their dtypes.
+_FILTER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
 HISTORY_FILE = "fp_history.npz"
 
 
@@ -39,8 +42,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         Epoch 0 in the history and the panels is the model before its first training step.
 
     Args:
-        probe_size: training samples in the probe set. 5000 resolves the MNIST/CIFAR spectra up to k ≈ 60 and
-            keeps the n×n filter distances at 200 MB (float64); the whole set is used when it is smaller.
+        probe_size: training samples in the probe set. 5000 resolves the MNIST/CIFAR spectra up to k ≈ 60, and
+            the cached float32 kernels of 3 δ take 150 MB; the whole set is used when it is smaller.
         n_freqs: K, spectrum length. 64 covers the dominant low-frequency peaks of MNIST/CIFAR on the first
             principal direction (paper Fig. 1a) with room for the high ones.
         frequencies: ``"auto"`` (peaks of |F[y]|) or a list of k to track.
@@ -53,6 +56,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         every_n_epochs: measure after every n-th epoch (and once before training).
         log_images: draw the panels to TensorBoard (rank 0, TensorBoardLogger only).
         backend: NUFFT backend (``"auto"``, ``"finufft"``, ``"cufinufft"``, ``"direct"``).
+        filter_precision: ``"float32"`` (twice as fast, half the cached memory, e_low/e_high within ~1e-5 of
+            float64) or ``"float64"``: working precision of the filter's distances and kernels (sums are float64).
         batch_size: probe samples per forward pass.
         seed: seed of the probe-set draw (a private generator; the global RNG is untouched).
         input_key, target_key: which entries of a dataset item are input and target (positions for tuples,
@@ -81,6 +86,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         every_n_epochs: int = 1,
         log_images: bool = True,
         backend: str = "auto",
+        filter_precision: str = "float32",
         batch_size: int = 1000,
         seed: int = 0,
         input_key: int | str | None = None,
@@ -97,6 +103,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         _check_int_at_least("share_window", share_window, 2)
         _check_int_at_least("seed", seed, 0)
         validate_output_transform(output_transform)
+        if filter_precision not in _FILTER_DTYPES:
+            raise ValueError(f"`filter_precision` must be one of {sorted(_FILTER_DTYPES)}, got {filter_precision!r}.")
         if (probe_inputs is None) != (probe_targets is None):
             raise ValueError("`probe_inputs` and `probe_targets` must be given together (or neither).")
         self.probe_size, self.every_n_epochs, self.batch_size = probe_size, every_n_epochs, batch_size
@@ -108,7 +116,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                                                cutoff=cutoff, backend=backend, output_transform=output_transform,
                                                sync_on_compute=False)
         self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
-                                               sync_on_compute=False)
+                                               filter_dtype=_FILTER_DTYPES[filter_precision], sync_on_compute=False)
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
         self.probe: ProbeSet | None = None
         self._probe_device: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
