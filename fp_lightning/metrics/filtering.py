@@ -76,7 +76,7 @@ class LowHighFrequencyError(ProbeSetMetric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         """e_low and e_high for every δ on all stored samples."""
-        x, y, h = self._gathered()
+        x, y, h = self._gathered(float64_inputs=False)  # the filter bank centres and converts block by block
         if self.fitted_deltas is None:
             self.fitted_deltas = default_deltas(x, self.n_deltas).cpu()
         bank = self._filter_bank(x)
