@@ -137,7 +137,7 @@ def test_float32_default_matches_dense_float64_oracle(dataset):
     np.testing.assert_allclose(e_high.numpy(), ref_high, rtol=1e-4)
     np.testing.assert_allclose(e_high.numpy()[4:], ref_high[4:], rtol=1e-6)  # shares ≥ 1e-3
     low = gaussian_lowpass(x, torch.from_numpy(y).float(), deltas)
-    assert low.dtype == torch.float32
+    assert low.dtype == torch.float32 and low.is_contiguous()
     for m, delta in enumerate(deltas.tolist()):
         np.testing.assert_allclose(low[m].numpy(), _dense_lowpass(dist, y, delta), rtol=0, atol=1e-6)
 
@@ -334,6 +334,8 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         (lambda: low_high_errors(x, torch.full_like(y, 0.7), h, 1.0), "`target`"),  # ‖y_high‖ = 0: constant
         (lambda: low_high_errors(x, y, h, [1.0, 1e-9]), "`target`"),  # δ so small that y_high = 0
         (lambda: GaussianFilterBank(x, 1.0, memory_budget=-1), "`memory_budget`"),
+        (lambda: GaussianFilterBank(x, 1.0, dtype=torch.float16), "`dtype`"),
+        (lambda: low_high_errors(x, y, h, 1.0, dtype=[torch.float32]), "`dtype`"),
         (lambda: default_deltas(x, 0), "`n_deltas`"),
         (lambda: default_deltas(x[:1]), "`x`"),
         (lambda: default_deltas(torch.ones(10, 3)), "`x`"),  # all inputs identical: no scale

@@ -114,7 +114,7 @@ def _as_values(name: str, values: torch.Tensor, n: int, device: torch.device) ->
 
 
 def _check_dtype(dtype: object) -> torch.dtype:
-    if dtype not in _DEGENERATE_RATIO:
+    if not isinstance(dtype, torch.dtype) or dtype not in _DEGENERATE_RATIO:
         raise ValueError(f"`dtype` must be torch.float32 or torch.float64, got {dtype!r}.")
     return dtype  # type: ignore[return-value]
 
@@ -261,7 +261,7 @@ class GaussianFilterBank:
         v, squeeze = _as_values("values", values, self.n_samples, self._device)
         sums, weights = self._neighbour_sums(v)
         low = sums.add_(v).div_(weights.add_(1.0))  # (v + S) / (1 + T), in place: no second (M, n, c) array
-        return low[..., 0].contiguous() if squeeze else low
+        return low[..., 0].contiguous() if squeeze else low.contiguous()
 
     @torch.no_grad()
     def errors(self, target: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
