@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from fp_lightning.callbacks._compat import CALLBACK_BASES, is_tensorboard, rank_zero_info, rank_zero_warn
+from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
 from fp_lightning.callbacks.history import FrequencyHistory
-from fp_lightning.callbacks.panels import custom_scalars_layout, delta_key, write_panels
+from fp_lightning.callbacks.panels import PanelWriter, delta_key
 from fp_lightning.callbacks.probe_set import ProbeSet, sample_probe_set, shard_slice
 from fp_lightning.functional.projection import PrincipalProjection
 from fp_lightning.functional.targets import validate_output_transform
@@ -124,6 +124,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
         self._warned: set[str] = set()
+        self._panels = PanelWriter()
 
     @property
     def state_key(self) -> str:
@@ -276,18 +277,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                                                                  "every_n_epochs": self.every_n_epochs})
 
     def _write_panels(self, trainer: Any, epoch: int) -> None:
-        boards = [logger for logger in trainer.loggers if is_tensorboard(logger)]
-        if not boards:
-            if trainer.loggers:
-                self._warn_once("logger", "FrequencyPrincipleMonitor: no TensorBoardLogger, so only scalars are "
-                                          "logged (figures need TensorBoard).")
-            return
         assert self.history is not None
-        for board in boards:
-            if "layout" not in self._warned:
-                board.experiment.add_custom_scalars(custom_scalars_layout(self.history.freqs, self.history.deltas))
-            write_panels(board.experiment, self.history, step=epoch)
-        self._warned.add("layout")
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        self._panels.write(trainer.loggers, self.history, step=trainer.global_step, folder=folder,
+                           warn=self._warn_once)
 
     # ------------------------------------------------------------------ fault handling
     def _run_safely(self, what: str, action: Callable[[], Any]) -> Any:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from fp_lightning.callbacks._compat import is_tensorboard
 from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
-__all__ = ["custom_scalars_layout", "delta_key", "draw_panels", "write_panels"]
+__all__ = ["PanelWriter", "custom_scalars_layout", "delta_key", "draw_panels", "write_panels"]
 
 
 def delta_key(delta: float) -> str:
@@ -50,3 +53,42 @@ def write_panels(experiment: Any, history: FrequencyHistory, step: int) -> None:
         experiment.add_figure(tag, figure, global_step=step, close=False)
 
 
+
+
+class PanelWriter:
+    """Sends a monitor's figures to the Trainer's loggers (called on rank 0 only), remembering what it wrote once.
+
+    Example:
+        >>> writer = PanelWriter()
+        >>> writer.reset()
+    """
+
+    def __init__(self) -> None:
+        self._layout_written: set[int] = set()
+
+    def reset(self) -> None:
+        """Forget what was written (a new ``fit``)."""
+        self._layout_written.clear()
+
+    def write(self, loggers: Sequence[Any], history: FrequencyHistory, step: int, folder: Path | None,
+              warn: Callable[[str, str], None]) -> None:
+        """Draw every panel of ``history`` and send it to each logger at ``step`` (the global step)."""
+        boards = [logger for logger in loggers if is_tensorboard(logger)]
+        if not boards:
+            if loggers:
+                warn("logger", "FrequencyPrincipleMonitor: no TensorBoardLogger, so only scalars are logged "
+                               "(figures need TensorBoard).")
+            return
+        for board in boards:
+            if id(board) not in self._layout_written:
+                board.experiment.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas))
+                self._layout_written.add(id(board))
+            write_panels(board.experiment, history, step=step)
+
+    def write_report(self, history_path: Path, folder: Path) -> Path | None:
+        """Draw the one-page report next to the history at the end of a fit (``None`` when there is no file)."""
+        if not history_path.is_file():
+            return None
+        from fp_lightning.report import REPORT_FILE, write_report
+
+        return write_report(history_path, folder / REPORT_FILE)
