@@ -10,21 +10,21 @@ from tests._data import cifar_test_subset, mnist_test_subset
 
 
 def _numpy_projection(x: np.ndarray, m: int) -> np.ndarray:
-    """Independent oracle: numpy eigh of the covariance, sign by largest |entry|, rescale to [0, 1]."""
+    """Independent oracle: numpy eigh of the covariance, sign by largest |entry|, rescale to [0, (n − 1)/n]."""
     flat = x.reshape(len(x), -1).astype(np.float64)
     cov = np.cov(flat, rowvar=False)
     w, v = np.linalg.eigh(cov)
     p = v[:, ::-1][:, :m]
     p = p * np.sign(p[np.abs(p).argmax(axis=0), np.arange(m)])
     raw = flat @ p
-    return (raw - raw.min(0)) / (raw.max(0) - raw.min(0))
+    return (raw - raw.min(0)) / (raw.max(0) - raw.min(0)) * (len(x) - 1) / len(x)
 
 
 def test_matches_numpy_eigh_on_mnist_images():
     images, _ = mnist_test_subset(400)
     proj = principal_projection(torch.from_numpy(images), n_components=2)
     np.testing.assert_allclose(proj.coords.numpy(), _numpy_projection(images, 2), atol=1e-9)
-    assert proj.coords.min() == 0.0 and proj.coords.max() == 1.0
+    assert proj.coords.min() == 0.0 and abs(float(proj.coords.max()) - 399 / 400) < 1e-15
 
 
 @pytest.mark.parametrize(("dataset", "n"), [("mnist", 600), ("cifar", 1100)])
@@ -66,10 +66,13 @@ def test_sign_convention_largest_entry_positive():
 
 
 def test_transform_uses_frozen_direction_and_range():
+    # 3 fitted samples on a line land on 0, 1/3, 2/3; the frozen map sends the points 4 and 1 to 4/3 and 1/3
     x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
     proj = principal_projection(x)
+    assert torch.allclose(proj.coords[:, 0], torch.tensor([0.0, 1 / 3, 2 / 3], dtype=torch.float64))
     new = proj.transform(torch.tensor([[4.0, 4.0], [1.0, 1.0]]))
-    assert torch.allclose(new[:, 0], torch.tensor([2.0, 0.5], dtype=torch.float64))
+    assert torch.allclose(new[:, 0], torch.tensor([4 / 3, 1 / 3], dtype=torch.float64))
+    assert torch.allclose(proj.transform(x), proj.coords)
 
 
 def test_images_of_any_shape():

@@ -1,4 +1,4 @@
-"""Projection of high-dimensional inputs onto their principal direction(s), rescaled to [0, 1] (paper §2.1)."""
+"""Projection of high-dimensional inputs onto their principal direction(s), rescaled to [0, 1 − 1/n] (paper §2.1)."""
 
 from __future__ import annotations
 
@@ -14,28 +14,30 @@ __all__ = ["PrincipalProjection", "principal_projection"]
 
 @dataclass(frozen=True)
 class PrincipalProjection:
-    """A fitted, frozen projection ``x ↦ (pᵀ(x − μ) − min) / (max − min)``, one column per principal direction.
+    """A fitted, frozen projection ``x ↦ (pᵀx − offset) / scale``, one column per principal direction.
 
     Convention:
         ``directions`` (d, m) holds the top-m unit eigenvectors p of the covariance of the flattened inputs, each
-        signed so that its entry of largest absolute value is positive. ``offset`` (m,) and ``scale`` (m,) are the
-        minimum and the range (max − min) of pᵀx over the fitted samples, so that the fitted samples land in
-        [0, 1]. Centring does not change the rescaled coordinate, so pᵀx is used directly, as in the paper.
+        signed so that its entry of largest absolute value is positive. ``offset`` (m,) is the minimum of pᵀx over
+        the n fitted samples and ``scale`` (m,) is their range times n/(n − 1), so that the fitted samples land in
+        [0, (n − 1)/n]: the first and the last sample do not share a phase of exp(−2πi·k·x), and an evenly spaced
+        1-D set lands on the DFT grid j/n. Centring does not change the rescaled coordinate, so pᵀx is used
+        directly, as in the paper.
 
     Attributes:
         directions: principal directions, shape (d, m), float64.
         offset: minimum of pᵀx over the fitted samples, shape (m,).
-        scale: max − min of pᵀx over the fitted samples, shape (m,).
-        coords: the fitted samples' coordinates, shape (n, m), in [0, 1].
+        scale: (max − min) of pᵀx over the fitted samples times n/(n − 1), shape (m,).
+        coords: the fitted samples' coordinates, shape (n, m), in [0, (n − 1)/n].
         eigenvalues: the covariance eigenvalues of the kept directions, descending, shape (m,).
 
     Example:
-        >>> x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]])
+        >>> x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
         >>> proj = principal_projection(x)
-        >>> proj.coords[:, 0]
-        tensor([0.0000, 0.5000, 1.0000], dtype=torch.float64)
-        >>> proj.transform(torch.tensor([[3.0, 6.0]]))[:, 0]
-        tensor([1.5000], dtype=torch.float64)
+        >>> proj.coords[:, 0]  # the DFT grid j/4
+        tensor([0.0000, 0.2500, 0.5000, 0.7500], dtype=torch.float64)
+        >>> proj.transform(torch.tensor([[4.0, 8.0]]))[:, 0]
+        tensor([1.], dtype=torch.float64)
     """
 
     directions: torch.Tensor
@@ -50,9 +52,9 @@ class PrincipalProjection:
         return self.directions.shape[1]
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        """Project new samples ``x`` (n, ...) with the frozen direction and range; returns (n, m) float64.
+        """Project new samples ``x`` (n, ...) with the frozen direction, offset and scale; returns (n, m) float64.
 
-        New samples may fall outside [0, 1]; that is expected and not clipped.
+        New samples may fall outside [0, (n − 1)/n] of the fit; that is expected and not clipped.
         """
         flat = _flatten("x", x)
         if flat.shape[1] != self.directions.shape[0]:
@@ -64,7 +66,7 @@ class PrincipalProjection:
 
 
 def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalProjection:
-    """Fit the projection of paper §2.1: top principal direction(s) of ``x``, coordinates rescaled to [0, 1].
+    """Fit the projection of paper §2.1: top principal direction(s) of ``x``, coordinates in [0, (n − 1)/n].
 
     Convention:
         Flatten each of the n samples to d numbers, centre, take the top ``n_components`` eigenvectors p of the
@@ -72,7 +74,10 @@ def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalPro
         of those by a subspace iteration whose residuals are checked to 1e-11·λ₁, with a dense eigendecomposition
         when it does not converge; all give the same p).
         Sign: the entry of p with the largest absolute value is positive.
-        x'_j = pᵀx_j and x_j = (x'_j − min x') / (max x' − min x') ∈ [0, 1].
+        x'_j = pᵀx_j and x_j = (x'_j − min x') / (max x' − min x') · (n − 1)/n ∈ [0, (n − 1)/n]: the paper's
+        rescaling to [0, 1] shortened by one grid step, so that an evenly spaced 1-D set gives the DFT grid j/n and
+        ``nufft_spectrum`` of it equals ``numpy.fft.fft`` (the authors' scripts use ``numpy.fft.fft`` on their
+        evenly spaced samples). With the paper's [0, 1] the first and the last sample would share a phase.
 
     Args:
         x: inputs of shape (n, ...) with n ≥ 2, any trailing shape (images included).
@@ -91,8 +96,8 @@ def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalPro
         >>> proj = principal_projection(x)
         >>> proj.directions[:, 0].abs().argmax().item()  # the first axis carries most variance
         0
-        >>> float(proj.coords.min()), float(proj.coords.max())
-        (0.0, 1.0)
+        >>> float(proj.coords.min()), float(proj.coords.max())  # [0, (n − 1)/n]
+        (0.0, 0.99)
     """
     flat = _flatten("x", x)
     check_min_samples("x", flat, 2)
@@ -104,8 +109,9 @@ def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalPro
     directions = _fix_sign(directions)
     raw = flat @ directions
     offset = raw.min(dim=0).values
-    scale = raw.max(dim=0).values - offset
-    _check_spread(scale, raw)
+    spread = raw.max(dim=0).values - offset
+    _check_spread(spread, raw)
+    scale = spread * (n / (n - 1))  # the (n − 1)/n factor lives in the frozen scale, so transform() applies it too
     return PrincipalProjection(directions, offset, scale, (raw - offset) / scale, eigenvalues)
 
 

@@ -10,13 +10,14 @@ __all__ = ["select_frequencies"]
 
 
 def select_frequencies(amplitude: torch.Tensor, max_freqs: int | None = None) -> torch.Tensor:
-    """Return the local maxima of ``amplitude`` over 1 ≤ k < K, the ``max_freqs`` largest, in ascending k.
+    """Return the strict local maxima of ``amplitude`` over 1 ≤ k ≤ K − 2, the ``max_freqs`` largest, in ascending k.
 
     Convention:
-        k is a local maximum when |F|(k) > |F|(k − 1) and |F|(k) > |F|(k + 1) for 2 ≤ k ≤ K − 2; k = 1 counts when
-        |F|(1) > |F|(2) (k = 0, the mean, is never a peak); k = K − 1 counts when |F|(K − 1) > |F|(K − 2). Of the
-        peaks, the ``max_freqs`` with the largest amplitude are kept (ties broken towards low k) and returned sorted
-        by k. A flat plateau of equal values is not a strict maximum and gives no peak.
+        k is a peak when |F|(k) > |F|(k − 1) and |F|(k) > |F|(k + 1) for 2 ≤ k ≤ K − 2. k = 1 counts when
+        |F|(1) > |F|(2): k = 0 is the mean, never tracked, so it is no neighbour to beat. k = K − 1 is never a peak:
+        its right neighbour |F|(K) was not computed, so whether it is a maximum is unknown. Of the peaks, the
+        ``max_freqs`` with the largest amplitude are kept (ties broken towards low k) and returned sorted by k. A
+        flat plateau of equal values is not a strict maximum and gives no peak.
 
     Args:
         amplitude: |F[y](k)| for k = 0..K−1, shape (K,), or (K, c) for c channels (then the norm over channels).
@@ -29,8 +30,8 @@ def select_frequencies(amplitude: torch.Tensor, max_freqs: int | None = None) ->
         ValueError: ``amplitude`` is not (K,) / (K, c), not finite, K < 3, ``max_freqs`` < 1, or no peak exists.
 
     Example:
-        >>> amp = torch.tensor([9.0, 5.0, 1.0, 3.0, 0.5, 2.0, 0.2])
-        >>> select_frequencies(amp)
+        >>> amp = torch.tensor([9.0, 5.0, 1.0, 3.0, 0.5, 2.0, 0.2, 4.0])
+        >>> select_frequencies(amp)  # k = 7 is the last computed frequency: not a peak
         tensor([1, 3, 5])
         >>> select_frequencies(amp, max_freqs=2)
         tensor([1, 3])
@@ -44,14 +45,13 @@ def select_frequencies(amplitude: torch.Tensor, max_freqs: int | None = None) ->
         raise ValueError(f"`amplitude` needs at least 3 frequencies to find peaks, got {amp.shape[0]}.")
     if max_freqs is not None and (not isinstance(max_freqs, int) or max_freqs < 1):
         raise ValueError(f"`max_freqs` must be None or an int ≥ 1, got {max_freqs!r}.")
-    # k = 0 (the mean) is never a peak; k = 1 only needs to beat k = 2
-    left = torch.cat([amp.new_tensor([float("inf"), float("-inf")]), amp[1:-1]])
-    right = torch.cat([amp[1:], amp.new_tensor([float("-inf")])])  # k = K-1 only needs to beat K-2
-    is_peak = (amp > left) & (amp > right)
-    is_peak[0] = False
-    peaks = is_peak.nonzero().flatten()
+    # candidates k = 1 … K−2; k = 1 only needs to beat k = 2 (the mean at k = 0 is no competitor)
+    inner = amp[1:-1]
+    left = torch.cat([amp.new_tensor([float("-inf")]), amp[1:-2]])
+    is_peak = (inner > left) & (inner > amp[2:])
+    peaks = is_peak.nonzero().flatten() + 1
     if peaks.numel() == 0:
-        raise ValueError("`amplitude` has no local maximum for 1 ≤ k < K; pass an explicit list of frequencies.")
+        raise ValueError("`amplitude` has no local maximum for 1 ≤ k ≤ K − 2; pass an explicit list of frequencies.")
     if max_freqs is not None and peaks.numel() > max_freqs:
         # stable sort on −amplitude keeps the lower k first among equal amplitudes
         order = torch.sort(-amp[peaks], stable=True).indices[:max_freqs]
