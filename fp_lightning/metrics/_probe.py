@@ -6,10 +6,17 @@ from typing import Any
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
 
 from fp_lightning.functional._validation import check_same_length, check_tensor
-from fp_lightning.functional.targets import OutputTransform, prepare_targets, validate_output_transform
+from fp_lightning.functional.targets import (
+    RESOLVED_TRANSFORMS,
+    OutputTransform,
+    check_class_dim,
+    prepare_targets,
+    resolve_output_transform,
+    validate_output_transform,
+)
 
 __all__ = ["ProbeSetMetric"]
 
@@ -21,20 +28,85 @@ class ProbeSetMetric(Metric):
     the states are lists concatenated across updates and, under DDP, across processes (``dist_reduce_fx="cat"``).
     Pass ``index`` (the samples' positions in the dataset) to drop the duplicates that a ``DistributedSampler``
     adds as padding; the samples are then also put in index order, so every process sees the same arrays.
+
+    Convention:
+        Targets and outputs are made comparable by ``prepare_targets`` with the class axis ``class_dim`` of the
+        outputs (1 as in torch's ``cross_entropy``; -1 for (n, T, C) logits). ``output_transform="auto"`` is
+        resolved once, on the first ``compute()`` (``resolve_output_transform``), and then frozen: ``reset()``
+        keeps it and ``state_dict()`` carries it, so the comparison does not change from epoch to epoch. When
+        the choice is not the obvious one (integer labels → softmax, real values → identity) one ``UserWarning``
+        says what was chosen, why, and that ``output_transform`` overrides it.
+
+    Args:
+        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
+        class_dim: the class axis of the outputs (not 0, the sample axis).
+        transform_source: another metric on the same probe set whose ``"auto"`` choice this one shares (the
+            first of the two to compute decides and warns; the other follows silently).
+        kwargs: forwarded to ``torchmetrics.Metric``.
+
+    Example:
+        >>> from fp_lightning.metrics import ProjectedSpectralError
+        >>> metric = ProjectedSpectralError(n_freqs=8, class_dim=-1)
+        >>> logits = torch.randn(20, 3, 4, generator=torch.Generator().manual_seed(0))   # (n, T, C)
+        >>> metric.update(torch.rand(20, 5), logits, torch.randint(0, 4, (20, 3)))
+        >>> _ = metric.compute()
+        >>> metric.resolved_output_transform
+        'softmax'
     """
 
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
 
-    def __init__(self, output_transform: OutputTransform = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        output_transform: OutputTransform = "auto",
+        class_dim: int = 1,
+        transform_source: ProbeSetMetric | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         validate_output_transform(output_transform)
+        if transform_source is not None and not isinstance(transform_source, ProbeSetMetric):
+            raise ValueError(f"`transform_source` must be a probe-set metric or None, got "
+                             f"{type(transform_source).__name__}.")
         self.output_transform = output_transform
+        self.class_dim = check_class_dim(class_dim)
+        self._auto_choice: str | None = None
+        # a plain attribute, not a registered submodule: the source keeps its own states, device and state_dict
+        object.__setattr__(self, "_transform_source", transform_source)
         self.add_state("inputs", default=[], dist_reduce_fx="cat")
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
         self.add_state("index", default=[], dist_reduce_fx="cat")
+
+    @property
+    def resolved_output_transform(self) -> OutputTransform | None:
+        """The transform in use: the given one, or what ``"auto"`` resolved to (``None`` before the first compute).
+
+        Set it (to ``"softmax"``, ``"sigmoid"``, ``"identity"`` or ``None``) to restore a frozen ``"auto"`` choice.
+        """
+        return self._auto_choice if self.output_transform == "auto" else self.output_transform
+
+    @resolved_output_transform.setter
+    def resolved_output_transform(self, name: str | None) -> None:
+        if name is not None and name not in RESOLVED_TRANSFORMS:
+            raise ValueError(f"`resolved_output_transform` must be one of {RESOLVED_TRANSFORMS} or None, "
+                             f"got {name!r}.")
+        self._auto_choice = name
+
+    def get_extra_state(self) -> dict[str, str | None]:
+        """The frozen ``"auto"`` choice, saved in ``state_dict()`` under ``_extra_state``."""
+        return {"resolved_output_transform": self._auto_choice}
+
+    def set_extra_state(self, state: dict[str, str | None]) -> None:
+        """Restore the frozen ``"auto"`` choice from ``state_dict()``."""
+        self.resolved_output_transform = state.get("resolved_output_transform")
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # state dicts saved before the choice was kept have no entry: keep the current choice instead of failing
+        state_dict.setdefault(prefix + "_extra_state", self.get_extra_state())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def update(
         self, inputs: torch.Tensor, preds: torch.Tensor, target: torch.Tensor, index: torch.Tensor | None = None
@@ -68,9 +140,25 @@ class ProbeSetMetric(Metric):
         if isinstance(self.index, torch.Tensor) or self.index:
             order = _first_occurrence_order(dim_zero_cat(self.index))
             x, preds, target = x[order], preds[order], target[order]
-        y, h = prepare_targets(preds, target, self.output_transform)
+        y, h = prepare_targets(preds, target, self._frozen_transform(preds, target), self.class_dim)
         x = x.reshape(x.shape[0], -1)
         return (x.to(torch.float64) if float64_inputs else x), y, h
+
+    def _frozen_transform(self, preds: torch.Tensor, target: torch.Tensor) -> OutputTransform:
+        """The given transform, or the ``"auto"`` choice made on the first call (shared with ``transform_source``)."""
+        if self.output_transform != "auto":
+            return self.output_transform
+        if self._auto_choice is None:
+            source = self._transform_source
+            if source is not None and source.output_transform == "auto" and source._auto_choice is not None:
+                self._auto_choice = source._auto_choice
+            else:
+                self._auto_choice, reason = resolve_output_transform(preds, target, self.class_dim)
+                if reason is not None:
+                    rank_zero_warn(reason, UserWarning)
+                if source is not None and source.output_transform == "auto":
+                    source._auto_choice = self._auto_choice
+        return self._auto_choice
 
 
 def _first_occurrence_order(index: torch.Tensor) -> torch.Tensor:

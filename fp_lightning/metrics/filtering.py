@@ -36,8 +36,10 @@ class LowHighFrequencyError(ProbeSetMetric):
         filter_dtype: working precision of the distances and kernels, ``torch.float32`` (default: twice as fast, half
             the cached memory, e_low and e_high within ~1e-6 of float64 at the default δ) or ``torch.float64``; sums
             and results are float64 either way (see ``GaussianFilterBank``).
-        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
-        kwargs: forwarded to ``torchmetrics.Metric``.
+        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable; ``"auto"`` is
+            resolved on the first ``compute()`` and frozen (see ``ProbeSetMetric``).
+        class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
+        kwargs: ``transform_source`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict with ``e_low`` (M,), ``e_high`` (M,) and ``deltas`` (M,).
 
@@ -58,9 +60,10 @@ class LowHighFrequencyError(ProbeSetMetric):
         chunk_size: int | None = None,
         filter_dtype: torch.dtype = torch.float32,
         output_transform: OutputTransform = "auto",
+        class_dim: int = 1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(output_transform=output_transform, **kwargs)
+        super().__init__(output_transform=output_transform, class_dim=class_dim, **kwargs)
         self.fitted_deltas = _check_deltas(deltas)
         if not isinstance(n_deltas, int) or n_deltas < 1:
             raise ValueError(f"`n_deltas` must be an int ≥ 1, got {n_deltas!r}.")

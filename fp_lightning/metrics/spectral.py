@@ -27,8 +27,9 @@ class ProjectedSpectralError(ProbeSetMetric):
     Convention:
         The inputs are projected on their first principal direction and rescaled to [0, 1] (``principal_projection``);
         F[v](k) = Σ_j v_j exp(−2πi k x_j) for k = 0..K−1 (``nufft_spectrum``); Δ_F(k) = ‖F[y](k) − F[h](k)‖ /
-        ‖F[y](k)‖ (``relative_spectral_error``). Integer class labels become one-hot and preds go through softmax
-        under ``output_transform="auto"``. The theory split L_low / L_high (``frequency_loss_split``) uses the
+        ‖F[y](k)‖ (``relative_spectral_error``). Targets and outputs are compared as ``prepare_targets`` arranges them
+        (class axis ``class_dim`` moved last; integer labels one-hot, logits through softmax under
+        ``output_transform="auto"``). The theory split L_low / L_high (``frequency_loss_split``) uses the
         cutoff η. The projection, the tracked frequencies and η are fitted on the first ``compute()`` (unless
         given) and then frozen — ``reset()`` keeps them — so values from epoch to epoch are comparable.
 
@@ -39,8 +40,10 @@ class ProjectedSpectralError(ProbeSetMetric):
         cutoff: η for the loss split, or ``"auto"``: the median tracked frequency (half of the peaks count as low).
         projection: a fitted ``PrincipalProjection`` to use instead of fitting one.
         backend: NUFFT backend, see ``nufft_spectrum``.
-        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
-        kwargs: forwarded to ``torchmetrics.Metric`` (e.g. ``sync_on_compute``).
+        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable; ``"auto"`` is
+            resolved on the first ``compute()`` and frozen (see ``ProbeSetMetric``).
+        class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
+        kwargs: ``transform_source`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict: ``delta_f`` (M,), ``freqs`` (M,), ``target_spectrum`` and ``output_spectrum``
     (complex (K, c)), ``loss_low``, ``loss_high`` (0-d) and ``cutoff``.
@@ -66,9 +69,10 @@ class ProjectedSpectralError(ProbeSetMetric):
         projection: PrincipalProjection | None = None,
         backend: str = "auto",
         output_transform: OutputTransform = "auto",
+        class_dim: int = 1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(output_transform=output_transform, **kwargs)
+        super().__init__(output_transform=output_transform, class_dim=class_dim, **kwargs)
         self.n_freqs = _check_n_freqs(n_freqs)
         self.fitted_freqs = _check_frequencies(frequencies, self.n_freqs)
         if max_freqs is not None and (not isinstance(max_freqs, int) or max_freqs < 1):
