@@ -1,58 +1,90 @@
 """Matplotlib figures of the Frequency Principle: Δ_F heatmap, spectra, e_low / e_high heatmaps.
 
 Colours follow the paper's figures: relative errors on a fixed 0–1 scale, red = small (fitted), blue = large.
-Figures are built on a non-interactive canvas, so nothing here needs a display.
+Figures are built on a non-interactive canvas (never through ``pyplot``), so nothing here needs a display and a
+figure is freed as soon as its last reference goes.
+
+Text sizes are relative (``"medium"``, ``"small"``): the caller fixes the base size with
+``matplotlib.rc_context({"font.size": ...})`` around the call, so the same functions serve small logger panels and
+the one-page report. Tick labels are thinned to what fits the axes, whatever the number of epochs or frequencies.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib import rcParams
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
-__all__ = ["plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra"]
+__all__ = ["plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
 
 _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as in the paper
+#: Size of a figure drawn without an ``ax`` (inches at ``_PANEL_DPI``): 360 × 260 px, so that a logger card about
+#: 230 px wide shows it at two thirds of its size with its text still readable.
+_PANEL_SIZE = (3.6, 2.6)
+_PANEL_DPI = 100
+# Tick labels are at least this many characters apart (a gap of two characters between neighbours).
+_TICK_GAP_CHARS = 2.0
+# Average advance of a character of the sans-serif tick font, as a fraction of the font size (DejaVu Sans digits).
+_CHAR_WIDTH = 0.64
 
 
-def _new_axes(ax: Axes | None, figsize: tuple[float, float], bottom: float = 0.16) -> tuple[Figure, Axes]:
+def _new_axes(ax: Axes | None, margins: tuple[float, float, float, float]) -> tuple[Figure, Axes]:
+    """``ax``'s figure, or a new panel-sized figure with fixed margins (left, right, bottom, top) in inches.
+
+    Fixed margins, not a constrained layout: the layout engine cost more than the drawing itself, and the panels
+    are drawn at every recording.
+    """
     if ax is not None:
         return ax.figure, ax
-    # Fixed margins: a constrained layout cost more than the drawing itself (drawn every epoch).
-    fig = Figure(figsize=figsize, dpi=80)
-    fig.subplots_adjust(left=0.12, right=0.95, bottom=bottom, top=1 - 0.42 / figsize[1])
+    width, height = _PANEL_SIZE
+    fig = Figure(figsize=_PANEL_SIZE, dpi=_PANEL_DPI)
+    left, right, bottom, top = margins
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
     return fig, fig.add_subplot()
 
 
 def plot_delta_f_heatmap(
-    delta_f: np.ndarray, freqs: Sequence[int], epochs: Sequence[int], ax: Axes | None = None
+    delta_f: np.ndarray, freqs: Sequence[int], epochs: Sequence[int], ax: Axes | None = None,
+    title: str = "Δ_F(k) per tracked k",
 ) -> tuple[Figure, Axes]:
     """Heatmap of Δ_F, shape (len(freqs), len(epochs)): a row per tracked k (low k at the bottom), a column per epoch.
 
+    Colours: Δ_F on a fixed 0–1 scale, red = fitted (Δ_F → 0), blue = not yet (Δ_F ≥ 1), as in the paper's Fig. 1b;
+    the colourbar says so.
+
     Example:
         >>> fig, ax = plot_delta_f_heatmap(np.array([[0.9, 0.2], [1.0, 0.6]]), [2, 7], [0, 1])
-        >>> ax.get_ylabel()
-        'frequency k'
+        >>> ax.get_ylabel(), [t.get_text() for t in ax.get_yticklabels()]
+        ('k', ['2', '7'])
     """
     values = np.asarray(delta_f, dtype=float)
-    fig, ax = _new_axes(ax, (6.0, 3.5))
     if values.shape != (len(freqs), len(epochs)):
         expected = (len(freqs), len(epochs))
         raise ValueError(f"`delta_f` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
+    fig, ax = _new_axes(ax, margins=(0.52, 0.52, 0.48, 0.28))
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
-    _label_grid(ax, freqs, epochs)
-    ax.set_title("Δ_F(k): red = fitted, blue = not yet")
-    fig.colorbar(image, ax=ax, label="Δ_F")
+    _error_colorbar(fig, ax, image, "Δ_F (red = fitted)")  # first: it narrows the axes the ticks must fit
+    _index_ticks(ax, "y", [str(int(k)) for k in freqs])
+    ax.set_ylabel("k")
+    _epoch_ticks(ax, epochs)
+    ax.set_title(title, fontsize="medium")
     return fig, ax
 
 
 def plot_low_high_heatmap(
-    e_low: np.ndarray, e_high: np.ndarray, epochs: Sequence[int], delta: float, ax: Axes | None = None
+    e_low: np.ndarray, e_high: np.ndarray, epochs: Sequence[int], delta: float, ax: Axes | None = None,
+    title: str | None = None,
 ) -> tuple[Figure, Axes]:
     """Two-row heatmap (e_low, e_high) × epoch for one filter width δ, on the same 0–1 scale as Δ_F.
+
+    ``title`` defaults to ``"e_low / e_high, δ=<δ:.3g>"``; pass the δ form of the logged keys for a run whose δ
+    need more digits to stay distinct.
 
     Example:
         >>> fig, ax = plot_low_high_heatmap(np.array([0.5, 0.1]), np.array([1.0, 0.9]), [0, 1], delta=2.5)
@@ -60,13 +92,13 @@ def plot_low_high_heatmap(
         'e_low / e_high, δ=2.5'
     """
     values = np.vstack([np.asarray(e_low, float), np.asarray(e_high, float)])
-    fig, ax = _new_axes(ax, (6.0, 2.2), bottom=0.3)
+    fig, ax = _new_axes(ax, margins=(0.7, 0.52, 0.48, 0.28))
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
+    _error_colorbar(fig, ax, image, "error (red = fitted)")
     ax.set_yticks([0, 1], ["e_low", "e_high"])
     _epoch_ticks(ax, epochs)
-    ax.set_title(f"e_low / e_high, δ={delta:g}")
-    fig.colorbar(image, ax=ax)
+    ax.set_title(title if title is not None else f"e_low / e_high, δ={delta:.3g}", fontsize="medium")
     return fig, ax
 
 
@@ -79,37 +111,77 @@ def plot_spectra(
 ) -> tuple[Figure, Axes]:
     """|F[y](k)| and |F[h](k)| against k, the tracked frequencies marked by black dots (paper Fig. 1a).
 
+    Colours: red solid = target |F[y]|, blue dashed = network |F[h]|, black dots = tracked k (in the legend).
+
     Example:
         >>> fig, ax = plot_spectra(np.array([5.0, 3.0, 4.0, 1.0]), np.array([4.0, 1.0, 1.0, 0.5]), [2])
-        >>> len(ax.lines)
-        3
+        >>> len(ax.lines), [t.get_text() for t in ax.get_legend().get_texts()]
+        (3, ['target |F[y]|', 'network |F[h]|', 'tracked k'])
     """
     target = np.asarray(target_amplitude, float)
     k = np.arange(target.shape[0])
-    fig, ax = _new_axes(ax, (6.0, 3.5))
-    ax.plot(k, target, color="tab:red", label="|F[y]| target")
+    fig, ax = _new_axes(ax, margins=(0.5, 0.1, 0.48, 0.28))
+    ax.plot(k, target, color="tab:red", label="target |F[y]|")
     if output_amplitude is not None:
-        ax.plot(k, np.asarray(output_amplitude, float), color="tab:blue", linestyle="--", label="|F[h]| network")
+        ax.plot(k, np.asarray(output_amplitude, float), color="tab:blue", linestyle="--", label="network |F[h]|")
     marked = np.asarray(list(freqs), dtype=int)
-    ax.plot(marked, target[marked], "o", color="black", label="tracked k")
-    ax.set_yscale("log")  # the mean (k = 0) and the first peak dwarf the rest, as in the paper's log plots
+    ax.plot(marked, target[marked], "o", color="black", markersize=4, label="tracked k")
+    if np.all(target > 0):
+        ax.set_yscale("log")  # the mean (k = 0) and the first peak dwarf the rest, as in the paper's log plots
     ax.set_xlabel("frequency k")
-    ax.set_ylabel("amplitude (log)")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.set_ylabel("|F|")
+    ax.set_title(title, fontsize="medium")
+    ax.legend(loc="upper right", fontsize="small", handlelength=1.5, borderpad=0.3, labelspacing=0.2,
+              framealpha=0.8)
     return fig, ax
 
 
-def _label_grid(ax: Axes, freqs: Sequence[int], epochs: Sequence[int]) -> None:
-    freqs = list(freqs)
-    step = max(1, len(freqs) // 12)
-    ax.set_yticks(range(0, len(freqs), step), [str(k) for k in freqs[::step]])
-    ax.set_ylabel("frequency k")
-    _epoch_ticks(ax, epochs)
+def thinned_ticks(n: int, max_labels: int) -> list[int]:
+    """Positions 0, s, 2s, … < n of at most ``max_labels`` tick labels, s the smallest of 1, 2, 5, 10, 20, 50, ….
+
+    Example:
+        >>> thinned_ticks(5, 6), thinned_ticks(31, 4)
+        ([0, 1, 2, 3, 4], [0, 10, 20, 30])
+    """
+    if n <= 0:
+        return []
+    max_labels = max(1, max_labels)
+    step = 1
+    while math.ceil(n / step) > max_labels:
+        step = _next_round_step(step)
+    return list(range(0, n, step))
+
+
+def _next_round_step(step: int) -> int:
+    magnitude = 10 ** int(math.log10(step))
+    for factor in (2, 5, 10):
+        if factor * magnitude > step:
+            return factor * magnitude
+    return 10 * magnitude  # pragma: no cover - the loop always returns
 
 
 def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:
-    epochs = list(epochs)
-    step = max(1, -(-len(epochs) // 6))  # at most 6 labels: five-digit epochs must not overlap in narrow panels
-    ax.set_xticks(range(0, len(epochs), step), [str(e) for e in epochs[::step]])
+    _index_ticks(ax, "x", [str(int(e)) for e in epochs])
     ax.set_xlabel("epoch")
+
+
+def _index_ticks(ax: Axes, axis: str, labels: list[str]) -> None:
+    """Label image rows or columns 0..n−1 with ``labels``, thinned so that neighbouring labels never overlap."""
+    size_pt = FontProperties(size=rcParams[f"{axis}tick.labelsize"]).get_size_in_points()
+    fig = ax.figure
+    box = ax.get_position()
+    if axis == "x":
+        room_pt = box.width * fig.get_figwidth() * 72
+        longest = max((len(label) for label in labels), default=1)
+        per_label_pt = (longest + _TICK_GAP_CHARS) * _CHAR_WIDTH * size_pt
+    else:
+        room_pt = box.height * fig.get_figheight() * 72
+        per_label_pt = 1.6 * size_pt  # a line of text plus a gap
+    positions = thinned_ticks(len(labels), int(room_pt // per_label_pt))
+    setter = ax.set_xticks if axis == "x" else ax.set_yticks
+    setter(positions, [labels[p] for p in positions])
+
+
+def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str) -> None:
+    colorbar = fig.colorbar(image, ax=ax, ticks=[0.0, 0.5, 1.0], fraction=0.06, pad=0.03)
+    colorbar.set_label(label)

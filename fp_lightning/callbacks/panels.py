@@ -1,62 +1,210 @@
-"""TensorBoard panels of a monitor: heatmaps and spectra as figures, and a custom-scalars layout."""
+"""A monitor's figures for every logger: heatmaps and spectra as images, and TensorBoard's custom-scalars layout.
+
+Each recording draws every figure once, renders it once to an RGB array and sends that array to each logger:
+
+- ``TensorBoardLogger`` (``lightning.pytorch`` or ``pytorch_lightning``): an image per tag at the global step,
+  and once per SummaryWriter a custom-scalars layout (the *Custom Scalars* tab);
+- ``WandbLogger``: ``log_image(key=tag, images=[rgb], step=global step)``;
+- ``MLFlowLogger``: a PNG artifact ``fp_panels/<name>/step_<global step>.png`` of the logger's run;
+- any other logger (``CSVLogger``, a user's own), or no logger at all: the latest figure of each tag as
+  ``<folder>/fp_panels/<name>.png``, overwritten at every recording.
+
+Tags: ``fp/delta_f_heatmap``, ``fp/spectra`` and ``fp/low_high_heatmap/delta=<δ>``, ``<δ>`` as in the logged keys
+(:func:`delta_keys`); every figure's title gives the epoch of the recording.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fp_lightning.callbacks._compat import is_tensorboard
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
-__all__ = ["PanelWriter", "custom_scalars_layout", "delta_key", "draw_panels", "write_panels"]
+__all__ = ["PANEL_FOLDER", "PanelWriter", "custom_scalars_layout", "delta_key", "delta_keys", "draw_panels",
+           "exact_tag_pattern", "logger_kind", "panel_file_stem", "render_figure"]
+
+#: Folder (in the run folder, and in an MLflow run's artifacts) that holds the figures as PNG files.
+PANEL_FOLDER = "fp_panels"
+#: Significant digits of ``<δ>`` in the logged keys, unless two δ need more to stay distinct.
+DELTA_DIGITS = 3
+# Text sizes of the logger panels (400 × 280 px): a card about 230 px wide shows them at half size, where 10 pt at
+# 100 dpi is still 7 px high.
+_PANEL_STYLE = {"font.size": 11.0, "axes.titlesize": 11.0, "axes.labelsize": 10.5, "xtick.labelsize": 10.0,
+                "ytick.labelsize": 10.0, "legend.fontsize": 9.5}
+# Characters that may appear in a file name derived from a tag (anything else becomes "_").
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._=+-]")
+
+
+def delta_keys(deltas: Sequence[float]) -> list[str]:
+    """The ``<δ>`` part of ``fp/e_low/delta=<δ>`` (and of the figure tags) for each filter width δ of a run.
+
+    Convention:
+        ``f"{δ:.3g}"`` (3 significant digits); where two different δ would print the same, the precision grows for
+        the whole list, one digit at a time, until every δ prints differently (17 digits always do).
+
+    Raises:
+        ValueError: a δ is not a finite positive number, or two δ are equal (name: ``deltas``).
+
+    Example:
+        >>> delta_keys([0.001234567, 0.5, 12.0])
+        ['0.00123', '0.5', '12']
+        >>> delta_keys([0.010001, 0.010002, 1.0])
+        ['0.010001', '0.010002', '1']
+    """
+    values = [float(d) for d in deltas]
+    if any(not np.isfinite(d) or d <= 0 for d in values):
+        raise ValueError(f"`deltas` must be finite positive numbers, got {values}.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"`deltas` must be distinct (each names its own logged key), got {values}.")
+    digits = DELTA_DIGITS
+    while True:
+        keys = [f"{d:.{digits}g}" for d in values]
+        if len(set(keys)) == len(keys) or digits >= 17:
+            return keys
+        digits += 1
 
 
 def delta_key(delta: float) -> str:
-    """The ``<δ>`` part of a logged key: ``f"{δ:g}"`` as DESIGN.md fixes."""
-    return f"{delta:g}"
+    """The ``<δ>`` of one filter width on its own: ``f"{δ:.3g}"`` (use :func:`delta_keys` for a run's whole list).
+
+    Example:
+        >>> delta_key(0.0123456), delta_key(2.0)
+        ('0.0123', '2')
+    """
+    return delta_keys([delta])[0]
 
 
-def custom_scalars_layout(freqs: list[int], deltas: list[float]) -> dict[str, Any]:
-    """One chart per δ with e_low and e_high together, one chart with Δ_F at every tracked k, one for the split."""
+def exact_tag_pattern(tag: str) -> str:
+    r"""A regular expression that matches ``tag`` and nothing else.
+
+    TensorBoard reads each tag of a custom-scalars chart as a regular expression and searches it in every scalar
+    tag: unescaped, ``fp/delta_f/k=1`` would also match ``k=12``, and the ``.`` of ``delta=0.1`` any character.
+
+    Example:
+        >>> pattern = exact_tag_pattern("fp/e_low/delta=0.1")
+        >>> pattern, bool(re.search(pattern, "fp/e_low/delta=0.12")), bool(re.search(pattern, "fp/e_low/delta=0x1"))
+        ('^fp/e_low/delta=0\\.1$', False, False)
+    """
+    return f"^{re.escape(tag)}$"
+
+
+def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float]) -> dict[str, Any]:
+    r"""TensorBoard custom-scalars layout: e_low and e_high of each δ together, Δ_F of every tracked k together.
+
+    Every tag is an anchored, escaped regular expression (:func:`exact_tag_pattern`), so each line of a chart
+    is exactly one logged key.
+
+    Example:
+        >>> layout = custom_scalars_layout([1, 12], [0.1])
+        >>> layout["fp: e_low vs e_high"]["δ=0.1"]
+        ['Multiline', ['^fp/e_low/delta=0\\.1$', '^fp/e_high/delta=0\\.1$']]
+        >>> layout["fp: projected spectrum"]["Δ_F per tracked k"][1]
+        ['^fp/delta_f/k=1$', '^fp/delta_f/k=12$']
+    """
     per_delta = {
-        f"δ={delta_key(d)}": ["Multiline", [f"fp/e_low/delta={delta_key(d)}", f"fp/e_high/delta={delta_key(d)}"]]
-        for d in deltas
+        f"δ={key}": ["Multiline", [exact_tag_pattern(f"fp/e_low/delta={key}"),
+                                   exact_tag_pattern(f"fp/e_high/delta={key}")]]
+        for key in delta_keys(deltas)
     }
     return {
         "fp: e_low vs e_high": per_delta,
         "fp: projected spectrum": {
-            "Δ_F per tracked k": ["Multiline", [f"fp/delta_f/k={k}" for k in freqs]],
-            "loss split": ["Multiline", ["fp/loss_low", "fp/loss_high"]],
-            "low share": ["Multiline", ["fp/low_share"]],
+            "Δ_F per tracked k": ["Multiline", [exact_tag_pattern(f"fp/delta_f/k={int(k)}") for k in freqs]],
+            "loss split": ["Multiline", [exact_tag_pattern("fp/loss_low"), exact_tag_pattern("fp/loss_high")]],
+            "low share": ["Multiline", [exact_tag_pattern("fp/low_share")]],
         },
     }
 
 
-def draw_panels(history: FrequencyHistory) -> dict[str, Any]:
-    """All figures of the history, by TensorBoard tag."""
+def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
+    """Every figure of ``history`` by tag, sized and lettered for a logger's image card; titles give the epoch.
+
+    Example:
+        >>> h = FrequencyHistory(freqs=[1, 2], deltas=[0.5], cutoff=1, target_amplitude=[3.0, 2.0, 1.0, 0.5])
+        >>> h.append(epoch=0, step=0, delta_f=[1.0, 1.0], e_low=[0.9], e_high=[1.0], loss_low=4.0, loss_high=2.0,
+        ...          low_share=float("nan"), output_amplitude=[0.1, 0.1, 0.1, 0.1])
+        >>> {tag: fig.axes[0].get_title() for tag, fig in draw_panels(h).items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'fp/delta_f_heatmap': 'Δ_F(k), epoch 0', 'fp/spectra': '|F[y]|, |F[h]| at epoch 0',
+         'fp/low_high_heatmap/delta=0.5': 'e_low / e_high, δ=0.5, epoch 0'}
+    """
     arrays = history.as_arrays()
+    if len(history) == 0:
+        raise ValueError("the history holds no recording yet: nothing to draw.")
     epochs = arrays["epoch"].tolist()
-    figures = {"fp/delta_f_heatmap": plot_delta_f_heatmap(arrays["delta_f"].T, history.freqs, epochs)[0],
-               "fp/spectra": plot_spectra(arrays["target_amplitude"], arrays["output_amplitude"][-1],
-                                          history.freqs, title=f"|F[y]| and |F[h]|, epoch {epochs[-1]}")[0]}
-    for j, delta in enumerate(history.deltas):
-        figures[f"fp/low_high_heatmap/delta={delta_key(delta)}"] = plot_low_high_heatmap(
-            arrays["e_low"][:, j], arrays["e_high"][:, j], epochs, delta)[0]
+    last = epochs[-1]
+    with matplotlib.rc_context(_PANEL_STYLE):
+        figures = {
+            "fp/delta_f_heatmap": plot_delta_f_heatmap(arrays["delta_f"].T, history.freqs, epochs,
+                                                       title=f"Δ_F(k), epoch {last}")[0],
+            "fp/spectra": plot_spectra(arrays["target_amplitude"], arrays["output_amplitude"][-1], history.freqs,
+                                       title=f"|F[y]|, |F[h]| at epoch {last}")[0],
+        }
+        for j, key in enumerate(delta_keys(history.deltas)):
+            figures[f"fp/low_high_heatmap/delta={key}"] = plot_low_high_heatmap(
+                arrays["e_low"][:, j], arrays["e_high"][:, j], epochs, history.deltas[j],
+                title=f"e_low / e_high, δ={key}, epoch {last}")[0]
     return figures
 
 
-def write_panels(experiment: Any, history: FrequencyHistory, step: int) -> None:
-    """Add every figure to a SummaryWriter at ``step``."""
-    for tag, figure in draw_panels(history).items():
-        experiment.add_figure(tag, figure, global_step=step, close=False)
+def render_figure(figure: Figure) -> np.ndarray:
+    """The figure as an (H, W, 3) ``uint8`` RGB array at its own size and dpi (one Agg drawing).
+
+    Example:
+        >>> render_figure(Figure(figsize=(2, 1), dpi=50)).shape
+        (50, 100, 3)
+    """
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def panel_file_stem(tag: str) -> str:
+    """File name (no suffix) of a figure tag: ``fp/`` dropped, ``/`` → ``_``, other unsafe characters → ``_``.
+
+    Example:
+        >>> panel_file_stem("fp/low_high_heatmap/delta=0.01"), panel_file_stem("fp/spectra")
+        ('low_high_heatmap_delta=0.01', 'spectra')
+    """
+    name = tag.removeprefix("fp/").replace("/", "_")
+    return _UNSAFE_FILE_CHARS.sub("_", name)
+
+
+def logger_kind(logger: Any) -> str:
+    """``"tensorboard"``, ``"wandb"``, ``"mlflow"`` or ``"files"``: how a logger receives the figures.
+
+    Judged by class name along the logger's class hierarchy, so that the loggers of ``lightning.pytorch`` and of
+    ``pytorch_lightning`` (and user subclasses of either) are recognised alike; any other logger gets files.
+
+    Example:
+        >>> from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+        >>> logger_kind(TensorBoardLogger("/tmp")), logger_kind(CSVLogger("/tmp"))
+        ('tensorboard', 'files')
+    """
+    names = {cls.__name__ for cls in type(logger).__mro__}
+    for class_name, kind in (("TensorBoardLogger", "tensorboard"), ("WandbLogger", "wandb"),
+                             ("MLFlowLogger", "mlflow")):
+        if class_name in names:
+            return kind
+    return "files"
 
 
 class PanelWriter:
     """Sends a monitor's figures to the Trainer's loggers (called on rank 0 only), remembering what it wrote once.
+
+    Every call of :meth:`write` draws each figure once, renders it once, and gives the same image to every logger;
+    the figures are freed before it returns. A fault in one logger does not stop the others: it is reported
+    through ``warn`` (once per logger class) after the other loggers got their images.
 
     Example:
         >>> writer = PanelWriter()
@@ -64,26 +212,50 @@ class PanelWriter:
     """
 
     def __init__(self) -> None:
-        self._layout_written: set[int] = set()
+        # SummaryWriters that already hold the layout (weak: a finished run's writer is not kept alive by us)
+        self._layout_written: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def reset(self) -> None:
-        """Forget what was written (a new ``fit``)."""
-        self._layout_written.clear()
+        """Forget which SummaryWriters hold the custom-scalars layout (a new ``fit``)."""
+        self._layout_written = weakref.WeakSet()
 
     def write(self, loggers: Sequence[Any], history: FrequencyHistory, step: int, folder: Path | None,
               warn: Callable[[str, str], None]) -> None:
-        """Draw every panel of ``history`` and send it to each logger at ``step`` (the global step)."""
-        boards = [logger for logger in loggers if is_tensorboard(logger)]
-        if not boards:
-            if loggers:
-                warn("logger", "FrequencyPrincipleMonitor: no TensorBoardLogger, so only scalars are logged "
-                               "(figures need TensorBoard).")
-            return
-        for board in boards:
-            if id(board) not in self._layout_written:
-                board.experiment.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas))
-                self._layout_written.add(id(board))
-            write_panels(board.experiment, history, step=step)
+        """Draw every panel of ``history`` and send it to each logger at ``step`` (the global step).
+
+        Args:
+            loggers: the Trainer's loggers (``trainer.loggers``); may be empty.
+            history: the monitor's history, its last recording the one to show.
+            step: the global step of the recording, the x axis of images as of scalars.
+            folder: the run folder for the PNG files of loggers without an image API (and of a run without a
+                logger); ``None``: no files are written.
+            warn: ``warn(key, message)`` for a logger that failed to take its images (key ``"figures:<class>"``).
+        """
+        loggers = list(loggers)
+        kinds = [logger_kind(logger) for logger in loggers]
+        wants_files = folder is not None and (not loggers or "files" in kinds)
+        if not wants_files and not any(kind != "files" for kind in kinds):
+            return  # nothing would receive the figures: do not draw them
+        images = {tag: _render_and_free(figure) for tag, figure in draw_panels(history).items()}
+        targets: list[tuple[str, Callable[[], None]]] = []
+        for logger, kind in zip(loggers, kinds):
+            if kind == "tensorboard":
+                targets.append((type(logger).__name__, lambda lg=logger: self._to_tensorboard(lg, history, images,
+                                                                                            step)))
+            elif kind == "wandb":
+                targets.append((type(logger).__name__, lambda lg=logger: _to_wandb(lg, images, step)))
+            elif kind == "mlflow":
+                targets.append((type(logger).__name__, lambda lg=logger: _to_mlflow(lg, images, step)))
+        if wants_files:
+            assert folder is not None
+            targets.append(("PNG files", lambda: _to_files(Path(folder) / PANEL_FOLDER, images)))
+        for name, send in targets:
+            try:
+                send()
+            except Exception as error:  # one logger's fault must not cost the others their figures
+                warn(f"figures:{name}", f"FrequencyPrincipleMonitor: could not write the figures to {name}: "
+                                        f"{type(error).__name__}: {str(error).rstrip('.')}. Scalars are logged as "
+                                        "usual; pass log_images=False to stop drawing figures.")
 
     def write_report(self, history_path: Path, folder: Path) -> Path | None:
         """Draw the one-page report next to the history at the end of a fit (``None`` when there is no file)."""
@@ -92,3 +264,41 @@ class PanelWriter:
         from fp_lightning.report import REPORT_FILE, write_report
 
         return write_report(history_path, folder / REPORT_FILE)
+
+    def _to_tensorboard(self, logger: Any, history: FrequencyHistory, images: dict[str, np.ndarray],
+                        step: int) -> None:
+        writer = logger.experiment
+        if writer not in self._layout_written:
+            writer.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas))
+            self._layout_written.add(writer)
+        for tag, rgb in images.items():
+            writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
+
+
+def _render_and_free(figure: Figure) -> np.ndarray:
+    try:
+        return render_figure(figure)
+    finally:
+        figure.clear()  # drop the artists now rather than at the next garbage collection
+
+
+def _to_wandb(logger: Any, images: dict[str, np.ndarray], step: int) -> None:
+    for tag, rgb in images.items():
+        logger.log_image(key=tag, images=[rgb], step=step)
+
+
+def _to_mlflow(logger: Any, images: dict[str, np.ndarray], step: int) -> None:
+    client, run_id = logger.experiment, logger.run_id
+    for tag, rgb in images.items():
+        client.log_image(run_id, rgb, artifact_file=f"{PANEL_FOLDER}/{panel_file_stem(tag)}/step_{step:06d}.png")
+
+
+def _to_files(directory: Path, images: dict[str, np.ndarray]) -> None:
+    from PIL import Image  # a dependency of matplotlib
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for tag, rgb in images.items():
+        # written aside and moved into place: a viewer never reads half a file
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as handle:
+            Image.fromarray(rgb).save(handle, format="PNG")
+        os.replace(handle.name, directory / f"{panel_file_stem(tag)}.png")
