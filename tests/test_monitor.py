@@ -84,14 +84,18 @@ def test_never_changes_training(tmp_path):
 
 
 def test_restores_each_submodule_mode(tmp_path):
-    from fp_lightning.callbacks.monitor import _forward_in_eval
+    from fp_lightning.callbacks.probe_forward import _eval_mode
+    from fp_lightning.callbacks.probe_set import isolated_rng
 
     module = make_module(dropout=0.5)
     module.train()
     module.net[2].eval()  # a user-frozen submodule must stay in eval
     inputs = torch.rand(10, 4)
     state = torch.random.get_rng_state()
-    _forward_in_eval(module, inputs, batch_size=3)
+    with _eval_mode(module), isolated_rng():
+        assert not module.training and not module.net[0].training
+        module(inputs)
+        torch.rand(3)
     assert module.training and module.net[0].training and not module.net[2].training
     assert torch.equal(state, torch.random.get_rng_state())
 

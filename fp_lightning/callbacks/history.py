@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FrequencyHistory", "load_history"]
+__all__ = ["HISTORY_FILE", "FrequencyHistory", "load_history"]
+
+#: File name of a monitor's saved history, next to its logs (``FrequencyPrincipleMonitor(history_file=...)``).
+HISTORY_FILE = "fp_history.npz"
 
 _PER_EPOCH = ("epoch", "step", "delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share", "output_amplitude")
 

@@ -1,8 +1,10 @@
-"""``FrequencyPrincipleMonitor``: watch a network learn from low to high frequency, every epoch, in TensorBoard."""
+"""``FrequencyPrincipleMonitor``: watch a network learn from low to high frequency while it trains."""
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -12,34 +14,40 @@ from typing import Any
 import torch
 
 from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
-from fp_lightning.callbacks.history import FrequencyHistory
+from fp_lightning.callbacks.history import HISTORY_FILE, FrequencyHistory
 from fp_lightning.callbacks.panels import PanelWriter, delta_key
-from fp_lightning.callbacks.probe_set import ProbeSet, sample_probe_set, shard_slice
+from fp_lightning.callbacks.probe_forward import ForwardFn, move_batch, probe_forward
+from fp_lightning.callbacks.probe_set import ProbeSet, extract_batch, isolated_rng, probe_set_from_loader, slice_batch
 from fp_lightning.functional.projection import PrincipalProjection
 from fp_lightning.functional.targets import validate_output_transform
 from fp_lightning.functional.theory import low_frequency_share
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
-__all__ = ["FrequencyPrincipleMonitor"]
+__all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
 
 #: ``filter_precision`` values (plain strings, so that YAML configs can set them) and their dtypes.
 _FILTER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-HISTORY_FILE = "fp_history.npz"
+#: Integer input dtypes that are ids rather than coordinates (uint8 images are coordinates).
+_ID_DTYPES = (torch.int16, torch.int32, torch.int64)
 
 
 class FrequencyPrincipleMonitor(*CALLBACK_BASES):
-    """Measure, every ``every_n_epochs`` epochs, how well the model fits each frequency of its training targets.
+    """Measure, at a fixed cadence, how well the model fits each frequency of its training targets.
 
     On a fixed probe set of training samples it computes Δ_F(k) at the tracked frequencies of the projected
     spectrum, e_low / e_high per Gaussian filter width δ, and the loss split L_low / L_high with the low share of
-    its recent decrease; it logs them under ``fp/...`` (see README), draws TensorBoard panels and keeps a history.
+    its recent decrease; it logs them under ``fp/...`` to every logger of the Trainer (and to
+    ``trainer.callback_metrics``, where ``EarlyStopping`` and ``ModelCheckpoint`` can watch them), draws the panels
+    and keeps a history.
 
     Convention:
         As in ``fp_lightning.functional``: projection on the probe inputs' first principal direction rescaled to
-        [0, 1]; F[v](k) = Σ_j v_j exp(−2πi k x_j), k = 0..n_freqs−1; Δ_F(k) = ‖F[y](k) − F[h](k)‖ / ‖F[y](k)‖;
+        [0, 1); F[v](k) = Σ_j v_j exp(−2πi k x_j), k = 0..n_freqs−1; Δ_F(k) = ‖F[y](k) − F[h](k)‖ / ‖F[y](k)‖;
         G_δ(u) = exp(−‖u‖²/(2δ)); integer labels → one-hot and softmax outputs under ``output_transform="auto"``.
-        Epoch 0 in the history and the panels is the model before its first training step.
+        A recording is made before the first training step (epoch 0) and then every ``every_n_epochs`` epochs or
+        every ``every_n_train_steps`` optimizer steps; its x axis in every logger is ``trainer.global_step``.
+        The probe forward pass follows ``fp_lightning.callbacks.probe_forward`` (precision plugin, equal calls on
+        every rank, eval/no_grad, global random state untouched).
 
     Args:
         probe_size: training samples in the probe set. 5000 resolves the MNIST/CIFAR spectra up to k ≈ 60, and
@@ -53,18 +61,35 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         cutoff: η of the loss split, ``"auto"`` = median tracked frequency.
         share_window: recordings spanned by ``fp/low_share`` (the low share of the loss change over that window).
         output_transform: ``"auto"`` | ``"softmax"`` | ``"sigmoid"`` | ``"identity"`` | a callable (Python only).
-        every_n_epochs: measure after every n-th epoch (and once before training).
-        log_images: draw the panels to TensorBoard (rank 0, TensorBoardLogger only).
+        class_dim: the class axis of the outputs for class targets: 1 (torch's ``cross_entropy``: (n, C),
+            (n, C, T), (n, C, H, W) logits) or -1 for (n, T, C) logits with (n, T) labels.
+        every_n_epochs: record after every n-th training epoch (default 1 unless ``every_n_train_steps`` is set).
+        every_n_train_steps: record after every n-th optimizer step instead (single-epoch, streaming or large runs).
+        log_images: draw the panels for the loggers (rank 0): TensorBoard, W&B, MLflow, else PNG files.
         backend: NUFFT backend (``"auto"``, ``"finufft"``, ``"cufinufft"``, ``"direct"``).
         filter_precision: ``"float32"`` (twice as fast, half the cached memory, e_low/e_high within ~1e-5 of
             float64) or ``"float64"``: working precision of the filter's distances and kernels (sums are float64).
-        batch_size: probe samples per forward pass.
+        batch_size: probe samples per forward call.
         seed: seed of the probe-set draw (a private generator; the global RNG is untouched).
-        input_key, target_key: which entries of a dataset item are input and target (positions for tuples,
-            names for dicts; ``None`` = 0/1 or the usual names such as ``x``/``y``, ``image``/``label``).
-        probe_inputs, probe_targets: a probe set given directly (both or neither), instead of the training data.
-        history_file: file name of the saved history in the logger's directory (``None``: do not write).
-        strict: raise on a monitoring fault instead of warning and skipping the epoch.
+        input_key, target_key: which entries of a (collated) batch are input and target (positions for tuples,
+            names for dicts or attributes; ``None`` = 0/1 or the usual names such as ``x``/``y``, ``image``/``label``).
+        output_key: which part of the model's output is compared with the targets when ``forward`` returns a tuple,
+            dict or ``ModelOutput`` (position or name; ``None``: the tensor, ``logits``, or the first tensor).
+        forward_fn: ``forward_fn(module, batch) -> outputs`` to run the model on a probe batch (as the train
+            DataLoader collates it) when ``module(inputs)`` is not how it runs (Python only).
+        input_features: the space of the projection and the Gaussian filter when the inputs are not points in a
+            vector space (token ids, graphs): the name of a submodule whose output on the probe is used (e.g.
+            ``"embedding"``), or a callable ``inputs -> (n, d) tensor``. Computed once, at the first recording, and
+            frozen, so every recording uses the same frequency axis.
+        probe_dataloader: a DataLoader (or Dataset) to draw the probe set from instead of the training data, e.g. a
+            fixed or held-out set; its ``collate_fn`` builds the probe batch.
+        train_dataloader_key: with several train dataloaders (a dict or list), which one feeds the probe set (key
+            or position; ``None``: the first).
+        probe_inputs, probe_targets: a probe set given as tensors (both or neither).
+        output_dir: folder for the history file, PNG panels and ``fp_report.png`` (``None``: the logger's folder,
+            else the Trainer's ``default_root_dir`` when one was given; with neither, nothing is written).
+        history_file: file name of the saved history in that folder (``None``: do not write).
+        strict: raise on a monitoring fault instead of warning and skipping the recording.
 
     Example:
         >>> import lightning.pytorch as L
@@ -83,7 +108,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         cutoff: int | str = "auto",
         share_window: int = 5,
         output_transform: str | Callable[[torch.Tensor], torch.Tensor] = "auto",
-        every_n_epochs: int = 1,
+        class_dim: int = 1,
+        every_n_epochs: int | None = None,
+        every_n_train_steps: int | None = None,
         log_images: bool = True,
         backend: str = "auto",
         filter_precision: str = "float32",
@@ -91,40 +118,67 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         seed: int = 0,
         input_key: int | str | None = None,
         target_key: int | str | None = None,
+        output_key: int | str | None = None,
+        forward_fn: ForwardFn | None = None,
+        input_features: str | Callable[[Any], torch.Tensor] | None = None,
+        probe_dataloader: Any = None,
+        train_dataloader_key: int | str | None = None,
         probe_inputs: torch.Tensor | None = None,
         probe_targets: torch.Tensor | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
         history_file: str | None = HISTORY_FILE,
         strict: bool = False,
     ) -> None:
         super().__init__()
         _check_int_at_least("probe_size", probe_size, 2)
-        _check_int_at_least("every_n_epochs", every_n_epochs, 1)
         _check_int_at_least("batch_size", batch_size, 1)
         _check_int_at_least("share_window", share_window, 2)
         _check_int_at_least("seed", seed, 0)
+        self.every_n_epochs, self.every_n_train_steps = _cadence(every_n_epochs, every_n_train_steps)
         validate_output_transform(output_transform)
         if filter_precision not in _FILTER_DTYPES:
             raise ValueError(f"`filter_precision` must be one of {sorted(_FILTER_DTYPES)}, got {filter_precision!r}.")
+        for name, key in (("input_key", input_key), ("target_key", target_key), ("output_key", output_key),
+                          ("train_dataloader_key", train_dataloader_key)):
+            if key is not None and (not isinstance(key, (int, str)) or isinstance(key, bool)):
+                raise ValueError(f"`{name}` must be None, an int position or a str name, got {key!r}.")
+        if forward_fn is not None and not callable(forward_fn):
+            raise ValueError(f"`forward_fn` must be None or a callable (module, batch) -> outputs, got {forward_fn!r}.")
+        if input_features is not None and not (isinstance(input_features, str) or callable(input_features)):
+            raise ValueError("`input_features` must be None, the name of a submodule or a callable, got "
+                             f"{input_features!r}.")
         if (probe_inputs is None) != (probe_targets is None):
             raise ValueError("`probe_inputs` and `probe_targets` must be given together (or neither).")
-        self.probe_size, self.every_n_epochs, self.batch_size = probe_size, every_n_epochs, batch_size
+        if probe_dataloader is not None and probe_inputs is not None:
+            raise ValueError("give `probe_dataloader` or `probe_inputs`/`probe_targets`, not both.")
+        if probe_dataloader is not None and not _is_data_source(probe_dataloader):
+            raise ValueError("`probe_dataloader` must be a torch DataLoader or Dataset, got "
+                             f"{type(probe_dataloader).__name__}.")
+        self.probe_size, self.batch_size = probe_size, batch_size
         self.share_window, self.seed, self.log_images, self.strict = share_window, seed, log_images, strict
-        self.input_key, self.target_key, self.history_file = input_key, target_key, history_file
+        self.input_key, self.target_key, self.output_key = input_key, target_key, output_key
+        self.forward_fn, self.input_features = forward_fn, input_features
+        self.probe_dataloader, self.train_dataloader_key = probe_dataloader, train_dataloader_key
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.history_file = history_file
         self._given_probe = _given_probe_set(probe_inputs, probe_targets)
         # The Metrics validate the remaining arguments at construction, so bad values fail here, not mid-run.
         self.spectral = ProjectedSpectralError(n_freqs=n_freqs, frequencies=frequencies, max_freqs=max_freqs,
                                                cutoff=cutoff, backend=backend, output_transform=output_transform,
-                                               sync_on_compute=False)
+                                               class_dim=class_dim, sync_on_compute=False)
+        # one "auto" decision (and one warning) for both metrics: the filtering follows the spectrum's choice
         self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
+                                               class_dim=class_dim, transform_source=self.spectral,
                                                filter_dtype=_FILTER_DTYPES[filter_precision], sync_on_compute=False)
+        # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
+        self._fresh_metrics = (copy.deepcopy(self.spectral), copy.deepcopy(self.filtering))
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
-        self.probe: ProbeSet | None = None
-        self._probe_device: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
-        self.history: FrequencyHistory | None = None
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
-        self._warned: set[str] = set()
+        #: called as ``listener(trainer, pl_module)`` after every recording (``FrequencyEarlyStopping`` decides there)
+        self.listeners: list[Callable[[Any, Any], None]] = []
         self._panels = PanelWriter()
+        self._start_fresh()
 
     @property
     def state_key(self) -> str:
@@ -132,77 +186,139 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         return self._generate_state_key(**self._state_key_args)
 
     # ------------------------------------------------------------------ Lightning hooks (glue only)
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """A new ``fit`` starts a fresh history and probe set; a checkpoint's state, if any, is loaded after this."""
+        if stage == "fit":
+            self._start_fresh()
+
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Draw the probe set and record the initial state (epoch 0), unless resuming with a history."""
+        self._folder = self._output_folder(trainer)  # a collective under DDP: asked once, on every rank
         self._run_safely("probe set", lambda: self._prepare_probe(trainer))
         if self.probe is None:
             return
         if self.history is None or len(self.history) == 0:
-            self._measure_and_log(trainer, pl_module, epoch=0)
+            self._record(trainer, pl_module, epoch=trainer.current_epoch)
         else:
-            rank_zero_info(f"FrequencyPrincipleMonitor: resuming with {len(self.history)} recorded epochs.")
+            rank_zero_info(f"FrequencyPrincipleMonitor: resuming with {len(self.history)} recordings.")
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Record after every ``every_n_train_steps``-th optimizer step (once per step under accumulation)."""
+        steps, step = self.every_n_train_steps, trainer.global_step
+        if steps is not None and self.probe is not None and step % steps == 0 and step != self._last_step:
+            self._record(trainer, pl_module, epoch=trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Measure after every ``every_n_epochs``-th epoch."""
+        """Record after every ``every_n_epochs``-th epoch."""
         completed = trainer.current_epoch + 1
-        if self.probe is not None and completed % self.every_n_epochs == 0:
-            self._measure_and_log(trainer, pl_module, epoch=completed)
+        if self.every_n_epochs is not None and self.probe is not None and completed % self.every_n_epochs == 0:
+            self._record(trainer, pl_module, epoch=completed)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """Draw ``fp_report.png`` next to the history file."""
+        if trainer.is_global_zero and self._history_path() is not None and self.history is not None:
+            self._run_safely("report", lambda: self._panels.write_report(self._history_path(), self._folder))
 
     def state_dict(self) -> dict[str, Any]:
-        """The history and the frozen fits (projection, frequencies, δ, cutoff), so a resume continues the panels."""
+        """The history, the probe set's identity and the frozen fits (projection, frequencies, δ, cutoff, features).
+
+        Plain containers and tensors only, so checkpoints load with ``weights_only=True``.
+        """
         if self.history is None:
             return {}
         projection = self.spectral.projection
         return {
             "history": self.history.state_dict(),
             "probe_indices": None if self.probe is None else self.probe.indices.tolist(),
+            "probe_batch": self._saved_probe_batch(),
+            "features": None if self._features is None else self._features.cpu(),
             "projection": None if projection is None else {
                 "directions": projection.directions.cpu(), "offset": projection.offset.cpu(),
                 "scale": projection.scale.cpu(), "eigenvalues": projection.eigenvalues.cpu()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the history and freeze the same projection, frequencies, δ and cutoff as before."""
+        """Restore the history and freeze the same projection, frequencies, δ, cutoff and probe set as before."""
         if not state_dict:
             return
         self.history = FrequencyHistory.from_state_dict(state_dict["history"])
         self.spectral.fitted_freqs = torch.tensor(self.history.freqs, dtype=torch.long)
         self.spectral.fitted_cutoff = self.history.cutoff
         self.filtering.fitted_deltas = torch.tensor(self.history.deltas, dtype=torch.float64)
+        self._saved_probe = (state_dict.get("probe_indices"), state_dict.get("probe_batch"))
+        self._features = state_dict.get("features")
         saved = state_dict.get("projection")
         if saved is not None:
             self.spectral.projection = PrincipalProjection(saved["directions"], saved["offset"], saved["scale"],
                                                            torch.empty(0, saved["directions"].shape[1]),
                                                            saved["eigenvalues"])
 
-    # ------------------------------------------------------------------ steps
+    # ------------------------------------------------------------------ run state
+    def _start_fresh(self) -> None:
+        """Forget the probe set, the history and every frozen fit (a new ``fit`` without a checkpoint)."""
+        self.spectral, self.filtering = copy.deepcopy(self._fresh_metrics)
+        self.probe: ProbeSet | None = None
+        self.history: FrequencyHistory | None = None
+        self._device_probe: tuple[torch.device, Any, torch.Tensor] | None = None
+        self._features: torch.Tensor | None = None
+        self._saved_probe: tuple[list[int] | None, Any] = (None, None)
+        self._folder: Path | None = None
+        self._last_step = -1
+        self._warned: set[str] = set()
+        self._panels.reset()
+
     def _prepare_probe(self, trainer: Any) -> None:
         if self.probe is not None:
             return
+        saved_indices, saved_batch = self._saved_probe
         if self._given_probe is not None:
             self.probe = self._given_probe
-            return
-        dataset = _train_dataset(trainer)
-        self.probe = sample_probe_set(dataset, self.probe_size, self.seed, self.input_key, self.target_key)
-        if len(self.probe) < self.probe_size:
+        elif saved_batch is not None:  # a resumed stream: the same samples as before, not a new draw
+            inputs, targets = extract_batch(saved_batch, self.input_key, self.target_key)
+            self.probe = ProbeSet(saved_batch, inputs, targets, torch.tensor(saved_indices), self.input_key,
+                                  self.target_key, from_stream=True)
+        else:
+            source = self.probe_dataloader if self.probe_dataloader is not None else self._train_loader(trainer)
+            self.probe = probe_set_from_loader(source, self.probe_size, self.seed, self.input_key, self.target_key)
+        if saved_indices is not None and self.probe.indices.tolist() != list(saved_indices):
+            self._warn_once("resume", "FrequencyPrincipleMonitor: the resumed run's probe set differs from the one "
+                                      "in the checkpoint (another dataset, `seed` or `probe_size`?); the history "
+                                      "goes on with the new probe set.")
+        if len(self.probe) < self.probe_size and self._given_probe is None:
             self._warn_once("small", f"FrequencyPrincipleMonitor: the training set has {len(self.probe)} samples, "
                                      f"fewer than probe_size={self.probe_size}; the probe set uses all of them.")
 
-    def _measure_and_log(self, trainer: Any, pl_module: Any, epoch: int) -> None:
+    def _train_loader(self, trainer: Any) -> Any:
+        loaders = trainer.train_dataloader
+        if loaders is None and trainer.datamodule is not None:
+            loaders = trainer.datamodule.train_dataloader()
+        if loaders is None:
+            raise ValueError("no train dataloader found; pass `probe_dataloader` to the monitor.")
+        return _pick_loader(loaders, self.train_dataloader_key)
+
+    # ------------------------------------------------------------------ one recording
+    def _record(self, trainer: Any, pl_module: Any, epoch: int) -> None:
+        self._last_step = trainer.global_step
         timing: dict[str, float] = {}
-        values = self._run_safely(f"epoch {epoch}", lambda: self._measure(trainer, pl_module, epoch, timing))
+        what = f"epoch {epoch}" if self.every_n_train_steps is None else f"step {trainer.global_step}"
+        values = self._run_safely(what, lambda: self._measure(trainer, pl_module, epoch, timing))
         if values:
             with _timed(timing, "logging", pl_module):
-                for key, value in values.items():
-                    pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)
-                self._write_outputs(trainer, epoch)
-            self.timings.append({"epoch": epoch, **timing})
+                self._publish_scalars(trainer, values)
+                self._write_outputs(trainer)
+            self.timings.append({"epoch": epoch, "step": trainer.global_step, **timing})
+        for listener in self.listeners:
+            listener(trainer, pl_module)
 
     def _measure(self, trainer: Any, pl_module: Any, epoch: int, timing: dict[str, float]) -> dict[str, float]:
         assert self.probe is not None
+        batch, targets = self._probe_on(pl_module.device)
         with _timed(timing, "forward", pl_module):
-            outputs = self._probe_outputs(trainer, pl_module)
-        inputs, targets = self._probe_on(outputs.device)
+            result = probe_forward(trainer, pl_module, self.probe, batch, batch_size=self.batch_size,
+                                   output_key=self.output_key, forward_fn=self.forward_fn,
+                                   feature_layer=self._feature_layer())
+            inputs = self._analysis_inputs(batch, result.features)
+        outputs = result.outputs
         self.spectral.reset()
         self.filtering.reset()
         self.spectral.update(inputs, outputs, targets)
@@ -210,7 +326,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         with _timed(timing, "spectrum", pl_module):
             spectral = _vectors(self.spectral.compute())
         with _timed(timing, "filtering", pl_module):
-            # a filtering fault (e.g. a δ that leaves no high-frequency part) must not cost the epoch its Δ_F
+            # a filtering fault (e.g. a δ that leaves no high-frequency part) must not cost the recording its Δ_F
             filtering = self._run_safely("filtering", lambda: _vectors(self.filtering.compute()))
         filtering = filtering if filtering is not None else self._missing_filtering()
         history = self._history_for(spectral, filtering)
@@ -221,15 +337,49 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                        low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]))
         return _logged_values(spectral, filtering, low_share)
 
-    def _probe_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Probe inputs and targets on ``device``, copied there once.
-
-        The analysis runs where the model runs, and no host-to-device transfer sits in the per-epoch path.
-        """
+    def _probe_on(self, device: torch.device) -> tuple[Any, torch.Tensor]:
+        """The probe batch and targets on ``device``, copied there once (no host-to-device copy per recording)."""
         assert self.probe is not None
-        if self._probe_device is None or self._probe_device[0] != device:
-            self._probe_device = (device, self.probe.inputs.to(device), self.probe.targets.to(device))
-        return self._probe_device[1], self._probe_device[2]
+        if self._device_probe is None or self._device_probe[0] != device:
+            self._device_probe = (device, move_batch(self.probe.batch, device), self.probe.targets.to(device))
+        return self._device_probe[1], self._device_probe[2]
+
+    def _feature_layer(self) -> str | None:
+        """The submodule to capture features from, while the features are not frozen yet."""
+        return self.input_features if isinstance(self.input_features, str) and self._features is None else None
+
+    def _analysis_inputs(self, batch: Any, captured: torch.Tensor | None) -> torch.Tensor:
+        """The points of the projection and the filter: the probe inputs, or their frozen ``input_features``."""
+        if self.input_features is None:
+            inputs = self._input_part(batch)
+            if not isinstance(inputs, torch.Tensor):
+                raise ValueError(f"the probe inputs are a {type(inputs).__name__}, not a tensor; set "
+                                 "`input_features` (a submodule name or a callable) to say in which space to "
+                                 "measure, or `input_key`.")
+            if inputs.dtype in _ID_DTYPES:
+                self._warn_once("ids", f"FrequencyPrincipleMonitor: the probe inputs are {inputs.dtype} (token ids?); "
+                                       "distances between ids mean little, so Δ_F and e_low/e_high are computed on "
+                                       "the raw ids. Set `input_features` (e.g. the embedding layer's name).")
+            return inputs
+        if self._features is None:
+            self._features = captured if captured is not None else self._callable_features(batch)
+        return self._features.to(_device_of(batch))
+
+    def _input_part(self, batch: Any) -> Any:
+        assert self.probe is not None
+        return extract_batch(batch, self.probe.input_key, self.probe.target_key)[0]
+
+    def _callable_features(self, batch: Any) -> torch.Tensor:
+        assert callable(self.input_features)
+        inputs = self._input_part(batch)
+        n = len(self.probe or [])
+        with torch.no_grad(), isolated_rng():
+            parts = [self.input_features(slice_batch(inputs, slice(s, s + self.batch_size)))
+                     for s in range(0, n, self.batch_size)]
+        features = torch.cat([torch.as_tensor(part).reshape(part.shape[0], -1) for part in parts])
+        if features.shape[0] != n:
+            raise ValueError(f"`input_features` returned {features.shape[0]} rows for {n} probe samples.")
+        return features if features.is_floating_point() else features.float()
 
     def _missing_filtering(self) -> dict[str, torch.Tensor]:
         """NaN e_low / e_high for a recording whose filtering failed (the history keeps its shape)."""
@@ -238,16 +388,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             fitted if fitted is not None else torch.empty(0))
         nan = torch.full((len(deltas),), math.nan, dtype=torch.float64)
         return {"e_low": nan, "e_high": nan.clone(), "deltas": deltas.to(torch.float64)}
-
-    def _probe_outputs(self, trainer: Any, pl_module: Any) -> torch.Tensor:
-        """The model's outputs on the probe set: this rank's shard in eval() and no_grad, then gathered."""
-        assert self.probe is not None
-        shard = shard_slice(len(self.probe), trainer.global_rank, trainer.world_size)
-        inputs, _ = self._probe_on(_module_device(pl_module))
-        local = _forward_in_eval(pl_module, inputs[shard], self.batch_size)
-        if trainer.world_size == 1:
-            return local
-        return _gather_shards(trainer, local, len(self.probe))
 
     def _history_for(self, spectral: dict[str, torch.Tensor], filtering: dict[str, torch.Tensor]) -> FrequencyHistory:
         if self.history is None:
@@ -262,25 +402,60 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         highs = history.records["loss_high"][-(self.share_window - 1):] + [loss_high]
         return float(low_frequency_share(lows, highs)) if len(lows) >= 2 else math.nan
 
-    def _write_outputs(self, trainer: Any, epoch: int) -> None:
-        # trainer.log_dir is a collective (a broadcast) under DDP: every rank must ask, before the rank-0 check.
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
-        if not trainer.is_global_zero or self.history is None:
+    # ------------------------------------------------------------------ outputs
+    def _publish_scalars(self, trainer: Any, values: dict[str, float]) -> None:
+        """Every rank's ``callback_metrics`` (for EarlyStopping/ModelCheckpoint) and, on rank 0, every logger.
+
+        The loggers are called directly, as Lightning's ``LearningRateMonitor`` does: the values are the same on every
+        rank, so no ``sync_dist`` is needed, and every recording (the one before training and those between
+        ``log_every_n_steps``) reaches every logger at ``trainer.global_step``.
+        """
+        trainer.callback_metrics.update({key: torch.tensor(value) for key, value in values.items()})
+        if not trainer.is_global_zero:
             return
-        self._run_safely("history file", lambda: self._save_history(folder))
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+            logger.save()
+
+    def _write_outputs(self, trainer: Any) -> None:
+        if not trainer.is_global_zero or self.history is None or trainer.fast_dev_run:
+            return
+        path = self._history_path()
+        if path is not None:
+            self._run_safely("history file", lambda: self.history.save(path, meta=self._history_meta()))
         if self.log_images:
-            self._run_safely("TensorBoard panels", lambda: self._write_panels(trainer, epoch))
+            self._run_safely("panels", lambda: self._panels.write(trainer.loggers, self.history,
+                                                                  step=trainer.global_step, folder=self._folder,
+                                                                  warn=self._warn_once))
 
-    def _save_history(self, folder: Path) -> None:
-        if self.history_file is not None and self.history is not None:
-            self.history.save(folder / self.history_file, meta={"probe_size": len(self.probe or []),
-                                                                 "every_n_epochs": self.every_n_epochs})
+    def _history_meta(self) -> dict[str, Any]:
+        cadence = ({"every_n_epochs": self.every_n_epochs} if self.every_n_train_steps is None
+                   else {"every_n_train_steps": self.every_n_train_steps})
+        return {"probe_size": len(self.probe or []), **cadence}
 
-    def _write_panels(self, trainer: Any, epoch: int) -> None:
-        assert self.history is not None
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
-        self._panels.write(trainer.loggers, self.history, step=trainer.global_step, folder=folder,
-                           warn=self._warn_once)
+    def _history_path(self) -> Path | None:
+        if self._folder is None or self.history_file is None:
+            return None
+        return self._folder / self.history_file
+
+    def _output_folder(self, trainer: Any) -> Path | None:
+        """Where files go: ``output_dir``, else the logger's folder, else an explicit ``default_root_dir``."""
+        if trainer.fast_dev_run:
+            return None
+        if self.output_dir is not None:
+            return self.output_dir
+        folder = trainer.log_dir if trainer.loggers else None  # a collective: every rank asks
+        if folder is None:
+            root = trainer.default_root_dir
+            # Lightning falls back to the working directory: a user who gave no path gets no files there
+            folder = None if os.path.abspath(root) == os.getcwd() else root
+        return None if folder is None else Path(folder)
+
+    def _saved_probe_batch(self) -> Any:
+        """The probe batch of a stream, for a resume (a map-style dataset is redrawn from ``probe_indices``)."""
+        if self.probe is None or not self.probe.from_stream:
+            return None
+        return _plain_cpu(self.probe.batch)
 
     # ------------------------------------------------------------------ fault handling
     def _run_safely(self, what: str, action: Callable[[], Any]) -> Any:
@@ -290,11 +465,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         except Exception as error:
             if self.strict:
                 raise
-            # one warning per kind of fault (not per epoch): a diverged run should not flood the log
+            # one warning per kind of fault (not per recording): a diverged run should not flood the log
             kind = what.split()[0]
             self._warn_once(f"{kind}:{type(error).__name__}",
                             f"FrequencyPrincipleMonitor skipped {what}: {type(error).__name__}: "
-                            f"{str(error).rstrip('.')}. Training goes on (later epochs with the same fault are "
+                            f"{str(error).rstrip('.')}. Training goes on (later recordings with the same fault are "
                             "skipped silently); pass strict=True to raise instead.")
             return None
 
@@ -310,6 +485,22 @@ def _check_int_at_least(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"`{name}` must be an int ≥ {minimum}, got {value!r}.")
 
 
+def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tuple[int | None, int | None]:
+    """``(every_n_epochs, every_n_train_steps)``: one of them, as Lightning's ``ModelCheckpoint`` takes them."""
+    if every_n_epochs is not None and every_n_train_steps is not None:
+        raise ValueError("`every_n_epochs` and `every_n_train_steps` are exclusive; set one of them.")
+    if every_n_train_steps is not None:
+        _check_int_at_least("every_n_train_steps", every_n_train_steps, 1)
+        return None, every_n_train_steps
+    every_n_epochs = 1 if every_n_epochs is None else every_n_epochs
+    _check_int_at_least("every_n_epochs", every_n_epochs, 1)
+    return every_n_epochs, None
+
+
+def _is_data_source(value: Any) -> bool:
+    return isinstance(value, (torch.utils.data.DataLoader, torch.utils.data.Dataset)) or hasattr(value, "__getitem__")
+
+
 def _given_probe_set(inputs: torch.Tensor | None, targets: torch.Tensor | None) -> ProbeSet | None:
     if inputs is None or targets is None:
         return None
@@ -318,52 +509,50 @@ def _given_probe_set(inputs: torch.Tensor | None, targets: torch.Tensor | None) 
     if inputs.shape[0] != targets.shape[0] or inputs.shape[0] < 2:
         raise ValueError(f"`probe_inputs` ({inputs.shape[0]}) and `probe_targets` ({targets.shape[0]}) must have "
                          "the same number (≥ 2) of samples.")
-    return ProbeSet(inputs, targets, torch.arange(inputs.shape[0]))
+    return ProbeSet((inputs, targets), inputs, targets, torch.arange(inputs.shape[0]), 0, 1)
 
 
-def _train_dataset(trainer: Any) -> Any:
-    loader = trainer.train_dataloader
-    if loader is None and trainer.datamodule is not None:
-        loader = trainer.datamodule.train_dataloader()
-    dataset = getattr(loader, "dataset", None)
-    if dataset is None:
-        raise ValueError("no training dataset found (the train dataloader has no `.dataset`); pass `probe_inputs` "
-                         "and `probe_targets` to the monitor.")
-    return dataset
+def _pick_loader(loaders: Any, key: int | str | None) -> Any:
+    """The train dataloader that feeds the probe set: ``key`` of a dict, position in a list, else the first."""
+    if isinstance(loaders, dict):
+        if not loaders:
+            raise ValueError("the dict of train dataloaders is empty; pass `probe_dataloader`.")
+        if key is None:
+            return next(iter(loaders.values()))
+        if key not in loaders:
+            raise ValueError(f"`train_dataloader_key`={key!r} is not one of the train dataloaders {list(loaders)}.")
+        return loaders[key]
+    if isinstance(loaders, (list, tuple)):
+        position = 0 if key is None else key
+        if not isinstance(position, int) or not -len(loaders) <= position < len(loaders):
+            raise ValueError(f"`train_dataloader_key`={key!r} is not a position among the {len(loaders)} train "
+                             "dataloaders.")
+        return loaders[position]
+    return loaders
 
 
-def _forward_in_eval(module: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Outputs in eval() and no_grad, batch by batch; each submodule's mode and the RNG state are restored."""
-    modes = [(m, m.training) for m in module.modules()]
-    device = _module_device(module)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    outputs = []
-    try:
-        module.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            for start in range(0, inputs.shape[0], batch_size):
-                outputs.append(module(inputs[start:start + batch_size].to(device)))
-    finally:
-        for submodule, training in modes:
-            submodule.training = training
-    if not outputs:
-        return torch.empty(0)
-    return torch.cat(outputs).float() if not outputs[0].is_floating_point() else torch.cat(outputs)
+def _plain_cpu(batch: Any) -> Any:
+    """The batch on the CPU when it holds only tensors in dicts, lists and tuples (safe for ``weights_only``)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.cpu()
+    if type(batch) in (list, tuple):
+        parts = [_plain_cpu(item) for item in batch]
+        return None if any(part is None for part in parts) else type(batch)(parts)
+    if type(batch) is dict:
+        parts = {key: _plain_cpu(value) for key, value in batch.items()}
+        return None if any(value is None for value in parts.values()) or not all(
+            isinstance(key, (str, int)) for key in parts) else parts
+    return None
 
 
-def _module_device(module: torch.nn.Module) -> torch.device:
-    return next(iter(module.parameters()), torch.empty(0)).device
-
-
-def _gather_shards(trainer: Any, local: torch.Tensor, total: int) -> torch.Tensor:
-    """Concatenate every rank's shard in rank order (shards padded to equal length for the collective, then cut)."""
-    world = trainer.world_size
-    sizes = [shard_slice(total, rank, world) for rank in range(world)]
-    longest = max(s.stop - s.start for s in sizes)
-    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
-    padded[: local.shape[0]] = local
-    gathered = trainer.strategy.all_gather(padded)  # (world, longest, ...)
-    return torch.cat([gathered[rank, : s.stop - s.start] for rank, s in enumerate(sizes)])
+def _device_of(batch: Any) -> torch.device:
+    if isinstance(batch, torch.Tensor):
+        return batch.device
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
 
 
 @contextmanager
