@@ -10,18 +10,28 @@ from fp_lightning.functional.selection import select_frequencies
 from fp_lightning.functional.spectrum import nufft_spectrum
 from fp_lightning.functional.targets import prepare_targets
 from fp_lightning.functional.theory import frequency_loss_split, low_frequency_share
+from fp_lightning.functional.weighted_loss import (
+    frequency_weighted_loss,
+    high_pass_weights,
+    low_pass_weights,
+    projected_frequency_weighted_loss,
+)
 
 __all__ = [
     "GaussianFilterBank",
     "PrincipalProjection",
     "default_deltas",
     "frequency_loss_split",
+    "frequency_weighted_loss",
     "gaussian_lowpass",
+    "high_pass_weights",
     "low_frequency_share",
     "low_high_errors",
+    "low_pass_weights",
     "nufft_spectrum",
     "prepare_targets",
     "principal_projection",
+    "projected_frequency_weighted_loss",
     "relative_spectral_error",
     "select_frequencies",
 ]
