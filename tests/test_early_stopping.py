@@ -281,7 +281,7 @@ def test_same_decision_on_every_rank():
 
     stopper = FrequencyEarlyStopping()
     history = FrequencyHistory(freqs=[3], deltas=list(DELTAS), cutoff=3, target_amplitude=[1.0])
-    history.records["epoch"] = [0, 1]
+    history.records["epoch"], history.records["step"] = [0, 1], [0, 8]
     stopper._monitor = types.SimpleNamespace(history=history)
     trainer = types.SimpleNamespace(current_epoch=0, callback_metrics=_metrics(0.9, share=0.9), should_stop=False,
                                     strategy=types.SimpleNamespace(reduce_boolean_decision=reduce))

@@ -216,6 +216,7 @@ class FrequencyEarlyStopping(*_bases()):
         #: [epoch, best ε so far] at every check (criterion (c) compares the best now with the best w(e) ago)
         self.best_trace: list[list[float]] = []
         self._monitor: Any = None
+        self._checked_recordings = 0
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ identity and state
@@ -266,25 +267,32 @@ class FrequencyEarlyStopping(*_bases()):
             raise RuntimeError("FrequencyEarlyStopping needs a FrequencyPrincipleMonitor in the Trainer's callbacks "
                                "(it reads the monitor's fp/... values); none is attached. Use "
                                "`Trainer(callbacks=[FrequencyPrincipleMonitor(), FrequencyEarlyStopping()])`.")
+        # decide right after each recording, at the monitor's cadence (epochs or steps), whatever the callback order
+        if self._on_recording not in self._monitor.listeners:
+            self._monitor.listeners.append(self._on_recording)
+        self._checked_recordings = 0
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Check after every training epoch on which the monitor measured (no validation loop needed)."""
+        """Nothing: the check runs right after each of the monitor's recordings."""
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Nothing: the check runs right after each of the monitor's recordings."""
+
+    def _on_recording(self, trainer: Any, pl_module: Any) -> None:
         if trainer.state.fn != "fit" or trainer.sanity_checking or trainer.fast_dev_run:
             return
         self._run_early_stopping_check(trainer)
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        """Nothing: the check runs at the end of the training epoch."""
-
     def _run_early_stopping_check(self, trainer: Any) -> None:
-        epoch = trainer.current_epoch + 1
         if self.criterion is not None:  # the decision is final
             if not self.dry_run:
                 trainer.should_stop = True
             return
         monitor = self._monitor if self._monitor is not None else _find_monitor(trainer)
-        if not _measured_at(monitor, epoch):
+        epoch = _new_recording(monitor, self._checked_recordings)
+        if epoch is None:
             return
+        self._checked_recordings = len(monitor.history)
         metrics = self._read_metrics(trainer.callback_metrics, monitor)
         if metrics is None:
             return
@@ -455,9 +463,10 @@ def _find_monitor(trainer: Any) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, FrequencyPrincipleMonitor)), None)
 
 
-def _measured_at(monitor: Any, epoch: int) -> bool:
-    """Whether the monitor recorded after this many completed epochs (so callback_metrics hold fresh values)."""
+def _new_recording(monitor: Any, checked: int) -> int | None:
+    """The epoch of the monitor's newest recording when it is one not checked yet and made after training began."""
     history = getattr(monitor, "history", None)
-    if history is None or len(history) == 0:
-        return False
-    return int(history.records["epoch"][-1]) == epoch
+    if history is None or len(history) <= checked:
+        return None
+    epoch, step = int(history.records["epoch"][-1]), int(history.records["step"][-1])
+    return None if epoch == 0 and step == 0 else epoch
