@@ -40,8 +40,8 @@ class ProbeSetMetric(Metric):
     Args:
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
         class_dim: the class axis of the outputs (not 0, the sample axis).
-        transform_source: another metric on the same probe set whose ``"auto"`` choice this one shares (the
-            first of the two to compute decides and warns; the other follows silently).
+        warn_auto_choice: emit that warning; ``False`` for a second metric on the same samples, which makes the
+            same choice (so a user sees it once).
         kwargs: forwarded to ``torchmetrics.Metric``.
 
     Example:
@@ -62,19 +62,15 @@ class ProbeSetMetric(Metric):
         self,
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
-        transform_source: ProbeSetMetric | None = None,
+        warn_auto_choice: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         validate_output_transform(output_transform)
-        if transform_source is not None and not isinstance(transform_source, ProbeSetMetric):
-            raise ValueError(f"`transform_source` must be a probe-set metric or None, got "
-                             f"{type(transform_source).__name__}.")
         self.output_transform = output_transform
         self.class_dim = check_class_dim(class_dim)
+        self.warn_auto_choice = bool(warn_auto_choice)
         self._auto_choice: str | None = None
-        # a plain attribute, not a registered submodule: the source keeps its own states, device and state_dict
-        object.__setattr__(self, "_transform_source", transform_source)
         self.add_state("inputs", default=[], dist_reduce_fx="cat")
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
@@ -145,19 +141,13 @@ class ProbeSetMetric(Metric):
         return (x.to(torch.float64) if float64_inputs else x), y, h
 
     def _frozen_transform(self, preds: torch.Tensor, target: torch.Tensor) -> OutputTransform:
-        """The given transform, or the ``"auto"`` choice made on the first call (shared with ``transform_source``)."""
+        """The given transform, or the ``"auto"`` choice made on the first call and frozen."""
         if self.output_transform != "auto":
             return self.output_transform
         if self._auto_choice is None:
-            source = self._transform_source
-            if source is not None and source.output_transform == "auto" and source._auto_choice is not None:
-                self._auto_choice = source._auto_choice
-            else:
-                self._auto_choice, reason = resolve_output_transform(preds, target, self.class_dim)
-                if reason is not None:
-                    rank_zero_warn(reason, UserWarning)
-                if source is not None and source.output_transform == "auto":
-                    source._auto_choice = self._auto_choice
+            self._auto_choice, reason = resolve_output_transform(preds, target, self.class_dim)
+            if reason is not None and self.warn_auto_choice:
+                rank_zero_warn(reason, UserWarning)
         return self._auto_choice
 
 

@@ -43,7 +43,7 @@ class ProjectedSpectralError(ProbeSetMetric):
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable; ``"auto"`` is
             resolved on the first ``compute()`` and frozen (see ``ProbeSetMetric``).
         class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
-        kwargs: ``transform_source`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
+        kwargs: ``warn_auto_choice`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict: ``delta_f`` (M,), ``freqs`` (M,), ``target_spectrum`` and ``output_spectrum``
     (complex (K, c)), ``loss_low``, ``loss_high`` (0-d) and ``cutoff``.
