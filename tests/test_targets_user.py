@@ -46,8 +46,12 @@ def _final_outputs(module: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
 
 
 def _assert_logged_values_match(trainer: Trainer, monitor: FrequencyPrincipleMonitor, y: np.ndarray, h: np.ndarray,
-                                deltas: list[float]) -> None:
-    """Δ_F(k), e_low and e_high of the last epoch against the functional API on the oracle's y and h (n, c)."""
+                                deltas: list[float], wrong_h: np.ndarray) -> None:
+    """Δ_F(k), e_low and e_high of the last epoch against the functional API on the oracle's y and h (n, c).
+
+    ``wrong_h`` (the outputs under the transform a wrong choice would make) must give different Δ_F: the check
+    can tell the choices apart.
+    """
     inputs = monitor.probe.inputs.reshape(len(monitor.probe.inputs), -1).double()
     y_t, h_t = torch.from_numpy(y.reshape(len(y), -1)), torch.from_numpy(h.reshape(len(h), -1))
     coords = principal_projection(inputs).coords[:, 0]
@@ -58,6 +62,9 @@ def _assert_logged_values_match(trainer: Trainer, monitor: FrequencyPrincipleMon
     metrics = trainer.callback_metrics
     got = torch.tensor([float(metrics[f"fp/delta_f/k={k}"]) for k in freqs], dtype=torch.float64)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    wrong = relative_spectral_error(fy[freqs], nufft_spectrum(coords, torch.from_numpy(wrong_h.reshape(len(h), -1)),
+                                                              N_FREQS, backend="direct")[freqs])
+    assert float((wrong - got).abs().max()) > 1e-3
     e_low, e_high = low_high_errors(inputs, y_t, h_t, deltas)
     for part, values in (("e_low", e_low), ("e_high", e_high)):
         logged = _by_delta(metrics, f"fp/{part}/")
@@ -113,8 +120,10 @@ def test_segmentation_per_pixel_labels(tmp_path):
     labels = monitor.probe.targets.numpy()
     assert labels.shape == (32, 8, 8)
     y = np.eye(3)[labels]                                       # (n, H, W, C)
-    h = _softmax(_final_outputs(module, monitor.probe.inputs), 1).transpose(0, 2, 3, 1)
-    _assert_logged_values_match(trainer, monitor, y, h, deltas)
+    logits = _final_outputs(module, monitor.probe.inputs)
+    h = _softmax(logits, 1).transpose(0, 2, 3, 1)
+    wrong_axis = _softmax(logits, 2).transpose(0, 2, 3, 1)     # softmax over image rows instead of classes
+    _assert_logged_values_match(trainer, monitor, y, h, deltas, wrong_h=wrong_axis)
 
 
 # ---------------------------------------------------------------------- sequence tagger, (n, T, C)
@@ -168,17 +177,27 @@ def test_sequence_tagger_with_class_dim_minus_one(tmp_path):
     tags = monitor.probe.targets.numpy()
     assert tags.shape == (40, 5)
     y = np.eye(3)[tags]                                         # (n, T, C)
-    h = _softmax(_final_outputs(module, monitor.probe.inputs), -1)
-    _assert_logged_values_match(trainer, monitor, y, h, deltas)
+    logits = _final_outputs(module, monitor.probe.inputs)
+    h = _softmax(logits, -1)
+    _assert_logged_values_match(trainer, monitor, y, h, deltas, wrong_h=_softmax(logits, 1))
 
 
-def test_tagger_without_class_dim_fails_naming_it(tmp_path):
+@pytest.mark.parametrize("strict", [True, False])
+def test_tagger_without_class_dim_names_it(tmp_path, strict):
     monitor = FrequencyPrincipleMonitor(probe_size=16, n_freqs=N_FREQS, deltas=[5.0], input_key="tokens",
-                                        target_key="tags", strict=True)
+                                        target_key="tags", strict=strict)
     loader = DataLoader(TokenDataset(16), batch_size=8, collate_fn=collate_sentences)
     trainer = Trainer(max_epochs=1, callbacks=[monitor], logger=False, default_root_dir=tmp_path, **TRAINER_KW)
-    with pytest.raises(ValueError, match="class_dim=-1"):
-        trainer.fit(TinyTagger(), loader)
+    if strict:
+        with pytest.raises(ValueError, match="class_dim=-1"):
+            trainer.fit(TinyTagger(), loader)
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyTagger(), loader)                       # training goes on; one warning says what to pass
+    named = [w for w in caught if "class_dim=-1" in str(w.message)]
+    assert len(named) == 1
+    assert not any(key.startswith("fp/") for key in trainer.callback_metrics)
 
 
 # ---------------------------------------------------------------------- binary classifier, one logit
@@ -212,8 +231,9 @@ def test_binary_classifier_with_float_targets_gets_sigmoid_and_one_warning(tmp_p
     assert len(choice_warnings) == 1                            # one for both metrics and every epoch
     assert "chose 'sigmoid'" in choice_warnings[0] and "output_transform='identity'" in choice_warnings[0]
     assert monitor.filtering.resolved_output_transform == "sigmoid"
-    h = _sigmoid(_final_outputs(module, monitor.probe.inputs))
-    _assert_logged_values_match(trainer, monitor, monitor.probe.targets.double().numpy(), h, deltas)
+    logits = _final_outputs(module, monitor.probe.inputs)
+    _assert_logged_values_match(trainer, monitor, monitor.probe.targets.double().numpy(), _sigmoid(logits), deltas,
+                                wrong_h=logits)
 
 
 # ---------------------------------------------------------------------- soft labels (distillation, mixup)
@@ -245,5 +265,6 @@ def test_soft_labels_get_softmax_and_one_warning(tmp_path):
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(x, soft), batch_size=8, shuffle=True), monitor,
                                     tmp_path, TensorBoardLogger(tmp_path, name="soft"), epochs=1)
     assert len(choice_warnings) == 1 and "chose 'softmax'" in choice_warnings[0]
-    h = _softmax(_final_outputs(module, monitor.probe.inputs), 1)
-    _assert_logged_values_match(trainer, monitor, monitor.probe.targets.double().numpy(), h, deltas)
+    logits = _final_outputs(module, monitor.probe.inputs)
+    _assert_logged_values_match(trainer, monitor, monitor.probe.targets.double().numpy(), _softmax(logits, 1), deltas,
+                                wrong_h=logits)
