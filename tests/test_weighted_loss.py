@@ -185,3 +185,27 @@ def test_module_holds_weights_as_a_buffer_and_steers():
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ------------------------------------------------------------------------------------------ the 1-D model's option
+def test_tanh_mlp_trains_with_the_weighted_loss(tmp_path):
+    import lightning.pytorch as L
+
+    from fp_lightning.data import Staircase1DDataModule
+    from fp_lightning.models import TanhMLP1D
+
+    dm = Staircase1DDataModule(preset="fig3", n_train=33, batch_size=None)
+    model = TanhMLP1D(hidden=(16, 16), lr=1e-3, init_seed=0, weighted_loss_samples=33)
+    model.frequency_loss.set_weights(low_pass_weights(33, 2))
+    with torch.no_grad():
+        h = model(dm.x_train)
+    expected = frequency_weighted_loss(h, dm.y_train, low_pass_weights(33, 2))
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    # the one full-batch step logged the loss of the initial parameters: L_wf with the mask, and the plain MSE
+    assert abs(float(trainer.callback_metrics["train_loss"]) - float(expected)) < 1e-6
+    assert abs(float(trainer.callback_metrics["train_mse"]) - float(torch.mean((h - dm.y_train) ** 2))) < 1e-6
+    assert abs(float(expected) - float(torch.mean((h - dm.y_train) ** 2))) > 1e-3
+    with pytest.raises(ValueError, match="`weighted_loss_samples`"):
+        TanhMLP1D(loss="cross_entropy", num_outputs=2, weighted_loss_samples=33)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
+from fp_lightning.losses import FrequencyWeightedLoss
 from fp_lightning.models._base import FPModule, make_mlp
 
 __all__ = ["TanhMLP1D"]
@@ -31,6 +33,11 @@ class TanhMLP1D(FPModule):
         momentum: SGD momentum (ignored by Adam).
         init_std: standard deviation of the Gaussian initialization, ``None`` for PyTorch's default.
         init_seed: seed of a private generator for the initialization (``None``: global RNG).
+        weighted_loss_samples: train with the frequency-weighted loss L_wf of the paper's Eq. (4) on this many
+            samples N instead of the MSE (``None``: the MSE). It needs the whole uniform grid in order in one batch
+            (a datamodule with ``batch_size=None``); its weights start at w ≡ 1 (= the MSE) and a
+            :class:`~fp_lightning.FrequencyCurriculum` moves them (paper Fig. 5). ``train_loss`` is then L_wf and
+            ``train_mse`` the plain MSE.
 
     Example:
         >>> model = TanhMLP1D(init_seed=0)
@@ -52,12 +59,28 @@ class TanhMLP1D(FPModule):
         momentum: float = 0.0,
         init_std: float | None = 0.1,
         init_seed: int | None = None,
+        weighted_loss_samples: int | None = None,
     ) -> None:
         super().__init__(num_outputs, loss, optimizer, lr, momentum, init_std, init_seed)
         if not (isinstance(in_features, int) and in_features >= 1):
             raise ValueError(f"`in_features` must be an int ≥ 1, got {in_features!r}.")
+        if weighted_loss_samples is not None and loss != "mse":
+            raise ValueError(f"`weighted_loss_samples` replaces the MSE; it needs `loss='mse'`, got {loss!r}.")
         self.save_hyperparameters()
         self.in_features = in_features
         self.net = make_mlp((in_features, *(int(h) for h in hidden), num_outputs), activation)
         self.example_input_array = torch.zeros(1, in_features)
         self._init_weights()
+        self.frequency_loss = None if weighted_loss_samples is None else FrequencyWeightedLoss(weighted_loss_samples)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """The MSE step of :class:`FPModule`, or L_wf when ``weighted_loss_samples`` is set (and ``train_mse``)."""
+        if self.frequency_loss is None:
+            return super().training_step(batch, batch_idx)
+        x, y = batch
+        outputs = self(x)
+        target = y.to(outputs.dtype).reshape(outputs.shape)
+        loss = self.frequency_loss(outputs, target)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log("train_mse", F.mse_loss(outputs, target), on_step=False, on_epoch=True, batch_size=x.shape[0])
+        return loss
