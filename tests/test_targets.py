@@ -298,3 +298,12 @@ def test_metric_rejects_bad_class_dim_and_resolved_name():
         ProjectedSpectralError(class_dim=0)
     with pytest.raises(ValueError, match="`resolved_output_transform`"):
         ProjectedSpectralError().resolved_output_transform = "tanh"
+
+
+def test_half_precision_probabilities_are_recognised():
+    probs = torch.softmax(torch.from_numpy(_rng_logits(64, 50)), dim=1).to(torch.bfloat16)
+    assert float((probs.double().sum(1) - 1).abs().max()) > 1e-4     # bfloat16 rows miss 1 by more than 1e-4
+    labels = torch.arange(64) % 50
+    assert resolve_output_transform(probs, labels)[0] == "identity"
+    soft = probs[:, :3] / probs[:, :3].sum(1, keepdim=True)          # bfloat16 soft labels, logits as outputs
+    assert resolve_output_transform(torch.randn(64, 3), soft)[0] == "softmax"

@@ -28,7 +28,8 @@ OutputTransform = str | Callable[[torch.Tensor], torch.Tensor]
 OUTPUT_TRANSFORMS = ("auto", "softmax", "sigmoid", "identity")
 #: what ``"auto"`` resolves to
 RESOLVED_TRANSFORMS = ("softmax", "sigmoid", "identity")
-#: rows of probabilities may sum to 1 within this (float32 softmax outputs of 1000 classes are off by ~1e-6)
+#: rows of probabilities may sum to 1 within this (float32 softmax outputs of 1000 classes are off by ~1e-6);
+#: half-precision rows get a few of their dtype's eps instead (a bfloat16 softmax row is off by up to ~1e-2)
 _SUM_TOLERANCE = 1e-4
 
 
@@ -86,7 +87,8 @@ def resolve_output_transform(
     """Name the transform that ``output_transform="auto"`` applies to these outputs, and say why when it guessed.
 
     Convention (the class axis and the label shapes as in ``prepare_targets``; "probabilities" means all outputs in
-    [0, 1] and, for distributions, rows along the class axis summing to 1 within 1e-4):
+    [0, 1] and, for distributions, rows along the class axis summing to 1 within 1e-4, or within 4 eps of a
+    half-precision dtype, e.g. 0.03 for bfloat16):
 
     - integer class labels: ``"softmax"`` (the outputs are logits), no reason;
     - targets that are distributions along the class axis (one-hot floats, soft labels: non-negative rows
@@ -155,6 +157,8 @@ class _Arranged:
     y: torch.Tensor
     preds: torch.Tensor
     is_labels: bool
+    #: dtype the targets came in (half-precision soft labels sum to 1 only within their precision)
+    target_dtype: torch.dtype
     #: the axis of the original ``preds`` that was moved last (``None``: preds were only reshaped)
     moved_axis: int | None
 
@@ -170,7 +174,7 @@ def _arrange(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -> _Arra
         if axis is not None:
             labels = target.reshape(preds.shape[:axis] + preds.shape[axis + 1:])
             y = _one_hot("target", labels, preds.shape[axis])
-            return _Arranged(y, preds.movedim(axis, -1), is_labels=True, moved_axis=axis)
+            return _Arranged(y, preds.movedim(axis, -1), is_labels=True, target_dtype=target.dtype, moved_axis=axis)
     return _arrange_values(preds, target, class_dim)
 
 
@@ -180,13 +184,15 @@ def _arrange_values(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -
     check_finite("target", y)
     if preds.shape == target.shape and preds.ndim >= 3:
         axis = _normalized_axis(class_dim, preds.ndim)
-        return _Arranged(y.movedim(axis, -1), preds.movedim(axis, -1), is_labels=False, moved_axis=axis)
+        return _Arranged(y.movedim(axis, -1), preds.movedim(axis, -1), is_labels=False, target_dtype=target.dtype,
+                         moved_axis=axis)
     n = preds.shape[0]
     if preds.shape[1:].numel() != target.shape[1:].numel():
         raise ValueError(f"`preds` of shape {tuple(preds.shape)} does not match `target` of shape "
                          f"{tuple(target.shape)}: the model's outputs must have the targets' per-sample size (or be "
                          "logits with a class axis at `class_dim` for integer class labels).")
-    return _Arranged(y.reshape(n, -1), preds.reshape(n, -1), is_labels=False, moved_axis=None)
+    return _Arranged(y.reshape(n, -1), preds.reshape(n, -1), is_labels=False, target_dtype=target.dtype,
+                     moved_axis=None)
 
 
 def _label_axis(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -> int | None:
@@ -245,14 +251,15 @@ def _one_hot(name: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 # ---------------------------------------------------------------------- choosing and applying the transform
 def _resolve(arranged: _Arranged, class_dim: int) -> tuple[str, str | None]:
     preds, y = arranged.preds.to(torch.float64), arranged.y
+    preds_tol, target_tol = _sum_tolerance(arranged.preds.dtype), _sum_tolerance(arranged.target_dtype)
     if arranged.is_labels:
-        if _are_distributions(preds):
+        if _are_distributions(preds, preds_tol):
             return "identity", _reason("identity", "the targets are integer class labels and the outputs already are "
                                        "probabilities (in [0, 1], summing to 1 along the class axis), so they are "
                                        "compared with the one-hot labels as they are", "softmax")
         return "softmax", None
-    if y.shape[-1] > 1 and _are_distributions(y):
-        if _are_distributions(preds):
+    if y.shape[-1] > 1 and _are_distributions(y, target_tol):
+        if _are_distributions(preds, preds_tol):
             return "identity", _reason("identity", "the targets are distributions along the class axis (one-hot or "
                                        "soft labels) and the outputs already are probabilities", "softmax")
         return "softmax", _reason("softmax", "the targets are distributions along the class axis (one-hot or soft "
@@ -265,7 +272,7 @@ def _resolve(arranged: _Arranged, class_dim: int) -> tuple[str, str | None]:
                                        "sigmoid")
         return "sigmoid", _reason("sigmoid", "the targets are 0/1 (binary or multi-label) and the outputs leave "
                                   "[0, 1], so they are taken as logits (as for BCEWithLogitsLoss)", "identity")
-    return "identity", _other_class_axis_hint(arranged, class_dim)
+    return "identity", _other_class_axis_hint(arranged, class_dim, target_tol)
 
 
 def _reason(name: str, why: str, alternative: str) -> str:
@@ -273,14 +280,14 @@ def _reason(name: str, why: str, alternative: str) -> str:
             "transform) if that is not what the model outputs.")
 
 
-def _other_class_axis_hint(arranged: _Arranged, class_dim: int) -> str | None:
+def _other_class_axis_hint(arranged: _Arranged, class_dim: int, tolerance: float) -> str | None:
     """A regression choice, unless the targets are distributions along an axis other than the class axis."""
     y = arranged.y
     if arranged.moved_axis is None or y.ndim < 3:
         return None
     original = y.movedim(-1, arranged.moved_axis)
     for axis in range(1, original.ndim):
-        if axis != arranged.moved_axis and original.shape[axis] > 1 and _are_distributions(original.movedim(axis, -1)):
+        if axis != arranged.moved_axis and _are_distributions(original.movedim(axis, -1), tolerance):
             hint = axis - original.ndim if axis == original.ndim - 1 else axis
             return (f"output_transform='auto' compares the raw values: the targets are not distributions along "
                     f"`class_dim={class_dim}` but they are along dim {hint}; if they are class probabilities pass "
@@ -292,11 +299,15 @@ def _in_unit_interval(values: torch.Tensor) -> bool:
     return values.numel() > 0 and bool(values.min() >= 0) and bool(values.max() <= 1)
 
 
-def _are_distributions(values: torch.Tensor) -> bool:
-    """All entries in [0, 1] and every row along the last axis summing to 1 within ``_SUM_TOLERANCE``."""
+def _sum_tolerance(dtype: torch.dtype) -> float:
+    return max(_SUM_TOLERANCE, 4 * torch.finfo(dtype).eps) if dtype.is_floating_point else _SUM_TOLERANCE
+
+
+def _are_distributions(values: torch.Tensor, tolerance: float) -> bool:
+    """All entries in [0, 1] and every row along the last axis (C ≥ 2) summing to 1 within ``tolerance``."""
     if not _in_unit_interval(values) or values.shape[-1] < 2:
         return False
-    return bool(((values.sum(-1) - 1).abs() <= _SUM_TOLERANCE).all())
+    return bool(((values.sum(-1) - 1).abs() <= tolerance).all())
 
 
 def _apply_transform(preds: torch.Tensor, arranged: _Arranged, transform: OutputTransform) -> torch.Tensor:
