@@ -66,10 +66,11 @@ def plot_delta_f_heatmap(
     if values.shape != (len(freqs), len(epochs)):
         expected = (len(freqs), len(epochs))
         raise ValueError(f"`delta_f` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
+    panel = ax is None
     fig, ax = _new_axes(ax, margins=(0.52, 0.52, 0.48, 0.28))
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
-    _error_colorbar(fig, ax, image, "Δ_F (red = fitted)")  # first: it narrows the axes the ticks must fit
+    _error_colorbar(fig, ax, image, "Δ_F (red = fitted)", panel)  # first: it narrows the axes the ticks must fit
     _index_ticks(ax, "y", [str(int(k)) for k in freqs])
     ax.set_ylabel("k")
     _epoch_ticks(ax, epochs)
@@ -92,10 +93,11 @@ def plot_low_high_heatmap(
         'e_low / e_high, δ=2.5'
     """
     values = np.vstack([np.asarray(e_low, float), np.asarray(e_high, float)])
+    panel = ax is None
     fig, ax = _new_axes(ax, margins=(0.7, 0.52, 0.48, 0.28))
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
-    _error_colorbar(fig, ax, image, "error (red = fitted)")
+    _error_colorbar(fig, ax, image, "error (red = fitted)", panel)
     ax.set_yticks([0, 1], ["e_low", "e_high"])
     _epoch_ticks(ax, epochs)
     ax.set_title(title if title is not None else f"e_low / e_high, δ={delta:.3g}", fontsize="medium")
@@ -182,6 +184,8 @@ def _index_ticks(ax: Axes, axis: str, labels: list[str]) -> None:
     setter(positions, [labels[p] for p in positions])
 
 
-def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str) -> None:
-    colorbar = fig.colorbar(image, ax=ax, ticks=[0.0, 0.5, 1.0], fraction=0.06, pad=0.03)
+def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: bool) -> None:
+    # a small panel gives the bar a thin slice; in a caller's own layout the bar takes matplotlib's default room
+    room = {"fraction": 0.06, "pad": 0.03} if panel else {}
+    colorbar = fig.colorbar(image, ax=ax, ticks=[0.0, 0.5, 1.0], **room)
     colorbar.set_label(label)

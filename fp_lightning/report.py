@@ -24,6 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fp_lightning.callbacks.history import load_history
+from fp_lightning.callbacks.panels import delta_keys
 from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
 __all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
@@ -197,11 +198,12 @@ def _delta_f_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> Non
 
 
 def _low_high_panels(axes: list[Axes], history: dict[str, Any], epochs: np.ndarray) -> None:
+    keys = delta_keys(history["deltas"].tolist()) if axes else []  # the δ as in the logged keys and figure tags
     for j, ax in enumerate(axes):
         delta = float(history["deltas"][j])
         plot_low_high_heatmap(history["e_low"][:, j], history["e_high"][:, j], epochs.tolist(), delta, ax=ax)
         last_low, last_high = history["e_low"][-1, j], history["e_high"][-1, j]
-        ax.set_title(f"Gaussian filter δ = {delta:.3g}: e_low {last_low:.2f}, e_high {last_high:.2f} at the end",
+        ax.set_title(f"Gaussian filter δ = {keys[j]}: e_low {last_low:.2f}, e_high {last_high:.2f} at the end",
                      fontsize="medium")
         _relabel_colorbar(ax, "error")
         if j < len(axes) - 1:
