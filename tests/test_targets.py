@@ -205,6 +205,7 @@ def test_auto_decides_per_call_in_the_functional():
         (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), {"class_dim": 0}, "`class_dim`"),
         (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), {"class_dim": 2}, "`class_dim=2`"),
         (torch.zeros(2, 3, 4), torch.full((2, 4), 3), {}, "`target` holds labels"),
+        (torch.zeros(2, 3), torch.tensor([2.0, 0.0]), {}, r"as integers \(`.long\(\)`\)"),
         (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), {"output_transform": lambda t: t[:, :1]},
          "`output_transform` returned"),
     ],

@@ -190,9 +190,17 @@ def _arrange_values(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -
     if preds.shape[1:].numel() != target.shape[1:].numel():
         raise ValueError(f"`preds` of shape {tuple(preds.shape)} does not match `target` of shape "
                          f"{tuple(target.shape)}: the model's outputs must have the targets' per-sample size (or be "
-                         "logits with a class axis at `class_dim` for integer class labels).")
+                         "logits with a class axis at `class_dim` for integer class labels)."
+                         + _float_labels_hint(y))
     return _Arranged(y.reshape(n, -1), preds.reshape(n, -1), is_labels=False, target_dtype=target.dtype,
                      moved_axis=None)
+
+
+def _float_labels_hint(y: torch.Tensor) -> str:
+    """A hint for class indices stored as floats (they would be labels as integers)."""
+    if y.numel() and bool((y == y.round()).all()) and bool((y >= 0).all()):
+        return " `target` holds whole numbers: if they are class indices, pass them as integers (`.long()`)."
+    return ""
 
 
 def _label_axis(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -> int | None:

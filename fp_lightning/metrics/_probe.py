@@ -81,6 +81,13 @@ class ProbeSetMetric(Metric):
         """The transform in use: the given one, or what ``"auto"`` resolved to (``None`` before the first compute).
 
         Set it (to ``"softmax"``, ``"sigmoid"``, ``"identity"`` or ``None``) to restore a frozen ``"auto"`` choice.
+
+        Example:
+            >>> from fp_lightning.metrics import LowHighFrequencyError
+            >>> LowHighFrequencyError(output_transform="sigmoid").resolved_output_transform
+            'sigmoid'
+            >>> LowHighFrequencyError().resolved_output_transform is None   # "auto", nothing computed yet
+            True
         """
         return self._auto_choice if self.output_transform == "auto" else self.output_transform
 
@@ -92,11 +99,28 @@ class ProbeSetMetric(Metric):
         self._auto_choice = name
 
     def get_extra_state(self) -> dict[str, str | None]:
-        """The frozen ``"auto"`` choice, saved in ``state_dict()`` under ``_extra_state``."""
+        """The frozen ``"auto"`` choice, saved in ``state_dict()`` under ``_extra_state``.
+
+        Example:
+            >>> from fp_lightning.metrics import LowHighFrequencyError
+            >>> metric = LowHighFrequencyError()
+            >>> metric.resolved_output_transform = "softmax"
+            >>> metric.state_dict()["_extra_state"]
+            {'resolved_output_transform': 'softmax'}
+        """
         return {"resolved_output_transform": self._auto_choice}
 
     def set_extra_state(self, state: dict[str, str | None]) -> None:
-        """Restore the frozen ``"auto"`` choice from ``state_dict()``."""
+        """Restore the frozen ``"auto"`` choice from ``state_dict()``.
+
+        Example:
+            >>> from fp_lightning.metrics import LowHighFrequencyError
+            >>> metric = LowHighFrequencyError()
+            >>> metric.load_state_dict({"_extra_state": {"resolved_output_transform": "sigmoid"}})
+            <All keys matched successfully>
+            >>> metric.resolved_output_transform
+            'sigmoid'
+        """
         self.resolved_output_transform = state.get("resolved_output_transform")
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
