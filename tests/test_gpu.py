@@ -238,7 +238,7 @@ def probe_outputs(model: UserCNN, trainer: L.Trainer, inputs: torch.Tensor, batc
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_monitor_records_every_epoch_in_a_device_trainer(tmp_path, precision):
-    monitor = small_monitor(log_images=True)
+    monitor = small_monitor(log_images=precision == "32-true")  # the panels once: matplotlib is slow on a CPU
     logger = TensorBoardLogger(tmp_path, name="fp")
     model, trainer = fit(tmp_path, [monitor], max_epochs=2, precision=precision, logger=logger)
 
@@ -276,7 +276,7 @@ def test_final_weights_are_bit_identical_with_and_without_the_monitor(tmp_path, 
 
 
 def test_frequency_early_stopping_stops_where_the_history_says(tmp_path, restore_determinism):
-    max_epochs = 6
+    max_epochs = 5
     # a dry run records ε (e_low at the largest δ) after every epoch and never stops
     watch = small_monitor()
     dry = FrequencyEarlyStopping(low_threshold=0.0, share_threshold=None, plateau_rtol=None, arm_threshold=None,
