@@ -102,36 +102,44 @@ def _task() -> TensorDataset:
     return TensorDataset(x, y.float().unsqueeze(1))
 
 
-class SineFitter(L.LightningModule):
-    """A tiny tanh MLP trained with the frequency-weighted loss; it records what each step used."""
+def _fitter_class(base: type) -> type:
+    """A tiny tanh MLP trained with the frequency-weighted loss, as a LightningModule of ``base``'s package."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
-        self.loss = FrequencyWeightedLoss(N)
-        self.used: list[tuple[int, torch.Tensor, np.ndarray, np.ndarray, float]] = []
+    class Fitter(base):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+            self.loss = FrequencyWeightedLoss(N)
+            self.used: list[tuple[int, torch.Tensor, np.ndarray, np.ndarray, float]] = []  # what each step used
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        h = self(x)
-        loss = self.loss(h, y)
-        self.used.append((self.global_step, self.loss.weights.clone(), h.detach().double().numpy(),
-                          y.double().numpy(), float(loss.detach())))
-        return loss
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            h = self(x)
+            loss = self.loss(h, y)
+            self.used.append((self.global_step, self.loss.weights.clone(), h.detach().double().numpy(),
+                              y.double().numpy(), float(loss.detach())))
+            return loss
 
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+    return Fitter
 
 
-def _fit(model, curriculum, epochs, tmp_path, ckpt_path=None, monitor=None):
-    monitor = monitor or FrequencyPrincipleMonitor(probe_size=N, n_freqs=16, frequencies=[1, 5], deltas=[0.05],
-                                                   log_images=False, history_file=None, strict=True)
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[monitor, curriculum], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+SineFitter = _fitter_class(L.LightningModule)
+
+
+def _fit(model, curriculum, epochs, tmp_path, ckpt_path=None, package=L, curriculum_first=False):
+    monitor = FrequencyPrincipleMonitor(probe_size=N, n_freqs=16, frequencies=[1, 5], deltas=[0.05],
+                                        log_images=False, history_file=None, strict=True)
+    callbacks = [curriculum, monitor] if curriculum_first else [monitor, curriculum]
+    trainer = package.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False,
+                              enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                              default_root_dir=tmp_path)
     trainer.fit(model, DataLoader(_task(), batch_size=N, shuffle=False), ckpt_path=ckpt_path)
     return trainer, monitor
 
@@ -145,10 +153,12 @@ def _eq4(h, y, w):
     return float((w * np.abs(np.fft.fft((h - y)[:, 0])) ** 2).sum() / len(h) ** 2)
 
 
-def test_the_loss_used_is_the_curriculum_mask(tmp_path):
-    model = SineFitter()
+@pytest.mark.parametrize("root", ["lightning.pytorch", "pytorch_lightning"])
+def test_the_loss_used_is_the_curriculum_mask(tmp_path, root):
+    package = pytest.importorskip(root)
+    model = _fitter_class(package.LightningModule)()
     curriculum = FrequencyCurriculum(threshold=0.3)  # peaks: the monitor's tracked [1, 5]; loss found in the model
-    trainer, monitor = _fit(model, curriculum, 15, tmp_path)
+    trainer, monitor = _fit(model, curriculum, 15, tmp_path, package=package)
     transitions = curriculum.schedule.transitions
     assert transitions[0] == (0, 1) and len(transitions) == 2 and transitions[1][1] == 5  # it moved to k = 5
     for step, weights, h, y, loss in model.used:
@@ -164,6 +174,14 @@ def test_the_loss_used_is_the_curriculum_mask(tmp_path):
     below = [i for i, e in enumerate(records["epoch"]) if e > 0 and records["delta_f"][i][0] < 0.3]
     assert transitions[1][0] == records["step"][below[0]]
     assert trainer.callback_metrics["fp/curriculum_peak"] == 5.0
+
+
+def test_listed_before_the_monitor_it_decides_the_same(tmp_path):
+    # it then sees each recording at the next epoch's start, still before any further step
+    first, after = FrequencyCurriculum(threshold=0.3), FrequencyCurriculum(threshold=0.3)
+    _fit(SineFitter(), first, 8, tmp_path, curriculum_first=True)
+    _fit(SineFitter(), after, 8, tmp_path)
+    assert first.schedule.transitions == after.schedule.transitions and len(after.schedule.transitions) == 2
 
 
 def test_resume_continues_the_stage(tmp_path):
