@@ -166,9 +166,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.spectral = ProjectedSpectralError(n_freqs=n_freqs, frequencies=frequencies, max_freqs=max_freqs,
                                                cutoff=cutoff, backend=backend, output_transform=output_transform,
                                                class_dim=class_dim, sync_on_compute=False)
-        # one "auto" decision (and one warning) for both metrics: the filtering follows the spectrum's choice
+        # both metrics resolve "auto" on the same samples to the same choice; the user is told once
         self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
-                                               class_dim=class_dim, transform_source=self.spectral,
+                                               class_dim=class_dim, warn_auto_choice=False,
                                                filter_dtype=_FILTER_DTYPES[filter_precision], sync_on_compute=False)
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = (copy.deepcopy(self.spectral), copy.deepcopy(self.filtering))
