@@ -159,7 +159,9 @@ def test_auto_backend_is_the_fast_one_on_the_device():
     x = torch.rand(5_000, generator=g, dtype=torch.float64).to(DEVICE)
     v = torch.randn(5_000, generator=g, dtype=torch.float64).to(DEVICE)
     auto = nufft_spectrum(x, v, 300)
-    assert torch.equal(auto, nufft_spectrum(x, v, 300, backend=FAST_BACKEND))
+    chosen = nufft_spectrum(x, v, 300, backend=FAST_BACKEND)
+    # equal up to the order of cuFINUFFT's atomic additions (bit-identical on the CPU)
+    assert relative_error(auto.cpu().numpy(), chosen.cpu().numpy()) < 1e-13
 
 
 # ---------------------------------------------------------------------- Gaussian filter bank
