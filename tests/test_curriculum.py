@@ -133,8 +133,8 @@ def _fitter_class(base: type) -> type:
 SineFitter = _fitter_class(L.LightningModule)
 
 
-def _fit(model, curriculum, epochs, tmp_path, ckpt_path=None, package=L, curriculum_first=False):
-    monitor = FrequencyPrincipleMonitor(probe_size=N, n_freqs=16, frequencies=[1, 5], deltas=[0.05],
+def _fit(model, curriculum, epochs, tmp_path, ckpt_path=None, package=L, curriculum_first=False, probe_size=N):
+    monitor = FrequencyPrincipleMonitor(probe_size=probe_size, n_freqs=16, frequencies=[1, 5], deltas=[0.05],
                                         log_images=False, history_file=None, strict=True)
     callbacks = [curriculum, monitor] if curriculum_first else [monitor, curriculum]
     trainer = package.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False,
@@ -210,3 +210,5 @@ def test_callback_errors_name_the_fix(tmp_path):
         trainer.fit(SineFitter(), DataLoader(_task(), batch_size=N))
     with pytest.raises(ValueError, match="`peaks`"):
         _fit(SineFitter(), FrequencyCurriculum(peaks=[1, 3]), 1, tmp_path)
+    with pytest.warns(UserWarning, match="`probe_size`"):
+        _fit(SineFitter(), FrequencyCurriculum(), 1, tmp_path, probe_size=N // 2)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info
+from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
 from fp_lightning.functional.weighted_loss import high_pass_weights, low_pass_weights
 from fp_lightning.losses import FrequencyWeightedLoss
 
@@ -256,6 +256,12 @@ class FrequencyCurriculum(*CALLBACK_BASES):
         if tracked is not None and not set(peaks) <= set(tracked):
             raise ValueError(f"`peaks` {sorted(peaks)} must be among the monitor's tracked frequencies {tracked}; "
                              "set the monitor's `frequencies` to include them.")
+        probe = getattr(self._monitor, "probe", None)
+        if probe is not None and len(probe) != self.loss.n_samples:
+            rank_zero_warn(f"FrequencyCurriculum: the monitor's probe set has {len(probe)} samples and the loss "
+                           f"{self.loss.n_samples}; the monitor's k is the loss's DFT index γ only when the probe "
+                           "set is the whole uniform grid (set the monitor's `probe_size` to the number of training "
+                           "points).")
         self.schedule = PeakCurriculum(peaks, self.loss.n_samples, self.direction, self.threshold,
                                        self.max_steps_per_peak)
         if self._saved and "schedule" in self._saved:
