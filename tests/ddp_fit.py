@@ -18,6 +18,8 @@ MONITOR_KW = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50,
 def main(out: Path, early_stopping: bool = False) -> None:
     seed_everything(0, verbose=False)
     module = make_module()
+    probe_calls = []  # forward calls outside training: the monitor's probe passes
+    module.register_forward_hook(lambda m, args, out: probe_calls.append(len(args[0])) if not m.training else None)
     monitor = FrequencyPrincipleMonitor(**MONITOR_KW)
     callbacks = [monitor]
     if early_stopping:  # a threshold every run meets: it must stop both ranks at the same epoch
@@ -33,7 +35,8 @@ def main(out: Path, early_stopping: bool = False) -> None:
     stop = None if stopper is None else {"epoch": trainer.current_epoch, "stopped_epoch": stopper.stopped_epoch,
                                          "criterion": stopper.criterion}
     (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "history": monitor.history.state_dict(),
-                                                      "stop": stop}))
+                                                      "stop": stop,
+                                                      "probe_calls": probe_calls}))
     if rank == 0:
         torch.save(module.state_dict(), out / "final.pt")
 

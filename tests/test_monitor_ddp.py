@@ -36,12 +36,16 @@ def _run_ddp(out: Path, *extra: str) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # own process group, so a hung rank can be killed together with its launcher
     proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "ddp_fit.py"), str(out), *extra], env=env,
-                            cwd=REPO, start_new_session=True)
+                            cwd=REPO, start_new_session=True, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.wait(timeout=240) == 0
+        _, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr[-3000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    # the monitor logs identical values on every rank straight to the loggers: Lightning's sync_dist advice may
+    # name the user's own keys (the module logs train_loss), never the monitor's
+    assert "self.log('train_loss', ..., sync_dist=True)" in stderr and "self.log('fp/" not in stderr
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
@@ -56,6 +60,9 @@ def test_ddp_early_stopping_same_decision_on_every_rank(tmp_path):
 def test_ddp_two_cpu_processes_equal_single_process(tmp_path):
     ranks = _run_ddp(tmp_path)
     assert ranks[0]["metrics"] == ranks[1]["metrics"]  # every rank gets the same numbers
+    # 201 probe samples on 2 ranks (101 + 100), batches of 50: 3 forward calls per recording on both ranks (the
+    # short shard is padded), as sharded strategies need; 3 recordings
+    assert ranks[0]["probe_calls"] == [50, 50, 1] * 3 and ranks[1]["probe_calls"] == [50, 50, 1] * 3
     history = ranks[0]["history"]
     assert history["records"]["epoch"] == [0, 1, 2]
     freqs = history["freqs"]
