@@ -15,7 +15,7 @@ import torch
 
 from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
 from fp_lightning.callbacks.history import HISTORY_FILE, FrequencyHistory
-from fp_lightning.callbacks.panels import PanelWriter, delta_key
+from fp_lightning.callbacks.panels import PanelWriter, delta_keys
 from fp_lightning.callbacks.probe_forward import ForwardFn, move_batch, probe_forward
 from fp_lightning.callbacks.probe_set import ProbeSet, extract_batch, isolated_rng, probe_set_from_loader, slice_batch
 from fp_lightning.functional.projection import PrincipalProjection
@@ -583,11 +583,12 @@ def _amplitude(spec: torch.Tensor) -> list[float]:
 def _logged_values(spectral: dict[str, torch.Tensor], filtering: dict[str, torch.Tensor],
                    low_share: float) -> dict[str, float]:
     values = {f"fp/delta_f/k={int(k)}": float(v) for k, v in zip(spectral["freqs"], spectral["delta_f"])}
-    for delta, e_low, e_high in zip(filtering["deltas"].tolist(), filtering["e_low"], filtering["e_high"]):
+    keys = delta_keys(filtering["deltas"].tolist())
+    for key, e_low, e_high in zip(keys, filtering["e_low"], filtering["e_high"]):
         if math.isnan(float(e_low)):  # filtering skipped this recording
             continue
-        values[f"fp/e_low/delta={delta_key(delta)}"] = float(e_low)
-        values[f"fp/e_high/delta={delta_key(delta)}"] = float(e_high)
+        values[f"fp/e_low/delta={key}"] = float(e_low)
+        values[f"fp/e_high/delta={key}"] = float(e_high)
     values["fp/loss_low"] = float(spectral["loss_low"])
     values["fp/loss_high"] = float(spectral["loss_high"])
     if not math.isnan(low_share):
