@@ -232,6 +232,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             "probe_indices": None if self.probe is None else self.probe.indices.tolist(),
             "probe_batch": self._saved_probe_batch(),
             "features": None if self._features is None else self._features.cpu(),
+            "auto_output_transform": self.spectral.get_extra_state()["resolved_output_transform"],
             "projection": None if projection is None else {
                 "directions": projection.directions.cpu(), "offset": projection.offset.cpu(),
                 "scale": projection.scale.cpu(), "eigenvalues": projection.eigenvalues.cpu()},
@@ -246,6 +247,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.spectral.fitted_cutoff = self.history.cutoff
         self.filtering.fitted_deltas = torch.tensor(self.history.deltas, dtype=torch.float64)
         self._saved_probe = (state_dict.get("probe_indices"), state_dict.get("probe_batch"))
+        # the same "auto" choice of output transform as before the checkpoint (it must not flip on a resume)
+        choice = state_dict.get("auto_output_transform")
+        self.spectral.resolved_output_transform = choice
+        self.filtering.resolved_output_transform = choice
         self._features = state_dict.get("features")
         saved = state_dict.get("projection")
         if saved is not None:

@@ -8,7 +8,7 @@ from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas
 from fp_lightning.functional.projection import PrincipalProjection, principal_projection
 from fp_lightning.functional.selection import select_frequencies
 from fp_lightning.functional.spectrum import nufft_spectrum
-from fp_lightning.functional.targets import prepare_targets
+from fp_lightning.functional.targets import prepare_targets, resolve_output_transform
 from fp_lightning.functional.theory import frequency_loss_split, low_frequency_share
 from fp_lightning.functional.weighted_loss import (
     frequency_weighted_loss,
@@ -33,5 +33,6 @@ __all__ = [
     "principal_projection",
     "projected_frequency_weighted_loss",
     "relative_spectral_error",
+    "resolve_output_transform",
     "select_frequencies",
 ]
