@@ -19,7 +19,7 @@ def _numpy_delta_f(images: np.ndarray, labels: np.ndarray, logits: np.ndarray, n
     w, v = np.linalg.eigh(np.cov(flat, rowvar=False))
     p = v[:, -1] * np.sign(v[np.abs(v[:, -1]).argmax(), -1])
     raw = flat @ p
-    x = (raw - raw.min()) / (raw.max() - raw.min())
+    x = (raw - raw.min()) / (raw.max() - raw.min()) * (len(raw) - 1) / len(raw)  # [0, (n − 1)/n]
     y = np.eye(10)[labels]
     h = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     basis = np.exp(-2j * np.pi * np.outer(np.arange(n_freqs), x))
