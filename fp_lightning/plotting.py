@@ -19,6 +19,7 @@ from matplotlib import rcParams
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.ticker import LogFormatter
 
 __all__ = ["plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
 
@@ -27,6 +28,8 @@ _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as i
 #: 230 px wide shows it at two thirds of its size with its text still readable.
 _PANEL_SIZE = (3.6, 2.6)
 _PANEL_DPI = 100
+# A log-scale spectrum is clipped at this fraction of max |F[y]| (the paper's Fig. 3a uses 1e-4 the same way).
+_LOG_FLOOR = 1e-4
 # Tick labels are at least this many characters apart (a gap of two characters between neighbours).
 _TICK_GAP_CHARS = 2.0
 # Average advance of a character of the sans-serif tick font, as a fraction of the font size (DejaVu Sans digits).
@@ -114,6 +117,9 @@ def plot_spectra(
     """|F[y](k)| and |F[h](k)| against k, the tracked frequencies marked by black dots (paper Fig. 1a).
 
     Colours: red solid = target |F[y]|, blue dashed = network |F[h]|, black dots = tracked k (in the legend).
+    Log scale when every |F[y](k)| > 0, clipped at 1e-4 · max |F[y]|, with short tick labels (``0.1``,
+    ``1e−05``); a figure drawn here (no ``ax``) leaves the axis name to the title and legend, so the labels keep
+    the narrow panel's left margin.
 
     Example:
         >>> fig, ax = plot_spectra(np.array([5.0, 3.0, 4.0, 1.0]), np.array([4.0, 1.0, 1.0, 0.5]), [2])
@@ -122,7 +128,8 @@ def plot_spectra(
     """
     target = np.asarray(target_amplitude, float)
     k = np.arange(target.shape[0])
-    fig, ax = _new_axes(ax, margins=(0.5, 0.1, 0.48, 0.28))
+    panel = ax is None
+    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
     ax.plot(k, target, color="tab:red", label="target |F[y]|")
     if output_amplitude is not None:
         ax.plot(k, np.asarray(output_amplitude, float), color="tab:blue", linestyle="--", label="network |F[h]|")
@@ -130,8 +137,14 @@ def plot_spectra(
     ax.plot(marked, target[marked], "o", color="black", markersize=4, label="tracked k")
     if np.all(target > 0):
         ax.set_yscale("log")  # the mean (k = 0) and the first peak dwarf the rest, as in the paper's log plots
+        # "2×10⁰"-style labels are too wide for a narrow panel; LogFormatter also thins the minor labels
+        ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        # an untrained network's |F[h]| ≈ 0 would stretch the axis over many decades and squash |F[y]|
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], float(target.max()) * _LOG_FLOOR))
     ax.set_xlabel("frequency k")
-    ax.set_ylabel("|F|")
+    if not panel:
+        ax.set_ylabel("|F|")
     ax.set_title(title, fontsize="medium")
     ax.legend(loc="upper right", fontsize="small", handlelength=1.5, borderpad=0.3, labelspacing=0.2,
               framealpha=0.8)
@@ -139,11 +152,11 @@ def plot_spectra(
 
 
 def thinned_ticks(n: int, max_labels: int) -> list[int]:
-    """Positions 0, s, 2s, … < n of at most ``max_labels`` tick labels, s the smallest of 1, 2, 5, 10, 20, 50, ….
+    """Positions 0, s, 2s, … < n of at most ``max_labels`` tick labels, s the smallest of 1, 2, 5, 10, 20, 25, 50, ….
 
     Example:
-        >>> thinned_ticks(5, 6), thinned_ticks(31, 4)
-        ([0, 1, 2, 3, 4], [0, 10, 20, 30])
+        >>> thinned_ticks(5, 6), thinned_ticks(31, 4), thinned_ticks(81, 4)
+        ([0, 1, 2, 3, 4], [0, 10, 20, 30], [0, 25, 50, 75])
     """
     if n <= 0:
         return []
@@ -156,10 +169,9 @@ def thinned_ticks(n: int, max_labels: int) -> list[int]:
 
 def _next_round_step(step: int) -> int:
     magnitude = 10 ** int(math.log10(step))
-    for factor in (2, 5, 10):
-        if factor * magnitude > step:
-            return factor * magnitude
-    return 10 * magnitude  # pragma: no cover - the loop always returns
+    # 2.5 only from 10 up: steps stay whole numbers of rows or columns
+    factors = (2, 2.5, 5, 10) if magnitude >= 10 else (2, 5, 10)
+    return next(int(f * magnitude) for f in factors if f * magnitude > step)
 
 
 def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
@@ -259,3 +260,51 @@ def test_mlflow_gets_a_png_artifact_per_tag_and_step(tmp_path, monkeypatch):
         assert files == [f"step_{step:06d}.png" for step in monitor.history.records["step"]]
         assert_is_panel(png_pixels(root / panel_file_stem(tag) / files[-1]))
     assert "fp/loss_low" in run.data.metrics
+
+
+# ------------------------------------------------------------------------------------------------ legibility
+def long_history(recordings=300, every=50, n_freqs=30, deltas=(0.00431, 0.0151)):
+    from fp_lightning.callbacks.history import FrequencyHistory
+
+    rng = np.random.default_rng(0)
+    freqs = list(range(1, 2 * n_freqs, 2))
+    history = FrequencyHistory(freqs=freqs, deltas=list(deltas), cutoff=9,
+                               target_amplitude=(1 + rng.random(2 * n_freqs + 1)).tolist())
+    for i in range(recordings):
+        history.append(epoch=i * every, step=i * every * 7, delta_f=rng.random(n_freqs), e_low=rng.random(len(deltas)),
+                       e_high=rng.random(len(deltas)), loss_low=1.0, loss_high=1.0, low_share=0.5,
+                       output_amplitude=rng.random(2 * n_freqs + 1).tolist())
+    return history
+
+
+def drawn_ticks(axis):
+    """The tick labels matplotlib draws: those inside the view limits."""
+    low, high = sorted(axis.get_view_interval())
+    return [tick.label1 for tick in axis.get_major_ticks()
+            if low - 1e-9 <= tick.get_loc() <= high + 1e-9 and tick.label1.get_visible()]
+
+
+@pytest.mark.parametrize("recordings", [3, 41, 300])
+def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
+    for tag, figure in draw_panels(long_history(recordings)).items():
+        canvas = FigureCanvasAgg(figure)  # what the loggers' images are rendered with
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        page = figure.bbox
+        texts = [text for ax in figure.axes for text in (*drawn_ticks(ax.xaxis), *drawn_ticks(ax.yaxis), ax.title,
+                                                         ax.xaxis.label, ax.yaxis.label) if text.get_text()]
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert page.x0 - 0.5 <= box.x0 and box.x1 <= page.x1 + 0.5, (tag, text.get_text())
+            assert page.y0 - 0.5 <= box.y0 and box.y1 <= page.y1 + 0.5, (tag, text.get_text())
+        main = figure.axes[0]
+        for labels in (drawn_ticks(main.xaxis), drawn_ticks(main.yaxis)):
+            boxes = [label.get_window_extent(renderer) for label in labels if label.get_text()]
+            assert len(boxes) >= 2
+            for first, second in zip(boxes, boxes[1:]):
+                assert not first.overlaps(second), (tag, [label.get_text() for label in labels])
+        if tag != "fp/spectra":  # heatmaps: the colourbar says what red means
+            assert "red = fitted" in figure.axes[1].get_ylabel()
+    spectra = draw_panels(long_history(recordings))["fp/spectra"]
+    assert [t.get_text() for t in spectra.axes[0].get_legend().get_texts()] == [
+        "target |F[y]|", "network |F[h]|", "tracked k"]
