@@ -28,6 +28,7 @@ Self-test: ``FP_CHECK_FAIL=<step>[,<step>...]`` makes the named steps fail on pu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -103,14 +104,23 @@ def stream(cmd: list[str], log: Log, timeout: float, env: dict[str, str] | None 
            cwd: Path = REPO) -> tuple[int, bool]:
     """Run ``cmd``, copying its output to the log as it comes; kill its process group after ``timeout`` s."""
     log.line(f"$ {' '.join(cmd)}")
+    # its own process group (not a new session: whoever ends this check's session ends the step with it)
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
-                            start_new_session=True, errors="replace")
+                            errors="replace", **group)
     expired = threading.Event()
 
     def kill() -> None:
         expired.set()
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
+    def forward(signum: int, _frame: Any) -> None:  # a terminated check leaves no step running on the GPU
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     timer = threading.Timer(max(timeout, 1.0), kill)
     timer.start()
     try:
@@ -120,6 +130,8 @@ def stream(cmd: list[str], log: Log, timeout: float, env: dict[str, str] | None 
         return proc.wait(), expired.is_set()
     finally:
         timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def python_json(code: str, log: Log, timeout: float = 120.0, env: dict[str, str] | None = None) -> dict[str, Any]:
