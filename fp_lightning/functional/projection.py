@@ -88,7 +88,7 @@ def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalPro
 
     Raises:
         ValueError: fewer than 2 samples, non-finite inputs, ``n_components`` out of range, or a degenerate
-            direction (all samples equal along p, so the [0, 1] rescaling is undefined).
+            direction (all samples equal along p, so the rescaling is undefined).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -208,4 +208,4 @@ def _check_spread(scale: torch.Tensor, raw: torch.Tensor) -> None:
     if bool(degenerate.any()):
         which = degenerate.nonzero().flatten().tolist()
         raise ValueError(f"`x` is degenerate along principal direction(s) {which}: all samples project to the same "
-                         "value, so the [0, 1] rescaling is undefined. Use more varied samples.")
+                         "value, so the rescaling of the coordinate is undefined. Use more varied samples.")
