@@ -154,10 +154,10 @@ def test_disabled_criteria_and_delta_f():
     both = FrequencyEarlyStopping(**{**ONLY_A, "low_threshold": 0.6}, low_metric="delta_f", n_low_freqs=2)
     assert _replay(both, script_a, 5) is None
     # an explicit δ and the extreme ones
-    assert FrequencyEarlyStopping(delta=10.0)._low_error(_metrics(0.3))[1] == 0.99
-    assert FrequencyEarlyStopping(delta="smallest")._low_error(_metrics(0.3)) == ("e_low(δ=0.1)", 0.99)
+    assert FrequencyEarlyStopping(delta=10.0).rule.low_error(_metrics(0.3))[1] == 0.99
+    assert FrequencyEarlyStopping(delta="smallest").rule.low_error(_metrics(0.3)) == ("e_low(δ=0.1)", 0.99)
     with pytest.raises(KeyError, match="not among the logged"):
-        FrequencyEarlyStopping(delta=2.0)._low_error(_metrics(0.3))
+        FrequencyEarlyStopping(delta=2.0).rule.low_error(_metrics(0.3))
 
 
 def test_non_finite_stops_at_once():

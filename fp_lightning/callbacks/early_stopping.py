@@ -4,7 +4,9 @@ By the Frequency Principle a network fits the low frequencies of its training ta
 last (paper 003, §4, Fig. 6). On noisy data the noise lives mostly at high frequencies, so the best test loss is
 reached around the moment the low frequencies are fitted and the fit turns to the high ones. This callback reads
 the :class:`~fp_lightning.callbacks.FrequencyPrincipleMonitor`'s logged values at the end of every training epoch
-and stops there, without a validation loop.
+and stops there, without a validation loop. The decision itself lives in
+:class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` (no Lightning), which also replays a saved run;
+this callback is the Lightning glue around it.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ from typing import Any
 import torch
 
 from fp_lightning.callbacks._compat import EARLY_STOPPING_BASES, rank_zero_warn
+from fp_lightning.callbacks.stopping_rule import (
+    CRITERIA,
+    DELTA_F_PREFIX,
+    DELTA_NAMES,
+    E_LOW_PREFIX,
+    SHARE_KEY,
+    Decision,
+    FrequencyStoppingRule,
+)
 
 __all__ = ["CRITERIA", "FrequencyEarlyStopping"]
 
-#: Names of the stopping criteria, as stored in :attr:`FrequencyEarlyStopping.criterion`.
-CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "non_finite", "other_rank")
-
-_E_LOW = "fp/e_low/delta="
-_DELTA_F = "fp/delta_f/k="
-_SHARE = "fp/low_share"
-_DELTA_NAMES = ("smallest", "middle", "largest")
+_E_LOW = E_LOW_PREFIX
+_DELTA_F = DELTA_F_PREFIX
+_SHARE = SHARE_KEY
+_DELTA_NAMES = DELTA_NAMES
+# the EarlyStoppingReason member of each criterion (the others: STOPPING_THRESHOLD)
+_REASONS = {"low_plateau": "PATIENCE_EXHAUSTED", "non_finite": "NON_FINITE_METRIC"}
 
 
 def _bases() -> tuple[type, ...]:
@@ -98,21 +108,10 @@ class FrequencyEarlyStopping(*_bases()):
         once a criterion fired, later checks change nothing (with ``dry_run=True`` training just goes on). An
         epoch on which the monitor did not measure (``every_n_epochs`` > 1, or a skipped fault) is not a check.
 
-    Defaults (chosen by measurement, ``benchmarks/early_stopping.py``):
-        Tuned on seed 0 of three tasks (the paper's Fig. 6 task, MNIST with 20% and 40% label noise; the ratio is
-        the test loss at the stop over the best test loss of the run), then checked on held-out seeds and on
-        CIFAR-10 runs not used for tuning. One parameter changed at a time from the defaults (stop epoch / ratio on
-        Fig. 6, MNIST-20%, MNIST-40%):
-
-        - ``delta="largest"``: 222/1.004, 6/1.083, 9/1.003; ``"middle"`` or ``"smallest"`` never fire on MNIST
-          (40/1.60, 40/1.67): with label noise e_low at narrower δ keeps falling while the network memorizes.
-        - ``plateau_rtol=0.1``: 0.05 and 0.2 give the same stops; ``None`` (no (c)) never stops on MNIST.
-        - ``plateau_window=0.5``: 0.25 stops Fig. 6 at epoch 88 (ratio 3.8), 0 (fixed window) at 46 (7.7).
-        - ``patience=5``: 3 gives 201/1.003, 4/1.125, 8/1.022; 8 gives 241/1.005, 15/1.100, 12/1.065.
-        - ``low_threshold=0.005``: 0.02 stops Fig. 6 at 138 (1.110), 0.05 at 125 (1.425); 0.01 and ``None`` tie
-          with 0.005, which keeps (a) as a guard for a fit that converges without a visible turn or plateau.
-        - ``share_threshold=0.5``: fires on Fig. 6 at 222 (``None`` or 0.3: 238, 1.006); never on MNIST.
-        - ``arm_threshold=0.3``: 0.1 delays MNIST-40% to epoch 26 (1.260); 0.5 and ``None`` tie.
+    Defaults:
+        Chosen by measurement (``benchmarks/early_stopping.py``): tuned on seed 0 of the paper's Fig. 6 task and of
+        MNIST with 20% and 40% label noise, then checked on held-out seeds and CIFAR-10; the effect of changing each
+        parameter is in ``docs/early_stopping.md``, section "How the defaults were chosen".
 
     Args:
         low_threshold: level of ε for criterion (a); ``None`` disables (a).
@@ -143,6 +142,9 @@ class FrequencyEarlyStopping(*_bases()):
         stopping_reason_message: the message that says which criterion fired, with the values.
         armed_epoch: completed epochs at which (b) and (c) were armed, or ``None``.
         last_values: ε and s read at the last check.
+        rule: the :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` that takes the decision
+            (criteria, arming, counters); ``criterion``, ``stopped_after``, ``armed_epoch``, ``low_count``,
+            ``share_count``, ``last_values`` and ``best_trace`` are its attributes.
 
     Raises:
         ValueError: at construction, on a bad argument (the message names it).
@@ -207,14 +209,11 @@ class FrequencyEarlyStopping(*_bases()):
         self.low_metric, self.delta, self.n_low_freqs = low_metric, delta, n_low_freqs
         self.min_epochs, self.dry_run = min_epochs, dry_run
         self._reasons = _reason_enum("lightning")
-        self.criterion: str | None = None
-        self.stopped_after: int | None = None
-        self.armed_epoch: int | None = None
-        self.low_count = 0
-        self.share_count = 0
-        self.last_values: dict[str, float] = {}
-        #: [epoch, best ε so far] at every check (criterion (c) compares the best now with the best w(e) ago)
-        self.best_trace: list[list[float]] = []
+        self.rule = FrequencyStoppingRule(
+            low_threshold=self.low_threshold, share_threshold=self.share_threshold, arm_threshold=self.arm_threshold,
+            plateau_rtol=self.plateau_rtol, plateau_window=self.plateau_window, patience=patience,
+            low_metric=low_metric, delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs,
+            check_finite=check_finite)
         self._monitor: Any = None
         self._checked_recordings = 0
         self._warned: set[str] = set()
@@ -226,15 +225,27 @@ class FrequencyEarlyStopping(*_bases()):
         return self._generate_state_key(low_metric=self.low_metric, low_threshold=self.low_threshold,
                                         share_threshold=self.share_threshold)
 
+    # the rule's state, under the names the callback has always had
+    criterion = property(lambda self: self.rule.criterion, doc="The criterion that fired, or ``None``.")
+    stopped_after = property(lambda self: self.rule.stopped_after,
+                             doc="Completed epochs at the check that fired, or ``None``.")
+    armed_epoch = property(lambda self: self.rule.armed_epoch,
+                           doc="Completed epochs at which (b) and (c) were armed, or ``None``.")
+    low_count = property(lambda self: self.rule.low_count, doc="Consecutive checks with (a)'s condition true.")
+    share_count = property(lambda self: self.rule.share_count, doc="Consecutive checks with (b)'s condition true.")
+    last_values = property(lambda self: self.rule.last_values, doc="ε and s read at the last check.")
+    best_trace = property(lambda self: self.rule.best_trace, doc="``[epoch, best ε so far]`` at every check.")
+
     def state_dict(self) -> dict[str, Any]:
         """``EarlyStopping``'s state plus the criteria's counters, the arming epoch and the fired criterion."""
+        rule = self.rule.state_dict()
         return {
             "wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": self.best_score,
             "patience": self.patience, "stopping_reason": self.stopping_reason.value,
-            "stopping_reason_message": self.stopping_reason_message, "criterion": self.criterion,
-            "stopped_after": self.stopped_after, "armed_epoch": self.armed_epoch, "low_count": self.low_count,
-            "share_count": self.share_count, "last_values": dict(self.last_values),
-            "best_trace": [list(item) for item in self.best_trace],
+            "stopping_reason_message": self.stopping_reason_message, "criterion": rule["criterion"],
+            "stopped_after": rule["stopped_after"], "armed_epoch": rule["armed_epoch"],
+            "low_count": rule["low_count"], "share_count": rule["share_count"], "last_values": rule["last_values"],
+            "best_trace": rule["best_trace"],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -245,13 +256,8 @@ class FrequencyEarlyStopping(*_bases()):
         self.patience = int(state_dict.get("patience", self.patience))
         self.stopping_reason = self._reasons(state_dict.get("stopping_reason", 0))
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
-        self.criterion = state_dict.get("criterion")
-        self.stopped_after = state_dict.get("stopped_after")
-        self.armed_epoch = state_dict.get("armed_epoch")
-        self.low_count = int(state_dict.get("low_count", 0))
-        self.share_count = int(state_dict.get("share_count", 0))
-        self.last_values = dict(state_dict.get("last_values", {}))
-        self.best_trace = [list(item) for item in state_dict.get("best_trace", [])]
+        self.rule.patience = self.patience
+        self.rule.load_state_dict({**state_dict, "best_score": float(self.best_score)})
 
     # ------------------------------------------------------------------ Lightning hooks (glue only)
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -301,8 +307,8 @@ class FrequencyEarlyStopping(*_bases()):
         should_stop = bool(trainer.strategy.reduce_boolean_decision(should_stop, all=False))
         if should_stop:
             if self.criterion is None:  # another rank fired: take its decision (values are the same on all ranks)
-                self._fire("other_rank", epoch, "another process of the run decided to stop.")
-                message = self.stopping_reason_message
+                _, message = self._take(self.rule.stop("other_rank", epoch,
+                                                       "another process of the run decided to stop."))
             self.stopped_epoch = trainer.current_epoch
             if not self.dry_run:
                 trainer.should_stop = True
@@ -332,12 +338,15 @@ class FrequencyEarlyStopping(*_bases()):
             rank_zero_warn(message + " The check is skipped (strict=False).")
         return None
 
-    # ------------------------------------------------------------------ the decision (pure; replayable)
+    # ------------------------------------------------------------------ the decision (in the rule)
     def evaluate(self, metrics: Mapping[str, float], epoch: int) -> tuple[bool, str | None]:
         """Update the criteria with one check's values and say whether to stop.
 
-        This is the whole decision, free of any Trainer: replaying the monitor's logged values of a finished run
-        through a fresh instance gives the epoch where it would have stopped.
+        :attr:`rule` decides (``FrequencyStoppingRule.update``); this records its decision in ``EarlyStopping``'s
+        attributes (``stopped_epoch``, ``stopping_reason``, ``stopping_reason_message``, ``wait_count``,
+        ``best_score``). Free of any Trainer, so replaying the monitor's logged values of a finished run through
+        a fresh instance gives the epoch where it would have stopped (``FrequencyStoppingRule.replay`` does that
+        from a saved ``fp_history.npz``).
 
         Args:
             metrics: the monitor's logged values of this check (``fp/e_low/delta=…``, ``fp/delta_f/k=…``,
@@ -351,94 +360,23 @@ class FrequencyEarlyStopping(*_bases()):
         Raises:
             KeyError: when ``metrics`` has no key of the low-frequency error.
         """
-        if self.criterion is not None:
-            return False, None
-        if epoch < self.min_epochs:
-            return False, None
-        name, low = self._low_error(metrics)
-        share = metrics.get(_SHARE)
-        share = None if share is None else float(share)
-        self.last_values = {name: low, **({} if share is None else {_SHARE: share})}
-        if self.check_finite and not (math.isfinite(low) and (share is None or math.isfinite(share))):
-            shown = f"{name} = {low:.4g}" + ("" if share is None else f", low_share = {share:.4g}")
-            return self._fire("non_finite", epoch, f"{shown} is not finite.", self._reasons.NON_FINITE_METRIC)
-        if low < float(self.best_score):
-            self.best_score = torch.tensor(low, dtype=torch.float64)
-        self.best_trace.append([epoch, float(self.best_score)])
-        # (a) the low frequencies have converged
-        if self.low_threshold is not None:
-            self.low_count = self.low_count + 1 if low <= self.low_threshold else 0
-            if self.low_count >= self.patience:
-                return self._fire("low_converged", epoch,
-                                  f"{name} = {low:.4g} ≤ low_threshold = {self.low_threshold:g} on "
-                                  f"{self.low_count} consecutive checks.")
-        # arming of (b) and (c): the low frequencies are at least roughly fitted
-        armed_now = None
-        uses_arming = self.share_threshold is not None or self.plateau_rtol is not None
-        if uses_arming and self.armed_epoch is None and (self.arm_threshold is None or low <= self.arm_threshold):
-            self.armed_epoch = epoch
-            armed_now = (f"FrequencyEarlyStopping: criteria (b) high_frequency_turn and (c) low_plateau armed at "
-                         f"epoch {epoch}: {name} = {low:.4g}"
-                         + ("" if self.arm_threshold is None else f" ≤ arm_threshold = {self.arm_threshold:g}") + ".")
-        # (b) the fit has turned to high frequencies
-        if self.share_threshold is not None and self.armed_epoch is not None and share is not None:
-            self.share_count = self.share_count + 1 if share <= self.share_threshold else 0
-            if self.share_count >= self.patience:
-                return self._fire("high_frequency_turn", epoch,
-                                  f"low_share = {share:.4g} ≤ share_threshold = {self.share_threshold:g} on "
-                                  f"{self.share_count} consecutive checks since arming at epoch "
-                                  f"{self.armed_epoch}; {name} = {low:.4g}.")
-        # (c) the low-frequency error has stopped improving
-        if self.plateau_rtol is not None and self.armed_epoch is not None:
-            window = max(self.patience, math.ceil(self.plateau_window * epoch))
-            earlier = [best for at, best in self.best_trace if at <= epoch - window]
-            best = float(self.best_score)
-            if earlier and best > (1.0 - self.plateau_rtol) * earlier[-1]:
-                return self._fire("low_plateau", epoch,
-                                  f"best {name} = {best:.4g} > (1 − plateau_rtol) × {earlier[-1]:.4g} (the best "
-                                  f"{window} epochs earlier), plateau_rtol = {self.plateau_rtol:g}; "
-                                  f"{name} now {low:.4g}.", self._reasons.PATIENCE_EXHAUSTED)
-        self.wait_count = max(self.low_count, self.share_count)
-        return False, armed_now
+        return self._take(self.rule.update(metrics, epoch))
 
-    def _fire(self, criterion: str, epoch: int, detail: str, reason: Any = None) -> tuple[bool, str]:
-        label = {"low_converged": "(a) low_converged", "high_frequency_turn": "(b) high_frequency_turn",
-                 "low_plateau": "(c) low_plateau", "non_finite": "non_finite", "other_rank": "other_rank"}[criterion]
-        self.criterion = criterion
-        self.stopped_after = epoch
-        self.stopped_epoch = epoch - 1
-        self.wait_count = max(self.low_count, self.share_count)
-        self.stopping_reason = reason if reason is not None else self._reasons.STOPPING_THRESHOLD
+    def _take(self, decision: Decision) -> tuple[bool, str | None]:
+        """Mirror one of the rule's decisions in ``EarlyStopping``'s attributes; the message for the log."""
+        if not decision.checked:
+            return False, None
+        rule = self.rule
+        self.wait_count = max(rule.low_count, rule.share_count)
+        if rule.best_score < float(self.best_score):
+            self.best_score = torch.tensor(rule.best_score, dtype=torch.float64)
+        if not decision.should_stop:
+            return False, None if decision.message is None else f"FrequencyEarlyStopping: {decision.message}"
+        self.stopped_epoch = decision.epoch - 1
+        self.stopping_reason = getattr(self._reasons, _REASONS.get(decision.criterion, "STOPPING_THRESHOLD"))
         action = "Dry run: training goes on." if self.dry_run else "Signaling Trainer to stop."
-        self.stopping_reason_message = (f"FrequencyEarlyStopping: criterion {label} fired after epoch {epoch}: "
-                                        f"{detail} {action}")
+        self.stopping_reason_message = f"FrequencyEarlyStopping: {decision.message} {action}"
         return True, self.stopping_reason_message
-
-    def _low_error(self, metrics: Mapping[str, float]) -> tuple[str, float]:
-        """(name for messages, ε) from this check's values (see Convention)."""
-        if self.low_metric == "e_low":
-            widths = sorted((float(key[len(_E_LOW):]), key) for key in metrics if key.startswith(_E_LOW))
-            if not widths:
-                raise KeyError(f"no `{_E_LOW}<δ>` key in the metrics (keys: {sorted(metrics)}).")
-            if self.delta == "smallest":
-                _, key = widths[0]
-            elif self.delta == "largest":
-                _, key = widths[-1]
-            elif self.delta == "middle":
-                _, key = widths[(len(widths) - 1) // 2]
-            else:
-                value, key = min(widths, key=lambda w: abs(math.log(w[0] / float(self.delta))))
-                if abs(value - float(self.delta)) > 1e-3 * float(self.delta):
-                    raise KeyError(f"`delta`={self.delta!r} is not among the logged δ {[w[0] for w in widths]}.")
-            return f"e_low(δ={key[len(_E_LOW):]})", float(metrics[key])
-        freqs = sorted((int(key[len(_DELTA_F):]), key) for key in metrics if key.startswith(_DELTA_F))
-        if not freqs:
-            raise KeyError(f"no `{_DELTA_F}<k>` key in the metrics (keys: {sorted(metrics)}).")
-        lowest = freqs[: self.n_low_freqs]
-        values = [float(metrics[key]) for _, key in lowest]
-        worst = max(range(len(values)), key=lambda i: values[i] if math.isfinite(values[i]) else math.inf)
-        ks = ",".join(str(k) for k, _ in lowest)
-        return f"max Δ_F(k∈{{{ks}}}) (at k={lowest[worst][0]})", values[worst]
 
 
 # ---------------------------------------------------------------------- helpers (no Lightning state)

@@ -1,0 +1,496 @@
+"""The decision of :class:`~fp_lightning.callbacks.FrequencyEarlyStopping`, free of any Trainer.
+
+:class:`FrequencyStoppingRule` takes the monitor's logged values one check at a time and says whether to stop; it
+holds the criteria, the arming, the plateau window and the counters, and its state is plain Python. The callback is
+the Lightning glue around it (finding the monitor, reading ``trainer.callback_metrics``, one decision for every
+rank); :meth:`FrequencyStoppingRule.replay` runs the same rule over a finished run's ``fp_history.npz`` (or a
+:class:`~fp_lightning.callbacks.FrequencyHistory`) to say where it would have stopped. This module imports no
+Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fp_lightning.callbacks.history import FrequencyHistory, load_history
+from fp_lightning.callbacks.panels import delta_keys
+
+__all__ = ["CRITERIA", "Decision", "FrequencyStoppingRule", "history_checks"]
+
+#: Names of the stopping criteria, as stored in :attr:`FrequencyStoppingRule.criterion`.
+CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "non_finite", "other_rank")
+
+E_LOW_PREFIX = "fp/e_low/delta="
+DELTA_F_PREFIX = "fp/delta_f/k="
+SHARE_KEY = "fp/low_share"
+DELTA_NAMES = ("smallest", "middle", "largest")
+LOW_METRICS = ("e_low", "delta_f")
+_LABELS = {"low_converged": "(a) low_converged", "high_frequency_turn": "(b) high_frequency_turn",
+           "low_plateau": "(c) low_plateau", "non_finite": "non_finite", "other_rank": "other_rank"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one check of :class:`FrequencyStoppingRule`.
+
+    Attributes:
+        epoch: completed epochs at the check.
+        should_stop: a criterion fired at this check.
+        criterion: the criterion that fired (one of :data:`CRITERIA`), else ``None``.
+        message: which criterion fired and with what values, or that (b) and (c) were armed; else ``None``.
+        low_error: ε read at this check (``None`` when the check was ignored).
+        share: s = ``fp/low_share`` read at this check (``None`` when absent or ignored).
+        checked: ``False`` when the check was ignored (before ``min_epochs``, or after the decision was taken).
+
+    Example:
+        >>> Decision(epoch=3, should_stop=False).checked
+        True
+    """
+
+    epoch: int
+    should_stop: bool
+    criterion: str | None = None
+    message: str | None = None
+    low_error: float | None = None
+    share: float | None = None
+    checked: bool = True
+
+
+class FrequencyStoppingRule:
+    """The stopping criteria of :class:`~fp_lightning.callbacks.FrequencyEarlyStopping`, one check at a time.
+
+    Convention:
+        At a check after epoch e (e = completed epochs) the rule reads, from the monitor's logged values,
+
+        - ε(e), the **low-frequency error**, by ``low_metric``: ``"e_low"``: ``fp/e_low/delta=<δ>`` at one filter
+          width δ picked by ``delta`` (``"largest"``: the widest; ``"middle"``: the median of the widths sorted
+          ascending, the lower one of an even count; ``"smallest"``; or a δ value, matched within 0.1%);
+          ``"delta_f"``: ``max_k Δ_F(k)`` over the ``n_low_freqs`` lowest tracked k (``fp/delta_f/k=<k>``);
+        - s(e) = ``fp/low_share``, the share of the recent loss change at frequencies ≤ the cutoff η (theory
+          paper Eq. (39)); absent before the monitor has two recordings.
+
+        The first criterion that fires decides, and the decision is final:
+
+        - **(a) low_converged**: ε ≤ ``low_threshold`` on ``patience`` consecutive checks;
+        - arming: (b) and (c) are armed at the first check with ε ≤ ``arm_threshold`` (``None``: the first check);
+        - **(b) high_frequency_turn**: once armed, s ≤ ``share_threshold`` on ``patience`` consecutive checks on
+          which s is present;
+        - **(c) low_plateau**: once armed, with ε*(t) the best ε of the checks up to epoch t and the window
+          w(e) = max(``patience``, ⌈``plateau_window`` · e⌉), fires when ε*(e) > (1 − ``plateau_rtol``) · ε*(t₀),
+          t₀ the last check at or before e − w(e);
+        - **non_finite** (``check_finite``): ε or s is NaN or infinite; checked before the others.
+
+        Checks of epochs e < ``min_epochs`` are ignored (counters and arming do not move). Why these criteria and
+        these defaults: ``docs/early_stopping.md``.
+
+    Args:
+        low_threshold: level of ε for (a); ``None`` disables (a).
+        share_threshold: level of s for (b); ``None`` disables (b).
+        arm_threshold: ε at or below which (b) and (c) are armed; ``None``: armed at the first check.
+        plateau_rtol: relative improvement of ε* below which (c) fires, in [0, 1); ``None`` disables (c).
+        plateau_window: (c)'s window as a fraction of the completed epochs, in [0, 1].
+        patience: consecutive checks for (a) and (b), and the shortest window of (c), in epochs (≥ 1).
+        low_metric: ``"e_low"`` or ``"delta_f"``.
+        delta: with ``"e_low"``: ``"smallest"``, ``"middle"``, ``"largest"`` or a δ > 0 (as logged).
+        n_low_freqs: with ``"delta_f"``, how many of the lowest tracked frequencies enter the maximum (≥ 1).
+        min_epochs: checks of epochs before this many completed epochs are ignored (≥ 0).
+        check_finite: stop when ε or s is not finite.
+
+    Attributes:
+        criterion: ``None`` until a criterion fired, then one of :data:`CRITERIA`.
+        stopped_after: completed epochs at the check that fired, or ``None``.
+        armed_epoch: completed epochs at which (b) and (c) were armed, or ``None``.
+        low_count, share_count: the consecutive checks so far with (a)'s and (b)'s condition true.
+        best_score: ε*, the best ε so far (``inf`` before the first check).
+        best_trace: ``[epoch, ε*]`` at every check, what (c) compares with.
+        last_values: ε (under a name that says which) and s read at the last check.
+
+    Raises:
+        ValueError: a bad argument (the message names it).
+
+    Example:
+        >>> rule = FrequencyStoppingRule(low_threshold=0.05, patience=2)
+        >>> for epoch, e_low in enumerate([0.4, 0.04, 0.03, 0.02], start=1):
+        ...     decision = rule.update({"fp/e_low/delta=0.5": e_low, "fp/low_share": 0.9}, epoch)
+        ...     if decision.should_stop:
+        ...         break
+        >>> decision.epoch, decision.criterion
+        (3, 'low_converged')
+        >>> rule.armed_epoch   # ε ≤ arm_threshold = 0.3 first at epoch 2
+        2
+    """
+
+    def __init__(
+        self,
+        low_threshold: float | None = 0.005,
+        share_threshold: float | None = 0.5,
+        arm_threshold: float | None = 0.3,
+        plateau_rtol: float | None = 0.1,
+        plateau_window: float = 0.5,
+        patience: int = 5,
+        low_metric: str = "e_low",
+        delta: str | float = "largest",
+        n_low_freqs: int = 1,
+        min_epochs: int = 0,
+        check_finite: bool = True,
+    ) -> None:
+        self.low_threshold = _optional_level("low_threshold", low_threshold)
+        self.share_threshold = _optional_level("share_threshold", share_threshold)
+        self.arm_threshold = _optional_level("arm_threshold", arm_threshold)
+        if plateau_rtol is not None and not (_is_number(plateau_rtol) and 0 <= plateau_rtol < 1):
+            raise ValueError(f"`plateau_rtol` must be None or a number in [0, 1), got {plateau_rtol!r}.")
+        if not (_is_number(plateau_window) and 0 <= plateau_window <= 1):
+            raise ValueError(f"`plateau_window` must be a number in [0, 1], got {plateau_window!r}.")
+        if low_threshold is None and share_threshold is None and plateau_rtol is None:
+            raise ValueError("`low_threshold`, `share_threshold` and `plateau_rtol` are all None: no criterion "
+                             "left to stop on.")
+        if low_metric not in LOW_METRICS:
+            raise ValueError(f"`low_metric` must be 'e_low' or 'delta_f', got {low_metric!r}.")
+        if not (delta in DELTA_NAMES or (_is_number(delta) and 0 < delta < math.inf)):
+            raise ValueError(f"`delta` must be one of {DELTA_NAMES} or a δ > 0, got {delta!r}.")
+        self.plateau_rtol = None if plateau_rtol is None else float(plateau_rtol)
+        self.plateau_window = float(plateau_window)
+        self.patience = _int_at_least("patience", patience, 1)
+        self.low_metric = low_metric
+        self.delta = delta
+        self.n_low_freqs = _int_at_least("n_low_freqs", n_low_freqs, 1)
+        self.min_epochs = _int_at_least("min_epochs", min_epochs, 0)
+        self.check_finite = bool(check_finite)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget every check: no criterion fired, nothing armed, counters at 0.
+
+        Example:
+            >>> rule = FrequencyStoppingRule(low_threshold=0.1, patience=1)
+            >>> rule.update({"fp/e_low/delta=1": 0.05}, epoch=1).should_stop
+            True
+            >>> rule.reset(); rule.criterion is None
+            True
+        """
+        self.criterion: str | None = None
+        self.stopped_after: int | None = None
+        self.armed_epoch: int | None = None
+        self.low_count = 0
+        self.share_count = 0
+        self.best_score = math.inf
+        self.best_trace: list[list[float]] = []
+        self.last_values: dict[str, float] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state after the checks so far, in plain Python containers (``torch.load(weights_only=True)`` safe).
+
+        Example:
+            >>> rule = FrequencyStoppingRule()
+            >>> _ = rule.update({"fp/e_low/delta=1": 0.2}, epoch=1)
+            >>> rule.state_dict()["armed_epoch"], rule.state_dict()["best_trace"]
+            (1, [[1, 0.2]])
+        """
+        return {"criterion": self.criterion, "stopped_after": self.stopped_after, "armed_epoch": self.armed_epoch,
+                "low_count": self.low_count, "share_count": self.share_count, "best_score": self.best_score,
+                "last_values": dict(self.last_values), "best_trace": [list(item) for item in self.best_trace]}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (missing keys keep their reset values), so checks continue alike.
+
+        Example:
+            >>> first = FrequencyStoppingRule()
+            >>> _ = first.update({"fp/e_low/delta=1": 0.2}, epoch=1)
+            >>> second = FrequencyStoppingRule()
+            >>> second.load_state_dict(first.state_dict())
+            >>> second.armed_epoch
+            1
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"`state_dict` must be a mapping (from FrequencyStoppingRule.state_dict()), "
+                            f"got {type(state_dict).__name__}.")
+        self.reset()
+        criterion = state_dict.get("criterion")
+        if criterion is not None and criterion not in CRITERIA:
+            raise ValueError(f"`state_dict['criterion']` must be None or one of {CRITERIA}, got {criterion!r}.")
+        self.criterion = criterion
+        self.stopped_after = _optional_int(state_dict.get("stopped_after"))
+        self.armed_epoch = _optional_int(state_dict.get("armed_epoch"))
+        self.low_count = int(state_dict.get("low_count", 0))
+        self.share_count = int(state_dict.get("share_count", 0))
+        self.best_score = float(state_dict.get("best_score", math.inf))
+        self.last_values = {str(key): float(value) for key, value in dict(state_dict.get("last_values", {})).items()}
+        self.best_trace = [[int(epoch), float(best)] for epoch, best in state_dict.get("best_trace", [])]
+
+    # ------------------------------------------------------------------ the decision
+    def update(self, metrics: Mapping[str, float], epoch: int) -> Decision:
+        """Take one check's values into the criteria and say whether to stop (see Convention).
+
+        Args:
+            metrics: the monitor's logged values of this check (``fp/e_low/delta=…``, ``fp/delta_f/k=…``,
+                ``fp/low_share``; numbers or 0-d tensors); other keys are ignored.
+            epoch: completed epochs at this check (an int ≥ 0).
+
+        Returns:
+            The :class:`Decision` of this check.
+
+        Raises:
+            KeyError: ``metrics`` has no key of the low-frequency error (or not the δ asked for).
+            ValueError: ``epoch`` is not an int ≥ 0.
+
+        Example:
+            >>> rule = FrequencyStoppingRule(share_threshold=0.5, patience=1)
+            >>> rule.update({"fp/e_low/delta=1": 0.2, "fp/low_share": 0.3}, epoch=4).criterion
+            'high_frequency_turn'
+        """
+        epoch = _int_at_least("epoch", epoch, 0)
+        if self.criterion is not None or epoch < self.min_epochs:
+            return Decision(epoch=epoch, should_stop=False, checked=False)
+        name, low = self.low_error(metrics)
+        share = metrics.get(SHARE_KEY)
+        share = None if share is None else float(share)
+        self.last_values = {name: low, **({} if share is None else {SHARE_KEY: share})}
+        if self.check_finite and not (math.isfinite(low) and (share is None or math.isfinite(share))):
+            shown = f"{name} = {low:.4g}" + ("" if share is None else f", low_share = {share:.4g}")
+            return self._fire("non_finite", epoch, f"{shown} is not finite.", low, share)
+        self.best_score = min(self.best_score, low)
+        self.best_trace.append([epoch, self.best_score])
+        decision = self._low_converged(name, low, share, epoch)
+        if decision is not None:
+            return decision
+        armed_now = self._arm(name, low, epoch)
+        decision = self._high_frequency_turn(name, low, share, epoch) or self._low_plateau(name, low, share, epoch)
+        if decision is not None:
+            return decision
+        return Decision(epoch=epoch, should_stop=False, message=armed_now, low_error=low, share=share)
+
+    def stop(self, criterion: str, epoch: int, detail: str) -> Decision:
+        """Record a decision taken outside the rule (``"other_rank"``: another process of the run stopped).
+
+        Example:
+            >>> rule = FrequencyStoppingRule()
+            >>> rule.stop("other_rank", 7, "another process of the run decided to stop.").message
+            'criterion other_rank fired after epoch 7: another process of the run decided to stop.'
+        """
+        if criterion not in CRITERIA:
+            raise ValueError(f"`criterion` must be one of {CRITERIA}, got {criterion!r}.")
+        return self._fire(criterion, _int_at_least("epoch", epoch, 0), detail, None, None)
+
+    def low_error(self, metrics: Mapping[str, float]) -> tuple[str, float]:
+        """``(name, ε)``: the low-frequency error of one check, and a name for messages that says which it is.
+
+        Example:
+            >>> FrequencyStoppingRule(delta="smallest").low_error({"fp/e_low/delta=0.1": 0.3, "fp/e_low/delta=1": 0.2})
+            ('e_low(δ=0.1)', 0.3)
+        """
+        if self.low_metric == "e_low":
+            return self._e_low(metrics)
+        freqs = sorted((int(key[len(DELTA_F_PREFIX):]), key) for key in metrics if key.startswith(DELTA_F_PREFIX))
+        if not freqs:
+            raise KeyError(f"no `{DELTA_F_PREFIX}<k>` key in the metrics (keys: {sorted(metrics)}).")
+        lowest = freqs[: self.n_low_freqs]
+        values = [float(metrics[key]) for _, key in lowest]
+        worst = max(range(len(values)), key=lambda i: values[i] if math.isfinite(values[i]) else math.inf)
+        ks = ",".join(str(k) for k, _ in lowest)
+        return f"max Δ_F(k∈{{{ks}}}) (at k={lowest[worst][0]})", values[worst]
+
+    def replay(self, history: FrequencyHistory | Mapping[str, Any] | str | os.PathLike[str]) -> list[Decision]:
+        """Run the rule over a finished run's recordings and return the decision of each check.
+
+        Each recording after the start of training (epoch 0, step 0 is the one before it) is one check, with the
+        values the monitor logged for it (see :func:`history_checks`), exactly as the callback sees them during
+        training. Checks after the decision are not run. Afterwards :attr:`criterion` and :attr:`stopped_after`
+        say where it would have stopped (``None``: it would not have). The rule continues from its current state:
+        call :meth:`reset` first to replay a second run.
+
+        Args:
+            history: a ``FrequencyHistory``, a saved ``fp_history.npz`` (path), or ``load_history``'s dict.
+
+        Example:
+            >>> h = FrequencyHistory(freqs=[3], deltas=[0.5], cutoff=3, target_amplitude=[1.0])
+            >>> for epoch, e_low in enumerate([0.9, 0.2, 0.004, 0.003]):
+            ...     h.append(epoch=epoch, step=8 * epoch, delta_f=[0.5], e_low=[e_low], e_high=[0.9], loss_low=1.0,
+            ...              loss_high=1.0, low_share=0.9, output_amplitude=[0.0])
+            >>> rule = FrequencyStoppingRule(patience=2)
+            >>> [d.epoch for d in rule.replay(h)], rule.criterion, rule.stopped_after
+            ([1, 2, 3], 'low_converged', 3)
+        """
+        decisions = []
+        for epoch, metrics in history_checks(history):
+            if self.criterion is not None:
+                break
+            if not _has_low_error(metrics, self.low_metric):  # the monitor skipped that measurement
+                continue
+            decisions.append(self.update(metrics, epoch))
+        return decisions
+
+    # ------------------------------------------------------------------ criteria
+    def _low_converged(self, name: str, low: float, share: float | None, epoch: int) -> Decision | None:
+        if self.low_threshold is None:
+            return None
+        self.low_count = self.low_count + 1 if low <= self.low_threshold else 0
+        if self.low_count < self.patience:
+            return None
+        return self._fire("low_converged", epoch, f"{name} = {low:.4g} ≤ low_threshold = {self.low_threshold:g} "
+                          f"on {self.low_count} consecutive checks.", low, share)
+
+    def _arm(self, name: str, low: float, epoch: int) -> str | None:
+        """Arm (b) and (c) at the first check with ε ≤ ``arm_threshold``: the low frequencies are roughly fitted."""
+        uses_arming = self.share_threshold is not None or self.plateau_rtol is not None
+        if not uses_arming or self.armed_epoch is not None:
+            return None
+        if self.arm_threshold is not None and low > self.arm_threshold:
+            return None
+        self.armed_epoch = epoch
+        level = "" if self.arm_threshold is None else f" ≤ arm_threshold = {self.arm_threshold:g}"
+        return (f"criteria (b) high_frequency_turn and (c) low_plateau armed at epoch {epoch}: "
+                f"{name} = {low:.4g}{level}.")
+
+    def _high_frequency_turn(self, name: str, low: float, share: float | None, epoch: int) -> Decision | None:
+        if self.share_threshold is None or self.armed_epoch is None or share is None:
+            return None
+        self.share_count = self.share_count + 1 if share <= self.share_threshold else 0
+        if self.share_count < self.patience:
+            return None
+        return self._fire("high_frequency_turn", epoch,
+                          f"low_share = {share:.4g} ≤ share_threshold = {self.share_threshold:g} on "
+                          f"{self.share_count} consecutive checks since arming at epoch {self.armed_epoch}; "
+                          f"{name} = {low:.4g}.", low, share)
+
+    def _low_plateau(self, name: str, low: float, share: float | None, epoch: int) -> Decision | None:
+        if self.plateau_rtol is None or self.armed_epoch is None:
+            return None
+        # the window grows with the elapsed epochs, so the rule does not depend on the time scale of training
+        window = max(self.patience, math.ceil(self.plateau_window * epoch))
+        earlier = [best for at, best in self.best_trace if at <= epoch - window]
+        if not earlier or self.best_score <= (1.0 - self.plateau_rtol) * earlier[-1]:
+            return None
+        return self._fire("low_plateau", epoch,
+                          f"best {name} = {self.best_score:.4g} > (1 − plateau_rtol) × {earlier[-1]:.4g} (the best "
+                          f"{window} epochs earlier), plateau_rtol = {self.plateau_rtol:g}; {name} now {low:.4g}.",
+                          low, share)
+
+    def _fire(self, criterion: str, epoch: int, detail: str, low: float | None, share: float | None) -> Decision:
+        self.criterion = criterion
+        self.stopped_after = epoch
+        message = f"criterion {_LABELS[criterion]} fired after epoch {epoch}: {detail}"
+        return Decision(epoch=epoch, should_stop=True, criterion=criterion, message=message, low_error=low,
+                        share=share)
+
+    def _e_low(self, metrics: Mapping[str, float]) -> tuple[str, float]:
+        widths = sorted((float(key[len(E_LOW_PREFIX):]), key) for key in metrics if key.startswith(E_LOW_PREFIX))
+        if not widths:
+            raise KeyError(f"no `{E_LOW_PREFIX}<δ>` key in the metrics (keys: {sorted(metrics)}).")
+        if self.delta == "smallest":
+            _, key = widths[0]
+        elif self.delta == "largest":
+            _, key = widths[-1]
+        elif self.delta == "middle":
+            _, key = widths[(len(widths) - 1) // 2]
+        else:
+            wanted = float(self.delta)
+            value, key = min(widths, key=lambda width: abs(math.log(width[0] / wanted)))
+            if abs(value - wanted) > 1e-3 * wanted:
+                raise KeyError(f"`delta`={self.delta!r} is not among the logged δ {[w[0] for w in widths]}.")
+        return f"e_low(δ={key[len(E_LOW_PREFIX):]})", float(metrics[key])
+
+
+# ---------------------------------------------------------------------- a run's recordings as checks
+def history_checks(
+    history: FrequencyHistory | Mapping[str, Any] | str | os.PathLike[str],
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """``(epoch, values)`` of every recording made after training began, as the monitor logged them.
+
+    Convention:
+        The keys are the monitor's: ``fp/delta_f/k=<k>``, ``fp/e_low/delta=<δ>`` and ``fp/e_high/delta=<δ>``
+        (``<δ>`` from ``delta_keys``), ``fp/loss_low``, ``fp/loss_high`` and ``fp/low_share``. As in the monitor,
+        a NaN e_low (a skipped filtering) and a NaN low share (fewer than two recordings) are not logged. Values
+        are rounded to float32, the precision of the tensors the monitor puts in ``trainer.callback_metrics``
+        (what the callback reads), so a replay takes the callback's decisions even at a threshold. The recording
+        at epoch 0, step 0 (before training) is not a check.
+
+    Args:
+        history: a ``FrequencyHistory``, a path to a saved ``fp_history.npz``, or ``load_history``'s dict.
+
+    Example:
+        >>> h = FrequencyHistory(freqs=[2], deltas=[0.5], cutoff=2, target_amplitude=[1.0])
+        >>> h.append(epoch=0, step=0, delta_f=[1.0], e_low=[0.9], e_high=[1.0], loss_low=2.0, loss_high=1.0,
+        ...          low_share=float("nan"), output_amplitude=[0.0])
+        >>> h.append(epoch=1, step=4, delta_f=[0.25], e_low=[0.5], e_high=[1.0], loss_low=1.0, loss_high=1.0,
+        ...          low_share=0.75, output_amplitude=[0.0])
+        >>> list(history_checks(h))
+        [(1, {'fp/delta_f/k=2': 0.25, 'fp/e_low/delta=0.5': 0.5, 'fp/e_high/delta=0.5': 1.0, 'fp/loss_low': 1.0, \
+'fp/loss_high': 1.0, 'fp/low_share': 0.75})]
+    """
+    arrays = _history_arrays(history)
+    freqs = [int(k) for k in np.asarray(arrays["freqs"]).reshape(-1)]
+    deltas = [float(d) for d in np.asarray(arrays["deltas"]).reshape(-1)]
+    keys = delta_keys(deltas) if deltas else []
+    epochs = np.asarray(arrays["epoch"]).reshape(-1)
+    steps = np.asarray(arrays["step"]).reshape(-1)
+    delta_f = np.asarray(arrays["delta_f"], dtype=float).reshape(len(epochs), -1)
+    e_low = np.asarray(arrays["e_low"], dtype=float).reshape(len(epochs), -1)
+    e_high = np.asarray(arrays["e_high"], dtype=float).reshape(len(epochs), -1)
+    for row, (epoch, step) in enumerate(zip(epochs, steps)):
+        if int(epoch) == 0 and int(step) == 0:
+            continue
+        values = {f"{DELTA_F_PREFIX}{k}": _as_logged(v) for k, v in zip(freqs, delta_f[row])}
+        for key, low, high in zip(keys, e_low[row], e_high[row]):
+            if not math.isnan(low):
+                values[f"{E_LOW_PREFIX}{key}"] = _as_logged(low)
+                values[f"fp/e_high/delta={key}"] = _as_logged(high)
+        values["fp/loss_low"] = _as_logged(np.asarray(arrays["loss_low"]).reshape(-1)[row])
+        values["fp/loss_high"] = _as_logged(np.asarray(arrays["loss_high"]).reshape(-1)[row])
+        share = float(np.asarray(arrays["low_share"]).reshape(-1)[row])
+        if not math.isnan(share):
+            values[SHARE_KEY] = _as_logged(share)
+        yield int(epoch), values
+
+
+def _history_arrays(history: FrequencyHistory | Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
+    if isinstance(history, FrequencyHistory):
+        return history.as_arrays()
+    if isinstance(history, (str, os.PathLike)):
+        return load_history(history)
+    if isinstance(history, Mapping):
+        missing = {"epoch", "step", "freqs", "deltas", "delta_f", "e_low", "e_high", "loss_low", "loss_high",
+                   "low_share"} - set(history)
+        if missing:
+            raise ValueError(f"`history` lacks the fields {sorted(missing)} of a saved fp_history.npz.")
+        return history
+    raise TypeError(f"`history` must be a FrequencyHistory, a path to an fp_history.npz or load_history's dict, "
+                    f"got {type(history).__name__}.")
+
+
+def _as_logged(value: float) -> float:
+    return float(np.float32(value))
+
+
+def _has_low_error(metrics: Mapping[str, float], low_metric: str) -> bool:
+    prefix = E_LOW_PREFIX if low_metric == "e_low" else DELTA_F_PREFIX
+    return any(key.startswith(prefix) for key in metrics)
+
+
+# ---------------------------------------------------------------------- argument checks
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional_level(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not (_is_number(value) and value >= 0 and math.isfinite(value)):
+        raise ValueError(f"`{name}` must be None or a finite number ≥ 0, got {value!r}.")
+    return float(value)
+
+
+def _int_at_least(name: str, value: Any, minimum: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"`{name}` must be an int ≥ {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
