@@ -12,6 +12,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from tests._lightning import loader, make_module, regression_data
 
+class RankShardedStream(torch.utils.data.IterableDataset):
+    """A user's stream that gives each process its own part (every other sample), as sharded streams do."""
+
+    def __iter__(self):
+        x, y = regression_data().tensors
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        return iter(list(zip(x, y))[rank::2])
+
+
 MONITOR_KW = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)
 
 
@@ -28,7 +37,9 @@ def main(out: Path, early_stopping: bool = False) -> None:
     trainer = Trainer(max_epochs=6 if early_stopping else 2, accelerator="cpu", devices=2, strategy="ddp",
                       callbacks=callbacks, logger=False, enable_progress_bar=False, enable_model_summary=False,
                       default_root_dir=out)
-    trainer.fit(module, loader(regression_data(), shuffle=False))
+    data = torch.utils.data.DataLoader(RankShardedStream(), batch_size=32) if early_stopping else loader(
+        regression_data(), shuffle=False)
+    trainer.fit(module, data)
     rank = trainer.global_rank
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("fp/")}
     stopper = next((cb for cb in callbacks if isinstance(cb, FrequencyEarlyStopping)), None)
@@ -36,7 +47,8 @@ def main(out: Path, early_stopping: bool = False) -> None:
                                          "criterion": stopper.criterion}
     (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "history": monitor.history.state_dict(),
                                                       "stop": stop,
-                                                      "probe_calls": probe_calls}))
+                                                      "probe_calls": probe_calls,
+                                                      "probe_indices": monitor.probe.indices.tolist()}))
     if rank == 0:
         torch.save(module.state_dict(), out / "final.pt")
 

@@ -49,8 +49,10 @@ def _run_ddp(out: Path, *extra: str) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
-def test_ddp_early_stopping_same_decision_on_every_rank(tmp_path):
+def test_ddp_rank_sharded_stream_and_early_stopping_same_on_every_rank(tmp_path):
     ranks = _run_ddp(tmp_path, "early-stopping")
+    # the stream is sharded by rank; rank 0 drew the probe set and every rank measured on it
+    assert ranks[0]["probe_indices"] == ranks[1]["probe_indices"] and ranks[0]["metrics"] == ranks[1]["metrics"]
     stops = [r["stop"] for r in ranks]
     assert stops[0] == stops[1]
     assert stops[0]["criterion"] == "low_converged"

@@ -17,7 +17,14 @@ from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_
 from fp_lightning.callbacks.history import HISTORY_FILE, FrequencyHistory
 from fp_lightning.callbacks.panels import PanelWriter, delta_keys
 from fp_lightning.callbacks.probe_forward import ForwardFn, move_batch, probe_forward
-from fp_lightning.callbacks.probe_set import ProbeSet, extract_batch, isolated_rng, probe_set_from_loader, slice_batch
+from fp_lightning.callbacks.probe_set import (
+    ProbeSet,
+    extract_batch,
+    is_stream,
+    isolated_rng,
+    probe_set_from_loader,
+    slice_batch,
+)
 from fp_lightning.functional.projection import PrincipalProjection
 from fp_lightning.functional.targets import validate_output_transform
 from fp_lightning.functional.theory import low_frequency_share
@@ -284,7 +291,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                                   self.target_key, from_stream=True)
         else:
             source = self.probe_dataloader if self.probe_dataloader is not None else self._train_loader(trainer)
-            self.probe = probe_set_from_loader(source, self.probe_size, self.seed, self.input_key, self.target_key)
+            self.probe = self._draw(trainer, source)
         if saved_indices is not None and self.probe.indices.tolist() != list(saved_indices):
             self._warn_once("resume", "FrequencyPrincipleMonitor: the resumed run's probe set differs from the one "
                                       "in the checkpoint (another dataset, `seed` or `probe_size`?); the history "
@@ -292,6 +299,30 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if len(self.probe) < self.probe_size and self._given_probe is None:
             self._warn_once("small", f"FrequencyPrincipleMonitor: the training set has {len(self.probe)} samples, "
                                      f"fewer than probe_size={self.probe_size}; the probe set uses all of them.")
+
+    def _draw(self, trainer: Any, source: Any) -> ProbeSet:
+        """Draw the probe set; a stream under several processes is drawn on rank 0 and broadcast.
+
+        A stream may be sharded by rank (each process reads its own part), so every rank drawing its own probe set
+        would give each rank other samples; rank 0's draw is sent to all of them instead.
+        """
+        def draw() -> ProbeSet:
+            return probe_set_from_loader(source, self.probe_size, self.seed, self.input_key, self.target_key)
+
+        if trainer.world_size == 1 or not is_stream(source):
+            return draw()
+        probe, error = None, None
+        if trainer.is_global_zero:
+            try:
+                probe = draw()
+            except Exception as exc:  # every rank must still take part in the broadcast
+                error = exc
+        probe = trainer.strategy.broadcast(probe, src=0)
+        if error is not None:
+            raise error
+        if probe is None:
+            raise ValueError("rank 0 could not draw the probe set from the stream (see its warning).")
+        return probe
 
     def _train_loader(self, trainer: Any) -> Any:
         loaders = trainer.train_dataloader

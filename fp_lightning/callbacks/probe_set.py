@@ -22,7 +22,7 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
-__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "extract_batch", "isolated_rng", "probe_set_from_loader",
+__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "extract_batch", "is_stream", "isolated_rng", "probe_set_from_loader",
            "sample_probe_set", "shard_slice", "slice_batch", "stream_probe_set"]
 
 _INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data")
@@ -186,6 +186,17 @@ def stream_probe_set(
     return dataclasses.replace(probe, from_stream=True)
 
 
+def is_stream(source: Any) -> bool:
+    """Whether a DataLoader's dataset (or a dataset) is a stream: an ``IterableDataset`` or without ``__len__``.
+
+    Example:
+        >>> is_stream(torch.utils.data.TensorDataset(torch.zeros(3)))
+        False
+    """
+    dataset = source.dataset if isinstance(source, DataLoader) else source
+    return isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__")
+
+
 def probe_set_from_loader(
     loader: Any, size: int, seed: int, input_key: int | str | None = None, target_key: int | str | None = None
 ) -> ProbeSet:
@@ -206,7 +217,7 @@ def probe_set_from_loader(
                              "`probe_inputs`/`probe_targets`.")
     else:
         dataset, collate_fn = loader, None
-    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+    if is_stream(dataset):
         return stream_probe_set(dataset, size, seed, input_key, target_key, collate_fn)
     return sample_probe_set(dataset, size, seed, input_key, target_key, collate_fn)
 
