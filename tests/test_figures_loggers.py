@@ -308,3 +308,41 @@ def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
     spectra = draw_panels(long_history(recordings))["fp/spectra"]
     assert [t.get_text() for t in spectra.axes[0].get_legend().get_texts()] == [
         "target |F[y]|", "network |F[h]|", "tracked k"]
+
+
+# ------------------------------------------------------------------------------------------------ keys of a run
+@pytest.mark.parametrize(("deltas", "keys"), [([0.0123456, 0.5], ["0.0123", "0.5"]),
+                                              ([0.010001, 0.010002], ["0.010001", "0.010002"])])
+def test_logged_keys_layout_and_image_tags_share_the_delta_form(tmp_path, deltas, keys):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    trainer, monitor = fit(tmp_path, TensorBoardLogger(tmp_path, name="tb"), deltas=deltas)
+    logged = sorted(key for key in trainer.callback_metrics if key.startswith(("fp/e_low/", "fp/e_high/")))
+    assert logged == sorted([f"fp/e_low/delta={key}" for key in keys] + [f"fp/e_high/delta={key}" for key in keys])
+    events, layout = read_layout(trainer.log_dir)
+    assert sorted(t for t in events.Tags()["images"] if t.startswith("fp/low_high_heatmap/")) == sorted(
+        f"fp/low_high_heatmap/delta={key}" for key in keys)
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    for key in keys:
+        lines = charts[f"δ={key}"]
+        shown = sorted(tag for tag in events.Tags()["scalars"] if any(re.search(p, tag) for p in lines))
+        assert shown == sorted([f"fp/e_low/delta={key}", f"fp/e_high/delta={key}"])
+    # the e_low of each δ is the history's value for that δ (not another δ's, as a key collision would give)
+    for j, key in enumerate(keys):
+        assert float(trainer.callback_metrics[f"fp/e_low/delta={key}"]) == pytest.approx(
+            monitor.history.records["e_low"][-1][j], rel=1e-6)
+
+
+def test_a_failing_destination_warns_once_and_the_others_still_get_figures(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    run_folder = tmp_path / "tb" / "version_0"
+    run_folder.mkdir(parents=True)
+    (run_folder / PANEL_FOLDER).write_text("a file where the PNG folder should go")
+    board = TensorBoardLogger(tmp_path, name="tb", version=0)
+    with pytest.warns(UserWarning, match=r"could not write the figures to PNG files: FileExistsError") as caught:
+        trainer, monitor = fit(tmp_path, [board, CSVLogger(tmp_path, name="csv")])
+    assert sum("could not write the figures" in str(w.message) for w in caught) == 1  # once, not per recording
+    events, _ = read_layout(board.log_dir)
+    assert [image.step for image in events.Images("fp/spectra")] == monitor.history.records["step"]
+    assert trainer.current_epoch == EPOCHS
