@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -25,15 +25,16 @@ from fp_lightning.callbacks.probe_set import (
     probe_set_from_loader,
     slice_batch,
 )
+from fp_lightning.functional._validation import check_int, check_key
+from fp_lightning.functional.filtering import FilterPrecision
 from fp_lightning.functional.projection import PrincipalProjection
-from fp_lightning.functional.targets import validate_output_transform
+from fp_lightning.functional.spectrum import Backend
+from fp_lightning.functional.targets import OutputTransform, validate_output_transform
 from fp_lightning.functional.theory import low_frequency_share
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
 
-#: ``filter_precision`` values (plain strings, so that YAML configs can set them) and their dtypes.
-_FILTER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Integer input dtypes that are ids rather than coordinates (uint8 images are coordinates).
 _ID_DTYPES = (torch.int16, torch.int32, torch.int64)
 
@@ -108,19 +109,19 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self,
         probe_size: int = 5000,
         n_freqs: int = 64,
-        frequencies: str | Sequence[int] = "auto",
+        frequencies: Literal["auto"] | Sequence[int] = "auto",
         max_freqs: int = 8,
-        deltas: str | Sequence[float] = "auto",
+        deltas: Literal["auto"] | Sequence[float] = "auto",
         n_deltas: int = 3,
-        cutoff: int | str = "auto",
+        cutoff: int | Literal["auto"] = "auto",
         share_window: int = 5,
-        output_transform: str | Callable[[torch.Tensor], torch.Tensor] = "auto",
+        output_transform: OutputTransform = "auto",
         class_dim: int = 1,
         every_n_epochs: int | None = None,
         every_n_train_steps: int | None = None,
         log_images: bool = True,
-        backend: str = "auto",
-        filter_precision: str = "float32",
+        backend: Backend = "auto",
+        filter_precision: FilterPrecision = "float32",
         batch_size: int = 1000,
         seed: int = 0,
         input_key: int | str | None = None,
@@ -137,18 +138,15 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        _check_int_at_least("probe_size", probe_size, 2)
-        _check_int_at_least("batch_size", batch_size, 1)
-        _check_int_at_least("share_window", share_window, 2)
-        _check_int_at_least("seed", seed, 0)
+        check_int("probe_size", probe_size, 2)
+        check_int("batch_size", batch_size, 1)
+        check_int("share_window", share_window, 2)
+        check_int("seed", seed, 0)
         self.every_n_epochs, self.every_n_train_steps = _cadence(every_n_epochs, every_n_train_steps)
         validate_output_transform(output_transform)
-        if filter_precision not in _FILTER_DTYPES:
-            raise ValueError(f"`filter_precision` must be one of {sorted(_FILTER_DTYPES)}, got {filter_precision!r}.")
         for name, key in (("input_key", input_key), ("target_key", target_key), ("output_key", output_key),
                           ("train_dataloader_key", train_dataloader_key)):
-            if key is not None and (not isinstance(key, (int, str)) or isinstance(key, bool)):
-                raise ValueError(f"`{name}` must be None, an int position or a str name, got {key!r}.")
+            check_key(name, key)
         if forward_fn is not None and not callable(forward_fn):
             raise ValueError(f"`forward_fn` must be None or a callable (module, batch) -> outputs, got {forward_fn!r}.")
         if input_features is not None and not (isinstance(input_features, str) or callable(input_features)):
@@ -176,7 +174,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         # both metrics resolve "auto" on the same samples to the same choice; the user is told once
         self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
                                                class_dim=class_dim, warn_auto_choice=False,
-                                               filter_dtype=_FILTER_DTYPES[filter_precision], sync_on_compute=False)
+                                               filter_precision=filter_precision, sync_on_compute=False)
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = (copy.deepcopy(self.spectral), copy.deepcopy(self.filtering))
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
@@ -222,8 +220,13 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             self._record(trainer, pl_module, epoch=completed)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """Draw ``fp_report.png`` next to the history file."""
-        if trainer.is_global_zero and self._history_path() is not None and self.history is not None:
+        """Write the latest panels as PNG files (for loggers without images) and ``fp_report.png``."""
+        if not trainer.is_global_zero or self.history is None or trainer.fast_dev_run:
+            return
+        if self.log_images:
+            self._run_safely("panels", lambda: self._panels.write_files(trainer.loggers, self.history, self._folder,
+                                                                        warn=self._figure_fault))
+        if self._history_path() is not None:
             self._run_safely("report", lambda: self._panels.write_report(self._history_path(), self._folder))
 
     def state_dict(self) -> dict[str, Any]:
@@ -233,32 +236,43 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         """
         if self.history is None:
             return {}
-        projection = self.spectral.projection
         return {
             "history": self.history.state_dict(),
             "probe_indices": None if self.probe is None else self.probe.indices.tolist(),
             "probe_batch": self._saved_probe_batch(),
             "features": None if self._features is None else self._features.cpu(),
-            "auto_output_transform": self.spectral.get_extra_state()["resolved_output_transform"],
-            "projection": None if projection is None else {
-                "directions": projection.directions.cpu(), "offset": projection.offset.cpu(),
-                "scale": projection.scale.cpu(), "eigenvalues": projection.eigenvalues.cpu()},
+            # the Metrics' own state: their frozen fits and "auto" choice (the sample lists are not persistent)
+            "spectral": _cpu_state(self.spectral.state_dict()),
+            "filtering": _cpu_state(self.filtering.state_dict()),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the history and freeze the same projection, frequencies, δ, cutoff and probe set as before."""
+        """Restore the history and freeze the same projection, frequencies, δ, cutoff and probe set as before.
+
+        Also reads the format written before the Metrics kept their fits (``projection``, ``auto_output_transform``
+        and the fits taken from the history), so such a checkpoint still resumes.
+        """
         if not state_dict:
             return
         self.history = FrequencyHistory.from_state_dict(state_dict["history"])
+        self._saved_probe = (state_dict.get("probe_indices"), state_dict.get("probe_batch"))
+        self._features = state_dict.get("features")
+        if "spectral" in state_dict:
+            self.spectral.load_state_dict(state_dict["spectral"])
+            self.filtering.load_state_dict(state_dict["filtering"])
+        else:
+            self._load_fits_of_old_format(state_dict)
+
+    def _load_fits_of_old_format(self, state_dict: dict[str, Any]) -> None:
+        """The fits of a checkpoint whose monitor state held them itself (frequencies, δ and η in the history)."""
+        assert self.history is not None
         self.spectral.fitted_freqs = torch.tensor(self.history.freqs, dtype=torch.long)
         self.spectral.fitted_cutoff = self.history.cutoff
         self.filtering.fitted_deltas = torch.tensor(self.history.deltas, dtype=torch.float64)
-        self._saved_probe = (state_dict.get("probe_indices"), state_dict.get("probe_batch"))
         # the same "auto" choice of output transform as before the checkpoint (it must not flip on a resume)
         choice = state_dict.get("auto_output_transform")
         self.spectral.resolved_output_transform = choice
         self.filtering.resolved_output_transform = choice
-        self._features = state_dict.get("features")
         saved = state_dict.get("projection")
         if saved is not None:
             self.spectral.projection = PrincipalProjection(saved["directions"], saved["offset"], saved["scale"],
@@ -462,7 +476,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self.log_images:
             self._run_safely("panels", lambda: self._panels.write(trainer.loggers, self.history,
                                                                   step=trainer.global_step, folder=self._folder,
-                                                                  warn=self._warn_once))
+                                                                  warn=self._figure_fault, files=False))
 
     def _history_meta(self) -> dict[str, Any]:
         cadence = ({"every_n_epochs": self.every_n_epochs} if self.every_n_train_steps is None
@@ -509,6 +523,12 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                             "skipped silently); pass strict=True to raise instead.")
             return None
 
+    def _figure_fault(self, key: str, message: str) -> None:
+        """A logger that could not take its figures: one warning (``strict=True`` raises)."""
+        if self.strict:
+            raise RuntimeError(message)
+        self._warn_once(key, message)
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -516,21 +536,21 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
 
 # ---------------------------------------------------------------------- helpers (no maths, no Lightning state)
-def _check_int_at_least(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an int ≥ {minimum}, got {value!r}.")
-
-
 def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tuple[int | None, int | None]:
     """``(every_n_epochs, every_n_train_steps)``: one of them, as Lightning's ``ModelCheckpoint`` takes them."""
     if every_n_epochs is not None and every_n_train_steps is not None:
         raise ValueError("`every_n_epochs` and `every_n_train_steps` are exclusive; set one of them.")
     if every_n_train_steps is not None:
-        _check_int_at_least("every_n_train_steps", every_n_train_steps, 1)
+        check_int("every_n_train_steps", every_n_train_steps, 1)
         return None, every_n_train_steps
     every_n_epochs = 1 if every_n_epochs is None else every_n_epochs
-    _check_int_at_least("every_n_epochs", every_n_epochs, 1)
+    check_int("every_n_epochs", every_n_epochs, 1)
     return every_n_epochs, None
+
+
+def _cpu_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A Metric's ``state_dict()`` as a plain dict with its tensors on the CPU (loadable with ``weights_only``)."""
+    return {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
 
 
 def _is_data_source(value: Any) -> bool:

@@ -34,19 +34,25 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from fp_lightning.functional._validation import (
+    check_dtype,
     check_finite,
+    check_int,
     check_min_samples,
+    check_number,
+    check_optional_int,
     check_positive,
     check_same_length,
     check_tensor,
     values_as_2d,
 )
 
-__all__ = ["GaussianFilterBank", "default_deltas", "gaussian_lowpass", "low_high_errors"]
+__all__ = ["FILTER_PRECISIONS", "FilterPrecision", "GaussianFilterBank", "default_deltas", "gaussian_lowpass",
+           "low_high_errors"]
 
 #: Bytes of temporaries one tile may use by default (distance tile, kernel tile, two centred input blocks).
 DEFAULT_TEMP_BUDGET = 256 * 2**20
@@ -63,6 +69,12 @@ _CPU_MAX_CHUNK = 512
 _DEGENERATE_RATIO = {torch.float32: 1e-6, torch.float64: 1e-10}
 
 DeltaLike = float | Sequence[float] | torch.Tensor
+#: Working precision of the filter as a name. The Metric and the monitor take these strings (``filter_precision``:
+#: a YAML config can set them); the functions and ``GaussianFilterBank`` of this module take the torch dtype
+#: (``dtype``), as torch functions do.
+FilterPrecision = Literal["float32", "float64"]
+#: ``filter_precision`` names and the dtypes they stand for.
+FILTER_PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _as_deltas(deltas: DeltaLike, name: str = "deltas") -> tuple[torch.Tensor, bool]:
@@ -111,12 +123,6 @@ def _as_values(name: str, values: torch.Tensor, n: int, device: torch.device) ->
                          "they must be equal.")
     check_finite(name, values2d)
     return values2d.to(device=device, dtype=torch.float64), squeeze
-
-
-def _check_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or dtype not in _DEGENERATE_RATIO:
-        raise ValueError(f"`dtype` must be torch.float32 or torch.float64, got {dtype!r}.")
-    return dtype  # type: ignore[return-value]
 
 
 def _default_chunk(n: int, d: int, device: torch.device, itemsize: int, budget: int = DEFAULT_TEMP_BUDGET) -> int:
@@ -195,12 +201,10 @@ class GaussianFilterBank:
     ) -> None:
         flat = _flatten_inputs(x)
         self._deltas, _ = _as_deltas(deltas)
-        self.dtype = _check_dtype(dtype)
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                       or chunk_size < 1):
-            raise ValueError(f"`chunk_size` must be None or an int ≥ 1, got {chunk_size!r}.")
-        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget >= 0:
-            raise ValueError(f"`memory_budget` must be a number of bytes ≥ 0, got {memory_budget!r}.")
+        self.dtype = check_dtype("dtype", dtype, tuple(_DEGENERATE_RATIO))
+        chunk_size = check_optional_int("chunk_size", chunk_size, 1)
+        if memory_budget != math.inf:  # "no limit" is a valid budget
+            check_number("memory_budget", memory_budget, 0)
         n, d = flat.shape
         itemsize = self.dtype.itemsize
         self._x = flat
@@ -563,11 +567,9 @@ def default_deltas(
         tensor([4., 4., 4.], dtype=torch.float64)
     """
     flat = _flatten_inputs(x)
-    for name, value in (("n_deltas", n_deltas), ("max_pairs", max_pairs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int ≥ 1, got {value!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"`seed` must be an int, got {seed!r}.")
+    n_deltas = check_int("n_deltas", n_deltas, 1)
+    max_pairs = check_int("max_pairs", max_pairs, 1)
+    seed = check_int("seed", seed)
     check_positive("low_fraction", low_fraction)
     check_positive("high_fraction", high_fraction)
     if not high_fraction > low_fraction:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fp_lightning.functional._validation import check_finite, check_min_samples, check_tensor
+from fp_lightning.functional._validation import check_finite, check_int, check_min_samples, check_tensor
 
 __all__ = ["PrincipalProjection", "principal_projection"]
 
@@ -102,9 +102,7 @@ def principal_projection(x: torch.Tensor, n_components: int = 1) -> PrincipalPro
     flat = _flatten("x", x)
     check_min_samples("x", flat, 2)
     n, d = flat.shape
-    if not isinstance(n_components, int) or not 1 <= n_components <= min(n - 1, d):
-        raise ValueError(f"`n_components` must be an int in [1, {min(n - 1, d)}] for {n} samples of {d} features, "
-                         f"got {n_components!r}.")
+    check_int("n_components", n_components, 1, min(n - 1, d))  # at most n − 1 directions carry variance
     eigenvalues, directions = _top_eigenvectors(flat - flat.mean(dim=0), n_components)
     directions = _fix_sign(directions)
     raw = flat @ directions

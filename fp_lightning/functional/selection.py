@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fp_lightning.functional._validation import check_finite, check_ndim, check_tensor
+from fp_lightning.functional._validation import check_finite, check_ndim, check_optional_int, check_tensor
 
 __all__ = ["select_frequencies"]
 
@@ -43,8 +43,7 @@ def select_frequencies(amplitude: torch.Tensor, max_freqs: int | None = None) ->
     check_finite("amplitude", amp)
     if amp.shape[0] < 3:
         raise ValueError(f"`amplitude` needs at least 3 frequencies to find peaks, got {amp.shape[0]}.")
-    if max_freqs is not None and (not isinstance(max_freqs, int) or max_freqs < 1):
-        raise ValueError(f"`max_freqs` must be None or an int ≥ 1, got {max_freqs!r}.")
+    max_freqs = check_optional_int("max_freqs", max_freqs, 1)
     # candidates k = 1 … K−2; k = 1 only needs to beat k = 2 (the mean at k = 0 is no competitor)
     inner = amp[1:-1]
     left = torch.cat([amp.new_tensor([float("-inf")]), amp[1:-2]])

@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 from fp_lightning.functional._validation import (
+    check_choice,
     check_finite,
+    check_int,
     check_min_samples,
     check_ndim,
     check_positive,
@@ -49,10 +51,13 @@ from fp_lightning.functional._validation import (
     values_as_2d,
 )
 
-__all__ = ["BACKENDS", "available_backends", "nufft_spectrum"]
+__all__ = ["BACKENDS", "Backend", "available_backends", "nufft_spectrum"]
 
-#: Every name accepted by the ``backend`` argument of :func:`nufft_spectrum`.
-BACKENDS: tuple[str, ...] = ("auto", "finufft", "cufinufft", "direct")
+#: The names accepted by the ``backend`` argument of :func:`nufft_spectrum` (a ``Literal``: a LightningCLI config
+#: naming another backend fails at parsing, before training).
+Backend = Literal["auto", "finufft", "cufinufft", "direct"]
+#: The same names as a tuple.
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 _DEFAULT_CHUNK = 2**22
 # The smallest tolerance FINUFFT accepts in double precision is about 1e-15; smaller requests are raised to it.
@@ -109,7 +114,7 @@ def nufft_spectrum(
     values: Tensor,
     n_freqs: int,
     *,
-    backend: str = "auto",
+    backend: Backend = "auto",
     eps: float = 1e-9,
     chunk_size: int | None = None,
 ) -> Tensor:
@@ -173,9 +178,9 @@ def nufft_spectrum(
         raise ValueError(f"`coords` (on {coords.device}) and `values` (on {values.device}) must be on one device.")
     check_finite("coords", coords)
     check_finite("values", values)
-    K = _check_int("n_freqs", n_freqs, minimum=1)
+    K = check_int("n_freqs", n_freqs, 1)
     check_positive("eps", eps)
-    chunk = _DEFAULT_CHUNK if chunk_size is None else _check_int("chunk_size", chunk_size, minimum=1)
+    chunk = _DEFAULT_CHUNK if chunk_size is None else check_int("chunk_size", chunk_size, 1)
     name = _resolve_backend(backend, values.device)
 
     out_dtype = torch.complex64 if values.dtype in _LOW_PRECISION else torch.complex128
@@ -194,23 +199,9 @@ def nufft_spectrum(
     return spec[:, 0] if squeeze else spec
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> int:
-    """Return ``value`` as an ``int`` ≥ ``minimum``, raising with the argument's name otherwise."""
-    if isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an integer, got bool.")
-    try:
-        number = operator.index(value)  # int, numpy integers, 0-d integer tensors
-    except TypeError:
-        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__}.") from None
-    if number < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {number}.")
-    return number
-
-
 def _resolve_backend(backend: object, device: torch.device) -> str:
     """Turn ``backend`` into one concrete backend for tensors on ``device``, or raise."""
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"`backend` must be one of {', '.join(repr(b) for b in BACKENDS)}; got {backend!r}.")
+    check_choice("backend", backend, BACKENDS)
     on_cuda = device.type == "cuda"
     if backend == "auto":
         if on_cuda:

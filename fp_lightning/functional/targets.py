@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -24,7 +25,9 @@ __all__ = [
     "validate_output_transform",
 ]
 
-OutputTransform = str | Callable[[torch.Tensor], torch.Tensor]
+#: A transform by name, or a callable ``preds -> probabilities``. The names are a ``Literal`` so that a LightningCLI
+#: config naming another transform fails at parsing, before training.
+OutputTransform = Literal["auto", "softmax", "sigmoid", "identity"] | Callable[[torch.Tensor], torch.Tensor]
 OUTPUT_TRANSFORMS = ("auto", "softmax", "sigmoid", "identity")
 #: what ``"auto"`` resolves to
 RESOLVED_TRANSFORMS = ("softmax", "sigmoid", "identity")
@@ -143,7 +146,7 @@ def check_class_dim(class_dim: int) -> int:
         >>> check_class_dim(-1)
         -1
     """
-    if not isinstance(class_dim, int) or isinstance(class_dim, bool) or class_dim == 0:
+    if isinstance(class_dim, bool) or not isinstance(class_dim, int) or class_dim == 0:
         raise ValueError(f"`class_dim` must be a non-zero int (1 for (n, C, ...) logits, -1 for (n, ..., C)); "
                          f"dim 0 holds the samples. Got {class_dim!r}.")
     return class_dim

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from fp_lightning.functional._validation import check_finite, check_ndim, check_tensor
+from fp_lightning.functional._validation import check_finite, check_int, check_ndim, check_tensor
 
 __all__ = ["frequency_loss_split", "low_frequency_share"]
 
@@ -44,8 +44,7 @@ def frequency_loss_split(
     check_finite("target_spec", target_spec)
     check_finite("output_spec", output_spec)
     n_freqs = target_spec.shape[0]
-    if not isinstance(cutoff, int) or not 0 <= cutoff < n_freqs - 1:
-        raise ValueError(f"`cutoff` must be an int in [0, {n_freqs - 2}] for {n_freqs} frequencies, got {cutoff!r}.")
+    check_int("cutoff", cutoff, 0, n_freqs - 2)
     diff = (output_spec - target_spec).to(torch.complex128)
     q = diff.abs().square()
     q = q.sum(dim=1) if q.ndim == 2 else q

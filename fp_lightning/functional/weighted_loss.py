@@ -12,12 +12,11 @@ inputs' first principal direction (paper §2.1), differentiably.
 
 from __future__ import annotations
 
-import operator
-
 import torch
 from torch import Tensor
 
 from fp_lightning.functional._validation import check_finite, check_min_samples, check_tensor, values_as_2d
+from fp_lightning.functional._validation import check_int as _check_int  # the name fp_lightning.losses imports
 from fp_lightning.functional.projection import PrincipalProjection, principal_projection
 from fp_lightning.functional.spectrum import _unit_phasors
 
@@ -240,18 +239,6 @@ def _frequency_of_index(n_samples: int, device: torch.device | str | None) -> Te
     n = _check_int("n_samples", n_samples, 1)
     index = torch.arange(n, device=device)
     return torch.minimum(index, n - index)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an integer, got bool.")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__}.") from None
-    if number < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {number}.")
-    return number
 
 
 def _float_dtype(dtype: torch.dtype | None) -> torch.dtype:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -36,6 +37,10 @@ class ProbeSetMetric(Metric):
         keeps it and ``state_dict()`` carries it, so the comparison does not change from epoch to epoch. When
         the choice is not the obvious one (integer labels → softmax, real values → identity) one ``UserWarning``
         says what was chosen, why, and that ``output_transform`` overrides it.
+
+    Frozen fits (a subclass's projection, frequencies, δ, cutoff) are buffers registered by ``_add_fit_state``:
+    ``state_dict()`` saves them and ``load_state_dict()`` restores them whatever their shape (an empty tensor means
+    "not fitted yet"), ``.to(device)`` moves them without changing their dtype, and ``reset()`` leaves them alone.
 
     Args:
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
@@ -75,6 +80,38 @@ class ProbeSetMetric(Metric):
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
         self.add_state("index", default=[], dist_reduce_fx="cat")
+        self._fit_names: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ frozen fits
+    def _add_fit_state(self, name: str, dtype: torch.dtype, persistent: bool = True) -> None:
+        """Register the buffer ``name`` of a frozen fit, empty (not fitted yet)."""
+        self.register_buffer(name, torch.empty(0, dtype=dtype), persistent=persistent)
+        self._fit_names = (*self._fit_names, name)
+
+    def _get_fit(self, name: str) -> torch.Tensor | None:
+        """The fitted tensor, or ``None`` while it is empty (not fitted)."""
+        value = self._buffers[name]
+        return None if value is None or value.numel() == 0 else value
+
+    def _set_fit(self, name: str, value: torch.Tensor | None) -> None:
+        """Store a fit (``None``: forget it) on the metric's device, in the buffer's dtype."""
+        current = self._buffers[name]
+        assert current is not None
+        if value is None:
+            value = torch.empty(0, dtype=current.dtype)
+        self._buffers[name] = value.detach().to(device=current.device, dtype=current.dtype)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], exclude_state: Sequence[str] = "") -> Metric:
+        # The fits follow the metric to another device but keep their dtype: a float32 copy of a float64 direction
+        # would move every projected coordinate, and integer frequencies must stay integers.
+        fits = {name: self._buffers.pop(name) for name in self._fit_names}
+        try:
+            return super()._apply(fn, exclude_state)
+        finally:
+            for name, value in fits.items():
+                assert value is not None
+                device = fn(torch.zeros(1, device=value.device)).device
+                self._buffers[name] = value.to(device)
 
     @property
     def resolved_output_transform(self) -> OutputTransform | None:
@@ -126,6 +163,17 @@ class ProbeSetMetric(Metric):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # state dicts saved before the choice was kept have no entry: keep the current choice instead of failing
         state_dict.setdefault(prefix + "_extra_state", self.get_extra_state())
+        for name in self._fit_names:
+            if name in self._non_persistent_buffers_set:
+                continue
+            key, current = prefix + name, self._buffers[name]
+            assert current is not None
+            if key not in state_dict:  # saved before the fits were Metric state: keep the current fit
+                state_dict[key] = current
+            elif isinstance(state_dict[key], torch.Tensor):
+                # the saved fit decides the shape (fitted or empty), so resize before Module copies the values in
+                incoming = state_dict[key]
+                self._buffers[name] = torch.empty(incoming.shape, dtype=current.dtype, device=current.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def update(

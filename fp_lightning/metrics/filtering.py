@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fp_lightning.functional._validation import check_positive
-from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas
+from fp_lightning.functional._validation import check_choice, check_int, check_optional_int, check_positive
+from fp_lightning.functional.filtering import FILTER_PRECISIONS, FilterPrecision, GaussianFilterBank, default_deltas
 from fp_lightning.functional.targets import OutputTransform
 from fp_lightning.metrics._probe import ProbeSetMetric
 
@@ -26,19 +27,23 @@ class LowHighFrequencyError(ProbeSetMetric):
         inputs (δ a variance, in squared input units); y^{high,δ} = y − y^{low,δ}; the same for h.
         e_low = ‖h^{low} − y^{low}‖_F / ‖y^{low}‖_F and e_high likewise (``low_high_errors``). The δ values
         (``"auto"``: ``default_deltas`` of the first computed inputs, scale-free) are frozen after the first
-        ``compute()``. Distances, kernels and y^{low} are cached while the stored inputs and targets stay the same,
+        ``compute()``. They are Metric state (``state_dict()`` key ``_fitted_deltas``, an empty tensor while not
+        fitted): ``reset()`` keeps them, ``load_state_dict()`` restores them, ``.to(device)`` moves them and keeps
+        them float64. Distances, kernels and y^{low} are cached while the stored inputs and targets stay the same,
         so a fixed probe set only pays for filtering the new outputs each epoch.
 
     Args:
         deltas: ``"auto"`` or a list of δ > 0.
         n_deltas: how many δ ``"auto"`` picks.
         chunk_size: rows of the kernel built at once (``None``: from the filter bank's memory budget).
-        filter_dtype: working precision of the distances and kernels, ``torch.float32`` (default: twice as fast, half
-            the cached memory, e_low and e_high within ~1e-6 of float64 at the default δ) or ``torch.float64``; sums
-            and results are float64 either way (see ``GaussianFilterBank``).
+        filter_precision: working precision of the distances and kernels, ``"float32"`` (default: twice as fast,
+            half the cached memory, e_low and e_high within ~1e-6 of float64 at the default δ) or ``"float64"``; sums
+            and results are float64 either way (see ``GaussianFilterBank``, whose ``dtype`` it sets). A name, as the
+            monitor's argument of the same name, so a YAML config can set it.
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable; ``"auto"`` is
             resolved on the first ``compute()`` and frozen (see ``ProbeSetMetric``).
         class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
+        filter_dtype: deprecated, the torch dtype instead of ``filter_precision``'s name.
         kwargs: ``warn_auto_choice`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict with ``e_low`` (M,), ``e_high`` (M,) and ``deltas`` (M,).
@@ -55,44 +60,72 @@ class LowHighFrequencyError(ProbeSetMetric):
 
     def __init__(
         self,
-        deltas: str | Sequence[float] = "auto",
+        deltas: Literal["auto"] | Sequence[float] = "auto",
         n_deltas: int = 8,
         chunk_size: int | None = None,
-        filter_dtype: torch.dtype = torch.float32,
+        filter_precision: FilterPrecision = "float32",
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
+        *,
+        filter_dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(output_transform=output_transform, class_dim=class_dim, **kwargs)
+        self.n_deltas = check_int("n_deltas", n_deltas, 1)
+        self.chunk_size = check_optional_int("chunk_size", chunk_size, 1)
+        if filter_dtype is not None:
+            filter_precision = _precision_of_dtype(filter_dtype)
+        self.filter_precision = check_choice("filter_precision", filter_precision, tuple(FILTER_PRECISIONS))
+        self._add_fit_state("_fitted_deltas", torch.float64)
         self.fitted_deltas = _check_deltas(deltas)
-        if not isinstance(n_deltas, int) or n_deltas < 1:
-            raise ValueError(f"`n_deltas` must be an int ≥ 1, got {n_deltas!r}.")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"`chunk_size` must be None or an int ≥ 1, got {chunk_size!r}.")
-        if filter_dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"`filter_dtype` must be torch.float32 or torch.float64, got {filter_dtype!r}.")
-        self.n_deltas = n_deltas
-        self.chunk_size = chunk_size
-        self.filter_dtype = filter_dtype
         self._bank: GaussianFilterBank | None = None
         self._bank_inputs: torch.Tensor | None = None
+
+    @property
+    def filter_dtype(self) -> torch.dtype:
+        """The torch dtype that ``filter_precision`` names (the ``dtype`` of the ``GaussianFilterBank``).
+
+        Example:
+            >>> LowHighFrequencyError(filter_precision="float64").filter_dtype
+            torch.float64
+        """
+        return FILTER_PRECISIONS[self.filter_precision]
+
+    @property
+    def fitted_deltas(self) -> torch.Tensor | None:
+        """The filter widths δ (float64), given or fitted on the first ``compute()``; else ``None``.
+
+        Example:
+            >>> LowHighFrequencyError(deltas=[0.5, 0.1]).fitted_deltas
+            tensor([0.5000, 0.1000], dtype=torch.float64)
+            >>> LowHighFrequencyError().fitted_deltas is None   # "auto": chosen by the first compute()
+            True
+        """
+        return self._get_fit("_fitted_deltas")
+
+    @fitted_deltas.setter
+    def fitted_deltas(self, deltas: torch.Tensor | Sequence[float] | None) -> None:
+        self._set_fit("_fitted_deltas", None if deltas is None else torch.as_tensor(deltas, dtype=torch.float64))
 
     def compute(self) -> dict[str, torch.Tensor]:
         """e_low and e_high for every δ on all stored samples."""
         x, y, h = self._gathered(float64_inputs=False)  # the filter bank centres and converts block by block
-        if self.fitted_deltas is None:
-            self.fitted_deltas = default_deltas(x, self.n_deltas).cpu()
-        bank = self._filter_bank(x)
+        deltas = self.fitted_deltas
+        if deltas is None:
+            deltas = default_deltas(x, self.n_deltas)
+            self.fitted_deltas = deltas
+        bank = self._filter_bank(x, deltas)
         e_low, e_high = bank.errors(y, h)
-        return {"e_low": e_low, "e_high": e_high, "deltas": self.fitted_deltas.to(e_low.device)}
+        return {"e_low": e_low, "e_high": e_high, "deltas": deltas.to(e_low.device)}
 
-    def _filter_bank(self, x: torch.Tensor) -> GaussianFilterBank:
-        """The cached filter bank for these inputs (rebuilt only when the inputs change)."""
-        if self._bank is None or self._bank_inputs is None or not torch.equal(self._bank_inputs, x):
-            self._bank = GaussianFilterBank(x, self.fitted_deltas.to(x.device), chunk_size=self.chunk_size,
-                                            dtype=self.filter_dtype)
-            self._bank_inputs = x
-        return self._bank
+    def _filter_bank(self, x: torch.Tensor, deltas: torch.Tensor) -> GaussianFilterBank:
+        """The cached filter bank for these inputs and δ (rebuilt only when either changes)."""
+        bank = self._bank
+        if (bank is None or self._bank_inputs is None or not torch.equal(self._bank_inputs, x)
+                or not torch.equal(bank.deltas.cpu(), deltas.cpu())):
+            bank = GaussianFilterBank(x, deltas.to(x.device), chunk_size=self.chunk_size, dtype=self.filter_dtype)
+            self._bank, self._bank_inputs = bank, x
+        return bank
 
     def plot(self, val: dict[str, torch.Tensor] | None = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
         """Draw e_low and e_high against δ (log scale): low-frequency errors on the left, high on the right.
@@ -117,10 +150,19 @@ class LowHighFrequencyError(ProbeSetMetric):
         return ax.figure, ax
 
 
-def _check_deltas(deltas: str | Sequence[float]) -> torch.Tensor | None:
+def _precision_of_dtype(filter_dtype: torch.dtype) -> str:
+    """The ``filter_precision`` name of a dtype given through the deprecated ``filter_dtype``."""
+    warnings.warn("`filter_dtype` is deprecated; pass `filter_precision='float32'` or 'float64' (a name, as the "
+                  "monitor takes it).", DeprecationWarning, stacklevel=3)
+    names = {dtype: name for name, dtype in FILTER_PRECISIONS.items()}
+    if filter_dtype not in names:
+        raise ValueError(f"`filter_dtype` must be torch.float32 or torch.float64, got {filter_dtype!r}.")
+    return names[filter_dtype]
+
+
+def _check_deltas(deltas: Literal["auto"] | Sequence[float]) -> torch.Tensor | None:
     if isinstance(deltas, str):
-        if deltas != "auto":
-            raise ValueError(f"`deltas` must be 'auto' or a list of positive numbers, got {deltas!r}.")
+        check_choice("deltas", deltas, ("auto",))
         return None
     values = torch.as_tensor(list(deltas), dtype=torch.float64)
     check_positive("deltas", values)
