@@ -12,9 +12,8 @@ this callback is the Lightning glue around it.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -28,6 +27,7 @@ from fp_lightning.callbacks.stopping_rule import (
     Decision,
     FrequencyStoppingRule,
 )
+from fp_lightning.functional._validation import check_choice, check_int, check_number
 
 __all__ = ["CRITERIA", "FrequencyEarlyStopping"]
 
@@ -170,8 +170,8 @@ class FrequencyEarlyStopping(*_bases()):
         plateau_rtol: float | None = 0.1,
         plateau_window: float = 0.5,
         patience: int = 5,
-        low_metric: str = "e_low",
-        delta: str | float = "largest",
+        low_metric: Literal["e_low", "delta_f"] = "e_low",
+        delta: Literal["smallest", "middle", "largest"] | float = "largest",
         n_low_freqs: int = 1,
         min_epochs: int = 0,
         verbose: bool = False,
@@ -182,22 +182,22 @@ class FrequencyEarlyStopping(*_bases()):
     ) -> None:
         for name, value in (("low_threshold", low_threshold), ("share_threshold", share_threshold),
                             ("arm_threshold", arm_threshold)):
-            if value is not None and not (_is_number(value) and value >= 0 and math.isfinite(value)):
-                raise ValueError(f"`{name}` must be None or a finite number ≥ 0, got {value!r}.")
-        if plateau_rtol is not None and not (_is_number(plateau_rtol) and 0 <= plateau_rtol < 1):
-            raise ValueError(f"`plateau_rtol` must be None or a number in [0, 1), got {plateau_rtol!r}.")
-        if not (_is_number(plateau_window) and 0 <= plateau_window <= 1):
-            raise ValueError(f"`plateau_window` must be a number in [0, 1], got {plateau_window!r}.")
+            if value is not None:
+                check_number(name, value, 0)
+        if plateau_rtol is not None:
+            check_number("plateau_rtol", plateau_rtol, 0, 1, strict_maximum=True)
+        check_number("plateau_window", plateau_window, 0, 1)
         if low_threshold is None and share_threshold is None and plateau_rtol is None:
             raise ValueError("`low_threshold`, `share_threshold` and `plateau_rtol` are all None: no criterion "
                              "left to stop on.")
-        _check_int("patience", patience, 1)
-        _check_int("n_low_freqs", n_low_freqs, 1)
-        _check_int("min_epochs", min_epochs, 0)
-        if low_metric not in ("e_low", "delta_f"):
-            raise ValueError(f"`low_metric` must be 'e_low' or 'delta_f', got {low_metric!r}.")
-        if not (delta in _DELTA_NAMES or (_is_number(delta) and delta > 0)):
-            raise ValueError(f"`delta` must be one of {_DELTA_NAMES} or a δ > 0, got {delta!r}.")
+        check_int("patience", patience, 1)
+        check_int("n_low_freqs", n_low_freqs, 1)
+        check_int("min_epochs", min_epochs, 0)
+        check_choice("low_metric", low_metric, ("e_low", "delta_f"))
+        if isinstance(delta, str):
+            check_choice("delta", delta, _DELTA_NAMES)
+        else:
+            check_number("delta", delta, 0, strict_minimum=True)
         super().__init__(monitor=_E_LOW if low_metric == "e_low" else _DELTA_F, patience=patience, verbose=verbose,
                          mode="min", strict=strict, check_finite=check_finite, check_on_train_epoch_end=True,
                          log_rank_zero_only=log_rank_zero_only)
