@@ -251,6 +251,30 @@ def test_resume_from_checkpoint_keeps_the_decision(tmp_path):
     assert resumed.armed_epoch == 3 and resumed.stopped_after == 9 and resumed.criterion == "high_frequency_turn"
 
 
+# the callback's state as the code before FrequencyStoppingRule wrote it (ONLY_B, script_b, checks 1 to 7)
+STATE_BEFORE_THE_RULE = {
+    "wait_count": 1, "stopped_epoch": 0, "best_score": torch.tensor(0.2, dtype=torch.float64), "patience": 3,
+    "stopping_reason": 0, "stopping_reason_message": None, "criterion": None, "stopped_after": None,
+    "armed_epoch": 3, "low_count": 0, "share_count": 1, "last_values": {"e_low(δ=1)": 0.2, "fp/low_share": 0.45},
+    "best_trace": [[1, 0.8], [2, 0.5], [3, 0.25], [4, 0.2], [5, 0.2], [6, 0.2], [7, 0.2]],
+}
+
+
+def test_checkpoint_written_before_the_rule_loads(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    first = FrequencyEarlyStopping(**ONLY_B)
+    _fit(first, script_b, epochs=7, callbacks=[ckpt], enable_checkpointing=True, default_root_dir=tmp_path)
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert set(checkpoint["callbacks"][first.state_key]) == set(STATE_BEFORE_THE_RULE)  # the same keys as before
+    checkpoint["callbacks"][first.state_key] = STATE_BEFORE_THE_RULE
+    torch.save(checkpoint, tmp_path / "before.ckpt")
+    resumed = FrequencyEarlyStopping(**ONLY_B)
+    _fit(resumed, script_b, epochs=20, ckpt_path=str(tmp_path / "before.ckpt"), default_root_dir=tmp_path)
+    # without the loaded state it would arm at 8 and stop at 10
+    assert resumed.armed_epoch == 3 and resumed.stopped_after == 9 and resumed.criterion == "high_frequency_turn"
+    assert resumed.best_trace[:7] == STATE_BEFORE_THE_RULE["best_trace"]
+
+
 def test_error_without_a_monitor():
     seed_everything(0, verbose=False)
     trainer = Trainer(max_epochs=2, callbacks=[FrequencyEarlyStopping()], **TRAINER_KW)
