@@ -220,7 +220,7 @@ class PanelWriter:
         self._layout_written = weakref.WeakSet()
 
     def write(self, loggers: Sequence[Any], history: FrequencyHistory, step: int, folder: Path | None,
-              warn: Callable[[str, str], None]) -> None:
+              warn: Callable[[str, str], None], files: bool = True) -> None:
         """Draw every panel of ``history`` and send it to each logger at ``step`` (the global step).
 
         Args:
@@ -230,10 +230,13 @@ class PanelWriter:
             folder: the run folder for the PNG files of loggers without an image API (and of a run without a
                 logger); ``None``: no files are written.
             warn: ``warn(key, message)`` for a logger that failed to take its images (key ``"figures:<class>"``).
+            files: write the PNG files too. The monitor writes them once, at the end of the fit: they only ever
+                hold the latest panels, and drawing them at every recording would cost a run without an image
+                logger its figures' drawing time at every recording.
         """
         loggers = list(loggers)
         kinds = [logger_kind(logger) for logger in loggers]
-        wants_files = folder is not None and (not loggers or "files" in kinds)
+        wants_files = files and folder is not None and (not loggers or "files" in kinds)
         if not wants_files and not any(kind != "files" for kind in kinds):
             return  # nothing would receive the figures: do not draw them
         images = {tag: _render_and_free(figure) for tag, figure in draw_panels(history).items()}
@@ -256,6 +259,30 @@ class PanelWriter:
                 warn(f"figures:{name}", f"FrequencyPrincipleMonitor: could not write the figures to {name}: "
                                         f"{type(error).__name__}: {str(error).rstrip('.')}. Scalars are logged as "
                                         "usual; pass log_images=False to stop drawing figures.")
+
+    def write_files(self, loggers: Sequence[Any], history: FrequencyHistory, folder: Path | None,
+                    warn: Callable[[str, str], None]) -> None:
+        """Write the PNG files of the latest panels, when a logger without an image API (or no logger) needs them.
+
+        Example:
+            >>> import tempfile
+            >>> h = FrequencyHistory(freqs=[1, 3], deltas=[0.5], cutoff=1, target_amplitude=[0.0, 2.0, 0.5, 1.0])
+            >>> h.append(epoch=0, step=0, delta_f=[0.9, 1.0], e_low=[0.8], e_high=[1.0], loss_low=1.0,
+            ...          loss_high=1.0, low_share=float("nan"), output_amplitude=[0.0, 0.1, 0.0, 0.1])
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> PanelWriter().write_files([], h, folder, warn=print)
+            >>> sorted(p.name for p in (folder / PANEL_FOLDER).iterdir())[0]
+            'delta_f_heatmap.png'
+        """
+        kinds = [logger_kind(logger) for logger in loggers]
+        if folder is None or (loggers and "files" not in kinds):
+            return
+        images = {tag: _render_and_free(figure) for tag, figure in draw_panels(history).items()}
+        try:
+            _to_files(Path(folder) / PANEL_FOLDER, images)
+        except Exception as error:
+            warn("figures:PNG files", f"FrequencyPrincipleMonitor: could not write the figures to PNG files: "
+                                      f"{type(error).__name__}: {str(error).rstrip('.')}.")
 
     def write_report(self, history_path: Path, folder: Path) -> Path | None:
         """Draw the one-page report next to the history at the end of a fit (``None`` when there is no file)."""
