@@ -10,7 +10,8 @@ Subcommands::
         path works too); the monitor is configured under ``trainer.callbacks``. ``validate``, ``test`` and
         ``predict`` are forwarded to LightningCLI as well.
     fp-lightning report RUN_DIR [--output PNG]
-        Redraw the PNG report of every fp_history.npz found under RUN_DIR, without retraining.
+        Redraw the PNG report of every history found under RUN_DIR (fp_history.npz, or any .npz file a monitor
+        wrote with another ``history_file`` name), without retraining.
 
 ``main(argv)`` returns the exit status; usage errors exit with status 2 and a message naming the option.
 """
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
+
+from fp_lightning.callbacks.history import HISTORY_FILE
 
 __all__ = ["DEMO_RECIPES", "LIGHTNING_SUBCOMMANDS", "DemoRecipe", "FPLightningCLI", "build_parser", "main",
            "run_demo", "run_lightning_cli", "run_report"]
@@ -132,14 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("fit", add_help=False,
                    help="train from a YAML config with LightningCLI (see `fp-lightning fit --help`; examples in "
                         "examples/configs/); validate/test/predict work the same way")
-    report = sub.add_parser("report", help="redraw the PNG report from a saved fp_history.npz (no retraining)",
+    report = sub.add_parser("report", help=f"redraw the PNG report from a saved {HISTORY_FILE} (no retraining)",
                             description="Draw the one-page PNG report (spectra, Δ_F heatmap, e_low/e_high, loss "
-                                        "split) of every fp_history.npz found under RUN_DIR.")
+                                        f"split) of every history found under RUN_DIR: {HISTORY_FILE}, or any .npz "
+                                        "file holding a monitor's history (history_file=... in the monitor).")
     report.add_argument("run_dir", metavar="RUN_DIR", type=Path,
-                        help="a run folder (searched recursively for fp_history.npz) or the .npz file itself")
+                        help="a run folder (searched recursively for histories) or the .npz file itself")
     report.add_argument("--output", "-o", type=Path, default=None, metavar="PNG",
                         help="where to write the PNG (only with a single history; default: fp_report.png next "
-                             "to each fp_history.npz)")
+                             "to each history)")
     report.set_defaults(handler=run_report)
     return parser
 
@@ -152,7 +156,7 @@ def _add_demo_parser(sub: Any) -> None:
         description=(
             "Train the paper's fully connected tanh network 200-100-100 (or its small CNN) on the 10000 MNIST test\n"
             "images (the paper trains on the test split; they ship with the package, no download) with a\n"
-            "FrequencyPrincipleMonitor, then write TensorBoard logs, fp_history.npz and fp_report.png under\n"
+            f"FrequencyPrincipleMonitor, then write TensorBoard logs, {HISTORY_FILE} and fp_report.png under\n"
             "OUTPUT/NAME/version_<n>/.\n\n"
             "Deviations from the paper (Fig. 1), so that the picture appears in a few minutes on a CPU:\n"
             f"  * Adam learning rate {default.lr:g} and PyTorch's default initialization, not the paper's 1e-6 and\n"
@@ -270,7 +274,7 @@ def _train_demo(args: argparse.Namespace, parser: argparse.ArgumentParser | None
         trainer.fit(model, datamodule=datamodule)
     elapsed = time.perf_counter() - start
     run_dir = Path(logger.log_dir)
-    history = run_dir / "fp_history.npz"
+    history = run_dir / HISTORY_FILE
     if not history.is_file():
         print(f"fp-lightning demo: no history was written to {history} (see the monitor's warnings above).",
               file=sys.stderr)
@@ -331,13 +335,14 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 # ------------------------------------------------------------------------------------------------ report
 def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    """Write the PNG report of every ``fp_history.npz`` under ``args.run_dir`` (or ``args.output`` for one)."""
+    """Write the PNG report of every history under ``args.run_dir`` (or ``args.output`` for one)."""
     from fp_lightning.report import REPORT_FILE, find_histories, history_summary, write_report
 
     histories = find_histories(args.run_dir)
     error = None
     if not histories:
-        error = f"argument RUN_DIR: no fp_history.npz found under {args.run_dir}"
+        error = (f"argument RUN_DIR: no history ({HISTORY_FILE}, or an .npz file with the arrays delta_f and "
+                 f"meta) found under {args.run_dir}")
     elif args.output is not None and len(histories) > 1:
         error = (f"argument --output: {len(histories)} histories found under {args.run_dir}; --output needs a "
                  "single one (point RUN_DIR at one run, or leave --output out)")

@@ -15,6 +15,7 @@ next to its logs:
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,13 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fp_lightning.callbacks.history import load_history
+from fp_lightning.callbacks.history import HISTORY_FILE, load_history
 from fp_lightning.callbacks.panels import delta_keys
 from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
 __all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
-           "history_summary", "write_report"]
+           "history_summary", "is_history_file", "write_report"]
 
-#: File name of a monitor's saved history (``FrequencyPrincipleMonitor(history_file=...)`` default).
-HISTORY_FILE = "fp_history.npz"
 #: File name of the report written next to the history by ``fp-lightning demo`` / ``fp-lightning report``.
 REPORT_FILE = "fp_report.png"
 #: Δ_F below this counts as "fitted" in the text summary (the paper's red threshold in Fig. 3 is 0.05, its blue
@@ -43,7 +42,10 @@ _LOG_FLOOR = 1e-4
 
 
 def find_histories(root: str | os.PathLike[str]) -> list[Path]:
-    """All ``fp_history.npz`` files under ``root`` (searched recursively), sorted; ``root`` may be the file itself.
+    """All monitor histories under ``root`` (searched recursively), sorted; ``root`` may be the file itself.
+
+    A history is a ``HISTORY_FILE`` (``fp_history.npz``) or any other ``.npz`` file that ``is_history_file``
+    recognises, so a run whose monitor set ``history_file="mine.npz"`` is found too.
 
     Example:
         >>> find_histories("/nonexistent")
@@ -54,7 +56,28 @@ def find_histories(root: str | os.PathLike[str]) -> list[Path]:
         return [root]
     if not root.is_dir():
         return []
-    return sorted(root.rglob(HISTORY_FILE))
+    return sorted(path for path in root.rglob("*.npz") if path.name == HISTORY_FILE or is_history_file(path))
+
+
+def is_history_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a ``.npz`` file with the arrays of a monitor's history (``delta_f`` and ``meta``).
+
+    Only the archive's list of arrays is read (no array data), and an unreadable file is simply not a history.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> np.savez(folder / "weights.npz", w=np.zeros(3))
+        >>> np.savez(folder / "mine.npz", delta_f=np.zeros((1, 2)), meta=np.asarray("{}"))
+        >>> is_history_file(folder / "weights.npz"), is_history_file(folder / "mine.npz")
+        (False, True)
+    """
+    try:
+        with np.load(path) as data:
+            names = set(getattr(data, "files", ()))  # a plain .npy file loads as an array, without names
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # not a NumPy archive, empty or truncated
+        return False
+    return {"delta_f", "meta"} <= names
 
 
 def fitting_epochs(delta_f: np.ndarray, epochs: np.ndarray, threshold: float = FIT_THRESHOLD) -> list[int | None]:

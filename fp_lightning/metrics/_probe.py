@@ -105,6 +105,9 @@ class ProbeSetMetric(Metric):
         # The fits follow the metric to another device but keep their dtype: a float32 copy of a float64 direction
         # would move every projected coordinate, and integer frequencies must stay integers.
         fits = {name: self._buffers.pop(name) for name in self._fit_names}
+        # torchmetrics would cast the cached result of compute() too, and a cast to a real dtype drops the
+        # imaginary part of the spectra; forget it instead (the next compute() recomputes)
+        self._computed = None
         try:
             return super()._apply(fn, exclude_state)
         finally:
