@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
-from torch.utils.data import DataLoader, IterableDataset, default_collate
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
 __all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "extract_batch", "is_stream", "isolated_rng", "probe_set_from_loader",
            "sample_probe_set", "shard_slice", "slice_batch", "stream_probe_set"]
@@ -146,8 +146,15 @@ def sample_probe_set(
         raise ValueError(f"the training dataset has {n} sample(s); the probe set needs at least 2.")
     generator = torch.Generator().manual_seed(seed)
     indices = torch.randperm(n, generator=generator)[: min(size, n)].sort().values
+    if type(dataset) is TensorDataset and collate_fn in (None, default_collate):
+        # one indexing per tensor: what default_collate would stack from the samples, without the per-sample loop
+        batch = tuple(tensor[indices] for tensor in dataset.tensors)
+        return _split(batch, indices, input_key, target_key)
     with isolated_rng():
-        samples = [dataset[int(i)] for i in indices]
+        if hasattr(dataset, "__getitems__"):  # torch's batched-fetch protocol, as the DataLoader uses it
+            samples = list(dataset.__getitems__(indices.tolist()))
+        else:
+            samples = [dataset[int(i)] for i in indices]
     return _collated(samples, indices, input_key, target_key, collate_fn)
 
 
@@ -226,6 +233,10 @@ def _collated(samples: list[Any], indices: torch.Tensor, input_key: int | str | 
               collate_fn: Collate | None) -> ProbeSet:
     with isolated_rng():
         batch = (collate_fn or default_collate)(samples)
+    return _split(batch, indices, input_key, target_key)
+
+
+def _split(batch: Any, indices: torch.Tensor, input_key: int | str | None, target_key: int | str | None) -> ProbeSet:
     inputs, targets = extract_batch(batch, input_key, target_key)
     if not isinstance(targets, torch.Tensor):
         raise ValueError(f"the probe targets collate to a {type(targets).__name__}, not a tensor; set `target_key` "
