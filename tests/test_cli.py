@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.cli import main
 from tests._paths import REPO_ROOT, SHARED_DATA
 
@@ -123,3 +125,62 @@ def test_config_override_with_a_bad_value_is_a_usage_error(capsys: pytest.Captur
         main(["fit", "--config", str(CONFIGS[0]), "--trainer.max_epochs=abc"])
     assert exit_info.value.code == 2
     assert "max_epochs" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ options checked by parsing
+def _config_with(tmp_path: Path, monitor_args: dict, stopper_args: dict | None = None) -> Path:
+    """The Fig. 3 config, its monitor's arguments updated, optionally a FrequencyEarlyStopping, logs in tmp_path."""
+    config = yaml.safe_load((REPO_ROOT / "examples" / "configs" / "fig3_staircase.yaml").read_text())
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "logs")
+    config["trainer"]["default_root_dir"] = str(tmp_path)
+    config["trainer"]["callbacks"][0]["init_args"].update(monitor_args)
+    if stopper_args is not None:
+        config["trainer"]["callbacks"].append({"class_path": "fp_lightning.FrequencyEarlyStopping",
+                                               "init_args": stopper_args})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(("monitor_args", "stopper_args", "key"), [
+    ({"backend": "fftw"}, None, "backend"),
+    ({"filter_precision": "float16"}, None, "filter_precision"),
+    ({"output_transform": "relu"}, None, "output_transform"),
+    ({}, {"delta": "median"}, "delta"),
+    ({}, {"low_metric": "loss"}, "low_metric"),
+])
+def test_a_bad_option_in_a_config_is_rejected_before_training(monitor_args: dict, stopper_args: dict | None,
+                                                               key: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config_with(tmp_path, monitor_args, stopper_args)
+    with pytest.raises(SystemExit) as exit_info:  # argument parsing exits; a constructor would raise ValueError
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code == 2
+    assert f'Parser key "{key}"' in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.yaml"]  # no logs: nothing trained
+
+
+def test_the_same_config_with_valid_options_parses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monitor_args = {"backend": "direct", "filter_precision": "float64", "output_transform": "identity"}
+    config = _config_with(tmp_path, monitor_args, {"delta": 0.05, "low_metric": "delta_f"})
+    with pytest.raises(SystemExit) as exit_info:  # --print_config parses, prints and exits without training
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "backend: direct" in printed and "low_metric: delta_f" in printed
+
+
+def test_report_finds_a_history_saved_under_another_name(tmp_path: Path) -> None:
+    history = FrequencyHistory(freqs=[1, 4], deltas=[0.1, 0.5], cutoff=1, target_amplitude=[3.0, 2.0, 0.5, 0.2, 1.0])
+    for epoch, fitted in enumerate((0.0, 0.5, 0.9)):
+        history.append(epoch=epoch, step=10 * epoch, delta_f=[1 - fitted, 1 - fitted / 2], e_low=[0.5, 0.4],
+                       e_high=[0.9, 0.8], loss_low=2.0 - fitted, loss_high=1.0, low_share=0.5,
+                       output_amplitude=[3.0 * fitted, 2.0 * fitted, 0.1, 0.1, 0.1])
+    run = tmp_path / "run" / "version_0"
+    history.save(run / "mine.npz", meta={"probe_size": 5})
+    np.savez(run / "weights.npz", w=np.zeros(3))  # another .npz in the run folder: not a history
+    (tmp_path / "broken.npz").write_bytes(b"not a zip archive")
+    code, printed = _run(["report", str(tmp_path)])
+    assert code == 0
+    assert (run / "fp_report.png").stat().st_size > 10_000
+    assert printed.count("report: ") == 1 and str(run / "fp_report.png") in printed
