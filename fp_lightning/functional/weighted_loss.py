@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fp_lightning.functional._validation import check_finite, check_min_samples, check_tensor, values_as_2d
-from fp_lightning.functional._validation import check_int as _check_int  # the name fp_lightning.losses imports
+from fp_lightning.functional._validation import check_finite, check_int, check_min_samples, check_tensor, values_as_2d
 from fp_lightning.functional.projection import PrincipalProjection, principal_projection
 from fp_lightning.functional.spectrum import _unit_phasors
 
@@ -92,7 +91,7 @@ def low_pass_weights(
         >>> low_pass_weights(8, 2)
         tensor([1., 1., 1., 0., 0., 0., 1., 1.])
     """
-    return (_frequency_of_index(n_samples, device) <= _check_int("k_max", k_max, 0)).to(_float_dtype(dtype))
+    return (_frequency_of_index(n_samples, device) <= check_int("k_max", k_max, 0)).to(_float_dtype(dtype))
 
 
 def high_pass_weights(
@@ -117,7 +116,7 @@ def high_pass_weights(
         >>> high_pass_weights(7, 2)
         tensor([0., 0., 1., 1., 1., 1., 0.])
     """
-    return (_frequency_of_index(n_samples, device) >= _check_int("k_min", k_min, 0)).to(_float_dtype(dtype))
+    return (_frequency_of_index(n_samples, device) >= check_int("k_min", k_min, 0)).to(_float_dtype(dtype))
 
 
 def projected_frequency_weighted_loss(
@@ -186,7 +185,7 @@ def projected_frequency_weighted_loss(
     coords = coords.to(e_pred.device)
     error = (e_pred - e_target).to(torch.complex128)  # (n, c); the sum runs in float64 like nufft_spectrum's
     n, channels = error.shape
-    chunk = _DEFAULT_CHUNK if chunk_size is None else _check_int("chunk_size", chunk_size, 1)
+    chunk = _DEFAULT_CHUNK if chunk_size is None else check_int("chunk_size", chunk_size, 1)
     block = max(1, chunk // n)
     freqs = torch.arange(w.shape[0], dtype=torch.float64, device=coords.device)
     mirrored = torch.where(freqs == 0, 1.0, 2.0) * w  # ±k weighted alike
@@ -236,9 +235,13 @@ def _validated_weights(weights: Tensor, n: int, like: Tensor) -> Tensor:
 
 def _frequency_of_index(n_samples: int, device: torch.device | str | None) -> Tensor:
     """min(γ, N − γ) for γ = 0 … N − 1: the frequency that DFT index γ carries for a real signal."""
-    n = _check_int("n_samples", n_samples, 1)
+    n = check_int("n_samples", n_samples, 1)
     index = torch.arange(n, device=device)
     return torch.minimum(index, n - index)
+
+
+#: the name ``fp_lightning.losses`` imports
+_check_int = check_int
 
 
 def _float_dtype(dtype: torch.dtype | None) -> torch.dtype:
