@@ -380,15 +380,6 @@ class FrequencyEarlyStopping(*_bases()):
 
 
 # ---------------------------------------------------------------------- helpers (no Lightning state)
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an int ≥ {minimum}, got {value!r}.")
-
-
 def _reason_enum(package: str) -> Any:
     """The ``EarlyStoppingReason`` enum of ``lightning.pytorch`` or of ``pytorch_lightning``."""
     module = "pytorch_lightning" if package == "pytorch_lightning" else "lightning.pytorch"

@@ -14,12 +14,13 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from fp_lightning.callbacks.history import FrequencyHistory, load_history
 from fp_lightning.callbacks.panels import delta_keys
+from fp_lightning.functional._validation import check_choice, check_int, check_number
 
 __all__ = ["CRITERIA", "Decision", "FrequencyStoppingRule", "history_checks"]
 
@@ -134,33 +135,28 @@ class FrequencyStoppingRule:
         plateau_rtol: float | None = 0.1,
         plateau_window: float = 0.5,
         patience: int = 5,
-        low_metric: str = "e_low",
-        delta: str | float = "largest",
+        low_metric: Literal["e_low", "delta_f"] = "e_low",
+        delta: Literal["smallest", "middle", "largest"] | float = "largest",
         n_low_freqs: int = 1,
         min_epochs: int = 0,
         check_finite: bool = True,
     ) -> None:
-        self.low_threshold = _optional_level("low_threshold", low_threshold)
-        self.share_threshold = _optional_level("share_threshold", share_threshold)
-        self.arm_threshold = _optional_level("arm_threshold", arm_threshold)
-        if plateau_rtol is not None and not (_is_number(plateau_rtol) and 0 <= plateau_rtol < 1):
-            raise ValueError(f"`plateau_rtol` must be None or a number in [0, 1), got {plateau_rtol!r}.")
-        if not (_is_number(plateau_window) and 0 <= plateau_window <= 1):
-            raise ValueError(f"`plateau_window` must be a number in [0, 1], got {plateau_window!r}.")
+        self.low_threshold = _optional_number("low_threshold", low_threshold, 0)
+        self.share_threshold = _optional_number("share_threshold", share_threshold, 0)
+        self.arm_threshold = _optional_number("arm_threshold", arm_threshold, 0)
+        self.plateau_rtol = _optional_number("plateau_rtol", plateau_rtol, 0, 1, strict_maximum=True)
+        self.plateau_window = check_number("plateau_window", plateau_window, 0, 1)
         if low_threshold is None and share_threshold is None and plateau_rtol is None:
             raise ValueError("`low_threshold`, `share_threshold` and `plateau_rtol` are all None: no criterion "
                              "left to stop on.")
-        if low_metric not in LOW_METRICS:
-            raise ValueError(f"`low_metric` must be 'e_low' or 'delta_f', got {low_metric!r}.")
-        if not (delta in DELTA_NAMES or (_is_number(delta) and 0 < delta < math.inf)):
-            raise ValueError(f"`delta` must be one of {DELTA_NAMES} or a δ > 0, got {delta!r}.")
-        self.plateau_rtol = None if plateau_rtol is None else float(plateau_rtol)
-        self.plateau_window = float(plateau_window)
-        self.patience = _int_at_least("patience", patience, 1)
-        self.low_metric = low_metric
-        self.delta = delta
-        self.n_low_freqs = _int_at_least("n_low_freqs", n_low_freqs, 1)
-        self.min_epochs = _int_at_least("min_epochs", min_epochs, 0)
+        self.patience = check_int("patience", patience, 1)
+        self.low_metric = check_choice("low_metric", low_metric, LOW_METRICS)
+        if isinstance(delta, str):
+            self.delta: str | float = check_choice("delta", delta, DELTA_NAMES)
+        else:
+            self.delta = check_number("delta", delta, 0, strict_minimum=True)
+        self.n_low_freqs = check_int("n_low_freqs", n_low_freqs, 1)
+        self.min_epochs = check_int("min_epochs", min_epochs, 0)
         self.check_finite = bool(check_finite)
         self.reset()
 
@@ -245,7 +241,7 @@ class FrequencyStoppingRule:
             >>> rule.update({"fp/e_low/delta=1": 0.2, "fp/low_share": 0.3}, epoch=4).criterion
             'high_frequency_turn'
         """
-        epoch = _int_at_least("epoch", epoch, 0)
+        epoch = check_int("epoch", epoch, 0)
         if self.criterion is not None or epoch < self.min_epochs:
             return Decision(epoch=epoch, should_stop=False, checked=False)
         name, low = self.low_error(metrics)
@@ -276,7 +272,7 @@ class FrequencyStoppingRule:
         """
         if criterion not in CRITERIA:
             raise ValueError(f"`criterion` must be one of {CRITERIA}, got {criterion!r}.")
-        return self._fire(criterion, _int_at_least("epoch", epoch, 0), detail, None, None)
+        return self._fire(criterion, check_int("epoch", epoch, 0), detail, None, None)
 
     def low_error(self, metrics: Mapping[str, float]) -> tuple[str, float]:
         """``(name, ε)``: the low-frequency error of one check, and a name for messages that says which it is.
@@ -474,22 +470,9 @@ def _has_low_error(metrics: Mapping[str, float], low_metric: str) -> bool:
 
 
 # ---------------------------------------------------------------------- argument checks
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _optional_level(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if not (_is_number(value) and value >= 0 and math.isfinite(value)):
-        raise ValueError(f"`{name}` must be None or a finite number ≥ 0, got {value!r}.")
-    return float(value)
-
-
-def _int_at_least(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an int ≥ {minimum}, got {value!r}.")
-    return int(value)
+def _optional_number(name: str, value: float | None, minimum: float, maximum: float | None = None,
+                     strict_maximum: bool = False) -> float | None:
+    return None if value is None else check_number(name, value, minimum, maximum, strict_maximum=strict_maximum)
 
 
 def _optional_int(value: Any) -> int | None:
