@@ -1,5 +1,6 @@
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,13 +147,15 @@ def test_dict_batches_with_keys(tmp_path):
     assert len(monitor.history) == 2
 
 
-def test_other_logger_warns_once_scalars_only(tmp_path):
+def test_csv_logger_gets_scalars_and_png_panels_without_warnings(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor, logger=CSVLogger(tmp_path))
-    assert sum("no TensorBoardLogger" in str(w.message) for w in caught) == 1
+    assert not [w for w in caught if "FrequencyPrincipleMonitor" in str(w.message)]
     assert "fp/loss_low" in trainer.callback_metrics
+    folder = Path(trainer.log_dir)
+    assert (folder / "fp_panels" / "delta_f_heatmap.png").is_file() and (folder / "fp_report.png").is_file()
 
 
 def test_resume_continues_history(tmp_path):
