@@ -1,4 +1,4 @@
-"""Data: MNIST / CIFAR-10 readers and LightningDataModules, and the paper's 1-D tasks.
+"""Data: MNIST / CIFAR-10 readers and LightningDataModules, the paper's 1-D tasks and its image regression (Fig. 2).
 
 Datasets are read from a folder (``data_dir`` argument, else ``$FP_DATA_DIR``, else ``~/.cache/fp_lightning/data``)
 in torchvision's layout; the MNIST test split also ships inside the package. Missing files are downloaded only when
@@ -11,22 +11,33 @@ from fp_lightning.data.datamodules import CIFAR10DataModule, MNISTDataModule
 from fp_lightning.data.label_noise import corrupt_labels
 from fp_lightning.data.mnist import download_mnist, load_mnist, read_idx
 from fp_lightning.data.synthetic import (
+    COORDINATE_SCALES,
     F0_FUNCTIONS,
+    SAMPLINGS,
     STAIRCASE_PRESETS,
+    TRAIN_COLUMNS,
+    ImageRegression2DDataModule,
     SineSeries1DDataModule,
     Staircase1DDataModule,
     evenly_spaced,
+    load_grey_image,
+    pixel_coordinates,
     quantize,
+    sample_image_path,
     sine_series,
     staircase,
 )
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "COORDINATE_SCALES",
     "F0_FUNCTIONS",
+    "SAMPLINGS",
     "STAIRCASE_PRESETS",
+    "TRAIN_COLUMNS",
     "CIFAR10DataModule",
     "DatasetDownloadError",
+    "ImageRegression2DDataModule",
     "MNISTDataModule",
     "SineSeries1DDataModule",
     "Staircase1DDataModule",
@@ -36,10 +47,13 @@ __all__ = [
     "download_mnist",
     "evenly_spaced",
     "load_cifar10",
+    "load_grey_image",
     "load_mnist",
     "md5sum",
+    "pixel_coordinates",
     "quantize",
     "read_idx",
+    "sample_image_path",
     "sine_series",
     "staircase",
 ]

@@ -1,4 +1,4 @@
-"""The paper's tanh network for the 1-D tasks (Figs. 3–6)."""
+"""The paper's fully connected network for its synthetic tasks: 1-D staircases (Figs. 3–8) and the image (Fig. 2)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ class TanhMLP1D(FPModule):
     trained by full batch Adam optimizer with learning rate 2×10⁻⁵ … the loss function is the mean squared error".
     Pair it with a 1-D datamodule whose ``batch_size`` is ``None`` (full batch). See
     :class:`~fp_lightning.models.FPModule` for loss, logging and initialization conventions.
+
+    The same class builds the paper's other fully connected networks: ReLU instead of tanh (Fig. 7a,
+    ``activation="relu"``), other widths (Fig. 7b: 400-400-400-200-200), and the image regression of Fig. 2 with
+    2-D inputs (``in_features=2``, pixel coordinates) and a small (0.01) or large (0.5) ``init_std``.
 
     Args:
         in_features: input dimension.
@@ -45,6 +49,15 @@ class TanhMLP1D(FPModule):
         torch.Size([5, 1])
         >>> sum(p.numel() for p in model.parameters())  # 400 + 2·40200 + 20100 + 101
         101001
+        >>> image_net = TanhMLP1D(in_features=2, hidden=(8, 8), activation="relu", init_std=0.5, init_seed=0)
+        >>> image_net.net
+        Sequential(
+          (0): Linear(in_features=2, out_features=8, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=8, out_features=8, bias=True)
+          (3): ReLU()
+          (4): Linear(in_features=8, out_features=1, bias=True)
+        )
     """
 
     def __init__(
