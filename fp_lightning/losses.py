@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fp_lightning.functional.weighted_loss import _check_int, _validated_weights, frequency_weighted_loss
+from fp_lightning.functional._validation import check_int
+from fp_lightning.functional.weighted_loss import _validated_weights, frequency_weighted_loss
 
 __all__ = ["FrequencyWeightedLoss"]
 
@@ -46,7 +47,7 @@ class FrequencyWeightedLoss(nn.Module):
                 raise ValueError(f"`weights` must have shape (N,) with N ≥ 1, got {tuple(initial.shape)}.")
             initial = _validated_weights(initial, initial.shape[0], initial.to(torch.get_default_dtype()))
         else:
-            initial = torch.ones(_check_int("weights", weights, 1))
+            initial = torch.ones(check_int("weights", weights, 1))
         self.register_buffer("weights", initial)
 
     @property

@@ -11,13 +11,13 @@ the next peak once Δ_F(γ_i) < 10% ("low to high", Fig. 5a), or keeps the frequ
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
+from fp_lightning.functional._validation import check_choice, check_int, check_number, check_optional_int
 from fp_lightning.functional.weighted_loss import high_pass_weights, low_pass_weights
 from fp_lightning.losses import FrequencyWeightedLoss
 
@@ -74,8 +74,7 @@ class PeakCurriculum:
         threshold: float = 0.1,
         max_steps_per_peak: int | None = None,
     ) -> None:
-        if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 2:
-            raise ValueError(f"`n_samples` must be an int ≥ 2, got {n_samples!r}.")
+        check_int("n_samples", n_samples, 2)
         self.n_samples = n_samples
         self.peaks = _check_peaks(peaks, n_samples)
         _check_settings(direction, threshold, max_steps_per_peak)
@@ -293,8 +292,7 @@ class FrequencyCurriculum(*CALLBACK_BASES):
 def _check_peaks(peaks: Sequence[int], n_samples: int | None) -> list[int]:
     if isinstance(peaks, (str, bytes)) or not isinstance(peaks, Sequence) or len(peaks) == 0:
         raise ValueError(f"`peaks` must be a non-empty list of ints, got {peaks!r}.")
-    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in peaks):
-        raise ValueError(f"`peaks` must be ints ≥ 1 (k = 0, the mean, is no peak), got {list(peaks)!r}.")
+    peaks = [check_int("peaks", k, 1) for k in peaks]  # k = 0, the mean, is no peak
     if len(set(peaks)) != len(peaks):
         raise ValueError(f"`peaks` must be distinct, got {list(peaks)!r}.")
     if n_samples is not None and max(peaks) > n_samples // 2:
@@ -304,14 +302,9 @@ def _check_peaks(peaks: Sequence[int], n_samples: int | None) -> list[int]:
 
 
 def _check_settings(direction: str, threshold: float, max_steps_per_peak: int | None) -> None:
-    if direction not in DIRECTIONS:
-        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}.")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
-            math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"`threshold` must be a finite number > 0, got {threshold!r}.")
-    if max_steps_per_peak is not None and (not isinstance(max_steps_per_peak, int)
-                                           or isinstance(max_steps_per_peak, bool) or max_steps_per_peak < 1):
-        raise ValueError(f"`max_steps_per_peak` must be None or an int ≥ 1, got {max_steps_per_peak!r}.")
+    check_choice("direction", direction, DIRECTIONS)
+    check_number("threshold", threshold, 0, strict_minimum=True)
+    check_optional_int("max_steps_per_peak", max_steps_per_peak, 1)
 
 
 def _find_monitor(trainer: Any) -> Any:

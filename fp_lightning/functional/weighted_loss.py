@@ -240,9 +240,6 @@ def _frequency_of_index(n_samples: int, device: torch.device | str | None) -> Te
     return torch.minimum(index, n - index)
 
 
-#: the name ``fp_lightning.losses`` imports
-_check_int = check_int
-
 
 def _float_dtype(dtype: torch.dtype | None) -> torch.dtype:
     if dtype is None:
