@@ -21,15 +21,14 @@ import tempfile
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from fp_lightning.callbacks.history import FrequencyHistory
-from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that importing the package stays cheap
+    from matplotlib.figure import Figure
 
 __all__ = ["PANEL_FOLDER", "PanelWriter", "custom_scalars_layout", "delta_key", "delta_keys", "draw_panels",
            "exact_tag_pattern", "logger_kind", "panel_file_stem", "render_figure"]
@@ -138,6 +137,10 @@ def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
         {'fp/delta_f_heatmap': 'Δ_F(k), epoch 0', 'fp/spectra': '|F[y]|, |F[h]| at epoch 0',
          'fp/low_high_heatmap/delta=0.5': 'e_low / e_high, δ=0.5, epoch 0'}
     """
+    import matplotlib
+
+    from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
+
     arrays = history.as_arrays()
     if len(history) == 0:
         raise ValueError("the history holds no recording yet: nothing to draw.")
@@ -161,9 +164,12 @@ def render_figure(figure: Figure) -> np.ndarray:
     """The figure as an (H, W, 3) ``uint8`` RGB array at its own size and dpi (one Agg drawing).
 
     Example:
+        >>> from matplotlib.figure import Figure
         >>> render_figure(Figure(figsize=(2, 1), dpi=50)).shape
         (50, 100, 3)
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

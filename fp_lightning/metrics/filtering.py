@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from fp_lightning.functional._validation import check_choice, check_int, check_optional_int, check_positive
 from fp_lightning.functional.filtering import FILTER_PRECISIONS, FilterPrecision, GaussianFilterBank, default_deltas
 from fp_lightning.functional.targets import OutputTransform
 from fp_lightning.metrics._probe import ProbeSetMetric
+
+if TYPE_CHECKING:  # matplotlib is imported by plot(), so that importing the Metrics stays cheap
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["LowHighFrequencyError"]
 
@@ -136,6 +138,8 @@ class LowHighFrequencyError(ProbeSetMetric):
             >>> metric.update(x, torch.zeros(50, 1) + 0.1, torch.sin(12 * x))
             >>> fig, ax = metric.plot()
         """
+        from matplotlib.figure import Figure
+
         val = self.compute() if val is None else val
         if ax is None:
             fig = Figure(figsize=(5.0, 3.5), layout="constrained")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from fp_lightning.functional._validation import check_choice, check_int, check_optional_int
 from fp_lightning.functional.errors import relative_spectral_error
@@ -17,7 +15,10 @@ from fp_lightning.functional.spectrum import BACKENDS, Backend, nufft_spectrum
 from fp_lightning.functional.targets import OutputTransform
 from fp_lightning.functional.theory import frequency_loss_split
 from fp_lightning.metrics._probe import ProbeSetMetric
-from fp_lightning.plotting import plot_spectra
+
+if TYPE_CHECKING:  # matplotlib is imported by plot(), so that importing the Metrics stays cheap
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["ProjectedSpectralError"]
 
@@ -212,6 +213,8 @@ class ProjectedSpectralError(ProbeSetMetric):
             >>> metric.update(x, torch.zeros(50, 1), torch.sin(12 * x))
             >>> fig, ax = metric.plot()
         """
+        from fp_lightning.plotting import plot_spectra
+
         val = self.compute() if val is None else val
         amplitude = _channel_amplitude(val["target_spectrum"])
         output = _channel_amplitude(val["output_spectrum"])
