@@ -77,6 +77,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         backend: NUFFT backend (``"auto"``, ``"finufft"``, ``"cufinufft"``, ``"direct"``).
         filter_precision: ``"float32"`` (twice as fast, half the cached memory, e_low/e_high within ~1e-5 of
             float64) or ``"float64"``: working precision of the filter's distances and kernels (sums are float64).
+        input_components: ``None`` (exact, default) or m: filter the inputs' scores on their top m principal
+            directions (fitted on the probe, frozen): faster for large probes, approximate (``LowHighFrequencyError``).
         batch_size: probe samples per forward call.
         seed: seed of the probe-set draw (a private generator; the global RNG is untouched).
         input_key, target_key: which entries of a (collated) batch are input and target (positions for tuples,
@@ -122,6 +124,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         log_images: bool = True,
         backend: Backend = "auto",
         filter_precision: FilterPrecision = "float32",
+        input_components: int | None = None,
         batch_size: int = 1000,
         seed: int = 0,
         input_key: int | str | None = None,
@@ -174,7 +177,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         # both metrics resolve "auto" on the same samples to the same choice; the user is told once
         self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
                                                class_dim=class_dim, warn_auto_choice=False,
-                                               filter_precision=filter_precision, sync_on_compute=False)
+                                               filter_precision=filter_precision, input_components=input_components,
+                                               sync_on_compute=False)
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = (copy.deepcopy(self.spectral), copy.deepcopy(self.filtering))
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
