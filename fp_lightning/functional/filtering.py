@@ -331,7 +331,11 @@ class GaussianFilterBank:
         return torch.linalg.vector_norm(low, dim=(1, 2)), torch.linalg.vector_norm(high, dim=(1, 2))
 
     def _centred64(self, start: int, stop: int) -> torch.Tensor:
-        return self._x[start:stop].to(torch.float64) - self._mean
+        rows = self._x[start:stop]
+        block = rows.to(torch.float64)
+        # centre the fresh float64 copy in place (one block-sized temporary less for uint8 or float32 images); a
+        # float64 x is not copied by .to(), so it is centred into a new array instead of being modified
+        return block - self._mean if block.data_ptr() == rows.data_ptr() else block.sub_(self._mean)
 
     def _centred_inputs(self) -> torch.Tensor | None:
         """All centred inputs in ``dtype`` for one pass, if they fit the temporaries' budget (else None: per block).
@@ -586,6 +590,25 @@ def default_deltas(
     return median * fractions
 
 
+def _centred_gram(sub: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrix (m, m) and squared norms (m,) of the mean-centred rows of ``sub`` (m, d), in float64.
+
+    Rows whose float64 copy fits the temporaries' budget are converted at once (as before); wider inputs (448
+    ImageNet-size images: 540 MB in float64) are converted and centred a slice of columns at a time, so only
+    (m, slice) float64 numbers exist at once. The Gram matrix is a sum over features, so the slices add up.
+    """
+    m, d = sub.shape
+    width = max(1, min(d, DEFAULT_TEMP_BUDGET // (2 * 8 * m)))  # the float64 slice and its centred copy
+    gram = torch.zeros(m, m, dtype=torch.float64, device=sub.device)
+    sq = torch.zeros(m, dtype=torch.float64, device=sub.device)
+    for start in range(0, d, width):
+        block = sub[:, start:start + width].to(torch.float64)
+        block = block - block.mean(dim=0)
+        gram += block @ block.T
+        sq += block.square().sum(dim=1)
+    return gram, sq
+
+
 def _median_pair_distance(flat: torch.Tensor, max_pairs: int, seed: int) -> float:
     """Lower median of ‖x_i − x_j‖² over the pairs i < j of all inputs, or of a seeded random subset of them.
 
@@ -596,11 +619,10 @@ def _median_pair_distance(flat: torch.Tensor, max_pairs: int, seed: int) -> floa
     m = math.ceil((1 + math.sqrt(1 + 8 * max_pairs)) / 2)
     if n > m:
         rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:m].to(flat.device)
-        sub = flat[rows].to(torch.float64)
+        sub = flat[rows]
     else:
-        sub = flat.to(torch.float64)
-    sub = sub - sub.mean(dim=0)
-    sq = sub.square().sum(dim=1)
-    dist = (sq[:, None] + sq[None, :] - 2.0 * (sub @ sub.T)).clamp_(min=0.0)
+        sub = flat
+    gram, sq = _centred_gram(sub)
+    dist = (sq[:, None] + sq[None, :] - 2.0 * gram).clamp_(min=0.0)
     first, second = torch.triu_indices(sub.shape[0], sub.shape[0], offset=1, device=flat.device)
     return float(dist[first, second].median())

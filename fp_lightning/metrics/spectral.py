@@ -167,7 +167,8 @@ class ProjectedSpectralError(ProbeSetMetric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Δ_F at the tracked frequencies, the two spectra and the loss split on all stored samples."""
-        x, y, h = self._gathered()
+        # x in its stored dtype (e.g. uint8 images): the projection converts it to float64 block by block
+        x, y, h = self._gathered(float64_inputs=False)
         projection = self.projection
         if projection is None:
             projection = principal_projection(x)
