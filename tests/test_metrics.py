@@ -169,9 +169,6 @@ def test_ddp_two_processes_match_numpy(tester, case, ddp_pool):
     tester.run_ddp_test(case, ddp_pool, "strided_padded_index")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="ProbeSetMetric._gathered takes the synced empty `index` state (an empty tensor after "
-                          "torchmetrics' sync) for an index and keeps 0 samples: DDP without index fails")
 def test_ddp_without_index_matches_numpy(tester, ddp_pool):
     """Contiguous uneven shards, no index: what a user's own DDP loop without positions gives."""
     tester.run_ddp_test(CASES[1], ddp_pool, "contiguous_uneven")
