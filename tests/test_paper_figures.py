@@ -197,3 +197,15 @@ def test_fig2_snapshots_and_row_spectrum(tmp_path: Path) -> None:
     np.testing.assert_allclose(curves.heldout_mse[0], ((curves.images[0] - target)[~mask] ** 2).mean(), rtol=1e-6)
     fig2.draw({"small init": curves, "large init": curves}, tmp_path / "fig2.png")
     assert (tmp_path / "fig2.png").stat().st_size > 10_000
+
+
+def test_fig7b_grid_probe_measures_on_the_whole_grid(tmp_path: Path) -> None:
+    _example("fig7b_grid_probe").main(["--trainer.max_epochs=1", *QUIET,
+                                       f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    (history_path,) = tmp_path.rglob("fp_history.npz")
+    history = np.load(history_path)
+    grid = np.linspace(-1.0, 1.0, 3000)
+    y = 0.5 * np.round(grid / 0.5)
+    # evenly spaced probe: the monitor's spectrum is numpy's FFT of the 3000 grid values (float32 targets)
+    np.testing.assert_allclose(history["target_amplitude"], np.abs(np.fft.fft(y))[:40], rtol=1e-4, atol=1e-3)
+    assert history["freqs"].tolist() == [1, 4, 12, 20, 28, 36]
