@@ -530,7 +530,7 @@ class ImageRegression2DDataModule(pl.LightningDataModule):
     cropped to her face and shrunk.
 
     Args:
-        image: file path, tensor, or ``None`` for the sample photograph (see :func:`load_grey_image`).
+        image: an image file path, or ``None`` for the sample photograph (read by :func:`load_grey_image`).
         crop: ``(top, left, height, width)`` in the original image, ``None`` for all of it.
         size: ``(height, width)`` after area resampling, ``None`` to keep the cropped size.
         train_columns: ``"odd"`` (paper), ``"even"`` or ``"all"`` (then nothing is held out).

@@ -1,4 +1,4 @@
-"""The paper's networks as LightningModules: fully connected tanh (Fig. 1), small CNN (Fig. 1), 1-D tanh MLP (Fig. 3).
+"""The paper's networks as LightningModules: fully connected tanh (Fig. 1), small CNN (Fig. 1), MLP (Figs. 2–8).
 
 Every model takes the loss and the optimizer by name (``loss="mse" | "cross_entropy"``, ``optimizer="adam" | "sgd"``,
 ``lr``, ``init_std``), so LightningCLI / YAML configs can build them, and logs ``train_loss`` per epoch and
