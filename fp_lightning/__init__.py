@@ -4,9 +4,14 @@ Add :class:`FrequencyPrincipleMonitor` to a ``Trainer`` to measure, every epoch,
 frequency of its targets (projected NUFFT spectrum error Δ_F(k), Gaussian-filter errors e_low / e_high).
 """
 
-from fp_lightning.callbacks import FrequencyCurriculum, FrequencyEarlyStopping, FrequencyPrincipleMonitor
+from fp_lightning.callbacks import (
+    FrequencyCurriculum,
+    FrequencyEarlyStopping,
+    FrequencyPrincipleMonitor,
+    FrequencyStoppingRule,
+)
 from fp_lightning.losses import FrequencyWeightedLoss
 
-__all__ = ["FrequencyCurriculum", "FrequencyEarlyStopping", "FrequencyPrincipleMonitor", "FrequencyWeightedLoss",
-           "__version__"]
+__all__ = ["FrequencyCurriculum", "FrequencyEarlyStopping", "FrequencyPrincipleMonitor", "FrequencyStoppingRule",
+           "FrequencyWeightedLoss", "__version__"]
 __version__ = "0.1.0"

@@ -27,7 +27,6 @@ from fp_lightning.callbacks.stopping_rule import (
     Decision,
     FrequencyStoppingRule,
 )
-from fp_lightning.functional._validation import check_choice, check_int, check_number
 
 __all__ = ["CRITERIA", "FrequencyEarlyStopping"]
 
@@ -180,40 +179,16 @@ class FrequencyEarlyStopping(*_bases()):
         dry_run: bool = False,
         log_rank_zero_only: bool = False,
     ) -> None:
-        for name, value in (("low_threshold", low_threshold), ("share_threshold", share_threshold),
-                            ("arm_threshold", arm_threshold)):
-            if value is not None:
-                check_number(name, value, 0)
-        if plateau_rtol is not None:
-            check_number("plateau_rtol", plateau_rtol, 0, 1, strict_maximum=True)
-        check_number("plateau_window", plateau_window, 0, 1)
-        if low_threshold is None and share_threshold is None and plateau_rtol is None:
-            raise ValueError("`low_threshold`, `share_threshold` and `plateau_rtol` are all None: no criterion "
-                             "left to stop on.")
-        check_int("patience", patience, 1)
-        check_int("n_low_freqs", n_low_freqs, 1)
-        check_int("min_epochs", min_epochs, 0)
-        check_choice("low_metric", low_metric, ("e_low", "delta_f"))
-        if isinstance(delta, str):
-            check_choice("delta", delta, _DELTA_NAMES)
-        else:
-            check_number("delta", delta, 0, strict_minimum=True)
+        # the rule validates every setting, naming the argument, before Lightning's EarlyStopping is set up
+        self.rule = FrequencyStoppingRule(
+            low_threshold=low_threshold, share_threshold=share_threshold, arm_threshold=arm_threshold,
+            plateau_rtol=plateau_rtol, plateau_window=plateau_window, patience=patience, low_metric=low_metric,
+            delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs, check_finite=check_finite)
         super().__init__(monitor=_E_LOW if low_metric == "e_low" else _DELTA_F, patience=patience, verbose=verbose,
                          mode="min", strict=strict, check_finite=check_finite, check_on_train_epoch_end=True,
                          log_rank_zero_only=log_rank_zero_only)
-        self.low_threshold = None if low_threshold is None else float(low_threshold)
-        self.share_threshold = None if share_threshold is None else float(share_threshold)
-        self.arm_threshold = None if arm_threshold is None else float(arm_threshold)
-        self.plateau_rtol = None if plateau_rtol is None else float(plateau_rtol)
-        self.plateau_window = float(plateau_window)
-        self.low_metric, self.delta, self.n_low_freqs = low_metric, delta, n_low_freqs
-        self.min_epochs, self.dry_run = min_epochs, dry_run
+        self.dry_run = dry_run
         self._reasons = _reason_enum("lightning")
-        self.rule = FrequencyStoppingRule(
-            low_threshold=self.low_threshold, share_threshold=self.share_threshold, arm_threshold=self.arm_threshold,
-            plateau_rtol=self.plateau_rtol, plateau_window=self.plateau_window, patience=patience,
-            low_metric=low_metric, delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs,
-            check_finite=check_finite)
         self._monitor: Any = None
         self._checked_recordings = 0
         self._warned: set[str] = set()
@@ -225,7 +200,16 @@ class FrequencyEarlyStopping(*_bases()):
         return self._generate_state_key(low_metric=self.low_metric, low_threshold=self.low_threshold,
                                         share_threshold=self.share_threshold)
 
-    # the rule's state, under the names the callback has always had
+    # the rule's settings and state, under the names the callback has always had
+    low_threshold = property(lambda self: self.rule.low_threshold, doc="Level of ε for criterion (a), or ``None``.")
+    share_threshold = property(lambda self: self.rule.share_threshold, doc="Level of s for (b), or ``None``.")
+    arm_threshold = property(lambda self: self.rule.arm_threshold, doc="ε that arms (b) and (c), or ``None``.")
+    plateau_rtol = property(lambda self: self.rule.plateau_rtol, doc="(c)'s relative improvement, or ``None``.")
+    plateau_window = property(lambda self: self.rule.plateau_window, doc="(c)'s window, a fraction of the epochs.")
+    low_metric = property(lambda self: self.rule.low_metric, doc="``\"e_low\"`` or ``\"delta_f\"``.")
+    delta = property(lambda self: self.rule.delta, doc="Which δ's e_low is ε.")
+    n_low_freqs = property(lambda self: self.rule.n_low_freqs, doc="Lowest tracked k in ε with ``delta_f``.")
+    min_epochs = property(lambda self: self.rule.min_epochs, doc="Checks before this many epochs are ignored.")
     criterion = property(lambda self: self.rule.criterion, doc="The criterion that fired, or ``None``.")
     stopped_after = property(lambda self: self.rule.stopped_after,
                              doc="Completed epochs at the check that fired, or ``None``.")
