@@ -252,7 +252,9 @@ def _flatten_stored(name: str, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"`{name}` must have shape (n, ...) with at least one feature dim, got {tuple(x.shape)}.")
     if x.is_complex():
         raise ValueError(f"`{name}` must be real, got dtype {x.dtype}.")
-    return check_finite(name, x.reshape(x.shape[0], -1))  # one reduction, no full-size temporary
+    flat = x.reshape(x.shape[0], -1)
+    # one reduction, no full-size temporary; integers are finite, and their sum would cast the whole x to int64
+    return check_finite(name, flat) if flat.is_floating_point() else flat
 
 
 def _check_features(flat: torch.Tensor, directions: torch.Tensor) -> None:
