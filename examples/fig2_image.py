@@ -50,14 +50,20 @@ FIT_THRESHOLD = 0.05
 
 
 class ImageSnapshots(pl.Callback):
-    """Record the network's output on every pixel before training and every ``every`` training steps (eval mode)."""
+    """Record the network's output on every pixel before training, every ``every`` steps and at the end (eval mode).
 
-    def __init__(self, datamodule: ImageRegression2DDataModule, every: int) -> None:
-        self.datamodule, self.every = datamodule, every
+    With ``path``, every snapshot also rewrites that ``.npz`` file, so a run stopped early keeps what it recorded.
+    """
+
+    def __init__(self, datamodule: ImageRegression2DDataModule, every: int, path: Path | None = None,
+                 init_std: float = float("nan")) -> None:
+        self.datamodule, self.every, self.path, self.init_std = datamodule, every, path, init_std
         self.steps: list[int] = []
         self.images: list[np.ndarray] = []
 
     def _record(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.steps and self.steps[-1] == trainer.global_step:
+            return
         was_training = module.training
         module.eval()
         with torch.no_grad():
@@ -65,32 +71,40 @@ class ImageSnapshots(pl.Callback):
         module.train(was_training)
         self.steps.append(trainer.global_step)
         self.images.append(out.reshape(self.datamodule.image.shape).cpu().numpy())
+        if self.path is not None:
+            np.savez_compressed(self.path, **self.saved())
+
+    def saved(self) -> dict[str, np.ndarray]:
+        """The snapshots and the setting, as ``analyse`` reads them."""
+        dm = self.datamodule
+        return {"steps": np.array(self.steps), "images": np.stack(self.images), "target": dm.image.numpy(),
+                "train_mask": dm.train_mask.numpy(), "probe_row": np.array(dm.probe_row),
+                "init_std": np.array(self.init_std)}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Snapshot the initialization (step 0)."""
         self._record(trainer, pl_module)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Snapshot after every ``every``-th step (full batch: one step per epoch) and after the last one."""
-        last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
-        due = trainer.global_step % self.every == 0 or last_epoch
-        if due and trainer.global_step != self.steps[-1]:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        """Snapshot after every ``every``-th optimizer step."""
+        if trainer.global_step % self.every == 0:
             self._record(trainer, pl_module)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Snapshot the trained network (also when ``max_time`` or a callback stopped the run)."""
+        self._record(trainer, pl_module)
 
-def train(config: Path, every: int, overrides: list[str]) -> dict[str, np.ndarray]:
-    """Train one config with LightningCLI and the snapshot callback; return the snapshots and the setting."""
+
+def train(config: Path, every: int, overrides: list[str], path: Path | None = None) -> dict[str, np.ndarray]:
+    """Train one config with LightningCLI and the snapshot callback; return (and save to ``path``) the snapshots."""
     from lightning.pytorch.cli import LightningCLI
 
     cli = LightningCLI(args=["--config", str(config), *overrides], run=False,
                        save_config_kwargs={"overwrite": True})
-    snapshots = ImageSnapshots(cli.datamodule, every)
+    snapshots = ImageSnapshots(cli.datamodule, every, path, float(cli.model.init_std))
     cli.trainer.callbacks.append(snapshots)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    dm = cli.datamodule
-    return {"steps": np.array(snapshots.steps), "images": np.stack(snapshots.images), "target": dm.image.numpy(),
-            "train_mask": dm.train_mask.numpy(), "probe_row": np.array(dm.probe_row),
-            "init_std": np.array(float(cli.model.init_std))}
+    return snapshots.saved()
 
 
 @dataclass
@@ -207,13 +221,13 @@ def main(argv: list[str] | None = None) -> None:
     """``train CONFIG --curves NPZ``, ``draw SMALL.npz LARGE.npz``, or (no subcommand) both configs and the PNG."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--every", type=int, default=100, help="snapshot every N training steps (default 100)")
+    parser.add_argument("--every", type=int, default=500, help="snapshot every N training steps (default 500)")
     parser.add_argument("--output", type=Path, default=Path("fig2_image.png"), help="PNG to write")
     if argv and argv[0] == "train":
         parser.add_argument("config", type=Path)
         parser.add_argument("--curves", type=Path, required=True, help="where to save the snapshots (.npz)")
         args, overrides = parser.parse_known_args(argv[1:])
-        np.savez_compressed(args.curves, **train(args.config, args.every, overrides))
+        train(args.config, args.every, overrides, args.curves)
         print(f"wrote {args.curves}")
         return
     if argv and argv[0] == "draw":

@@ -182,10 +182,14 @@ def test_fig8_flatness_numbers_against_direct_values() -> None:
 
 def test_fig2_snapshots_and_row_spectrum(tmp_path: Path) -> None:
     fig2 = _example("fig2_image")
-    saved = fig2.train(CONFIGS / "fig2_image_large_init.yaml", every=2,
-                       overrides=["--trainer.max_epochs=3", "--trainer.logger=false", *QUIET,
+    path = tmp_path / "snapshots.npz"
+    saved = fig2.train(CONFIGS / "fig2_image_large_init.yaml", every=4, path=path,
+                       overrides=["--trainer.max_epochs=1", "--trainer.logger=false", *QUIET,
                                   f"--trainer.default_root_dir={tmp_path}"])
-    assert saved["steps"].tolist() == [0, 2, 3]
+    assert saved["steps"].tolist() == [0, 4, 8, 9]  # 1152 pixels in batches of 128: 9 steps, and the end
+    with np.load(path) as on_disk:  # rewritten at every snapshot
+        np.testing.assert_array_equal(on_disk["images"], saved["images"])
+    assert float(saved["init_std"]) == 0.5
     curves = fig2.analyse(saved)
     mask, target, row = curves.train_mask, curves.target, curves.probe_row
     # Δ_F by numpy's FFT of the row's training pixels (the DFT grid)
