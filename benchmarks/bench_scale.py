@@ -187,7 +187,7 @@ def run_reduced(names: list[str], data: Path) -> dict:
             row["reduced"][str(m)] = {"seconds": seconds, "speedup": exact_seconds / seconds,
                                       "fit_seconds": fit_seconds, "kept_components": reduction.n_components,
                                       "own_deltas_over_exact": (own / exact["deltas"]).tolist(), **rows}
-            print(name, m, {k: f"{v:.3g}" for k, v in row["reduced"][str(m)].items()}, flush=True)
+            print(name, m, row["reduced"][str(m)], flush=True)
         out[name] = row
     return out
 

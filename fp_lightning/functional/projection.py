@@ -281,8 +281,11 @@ def _float64_blocks(flat: torch.Tensor, rows: int, mean: torch.Tensor | None = N
                     ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, block)``: float64 copies of ``rows`` rows at a time, minus ``mean`` when given."""
     for start in range(0, flat.shape[0], rows):
-        block = flat[start:start + rows].to(torch.float64)
-        yield start, (block if mean is None else block - mean)  # not in place: the block may be x itself
+        stored = flat[start:start + rows]
+        block = stored.to(torch.float64)
+        if mean is not None:  # in place on a fresh copy; a float64 x is not copied by .to(), so never modified
+            block = block - mean if block.data_ptr() == stored.data_ptr() else block.sub_(mean)
+        yield start, block
 
 
 def _blockwise_mean(flat: torch.Tensor, rows: int) -> torch.Tensor:
@@ -309,14 +312,13 @@ def _blockwise_square(flat: torch.Tensor, mean: torch.Tensor, rows: int) -> torc
         for _, block in _float64_blocks(flat, rows, mean):
             out += block.T @ block
         return out
-    out = torch.empty(n, n, dtype=torch.float64, device=flat.device)
-    for start, block in _float64_blocks(flat, rows, mean):
-        stop = start + block.shape[0]
-        for other_start, other in _float64_blocks(flat[start:], rows, mean):  # upper block triangle only
-            tile = block @ other.T
-            a, b = start + other_start, start + other_start + other.shape[0]
-            out[start:stop, a:b] = tile
-            out[a:b, start:stop] = tile.T
+    # XXᵀ is a sum over features: slices of columns with as many numbers as a block of rows are converted and
+    # centred once each, and every product is a large (n × w)(w × n) one
+    width = max(1, rows * d // n)
+    out = torch.zeros(n, n, dtype=torch.float64, device=flat.device)
+    for start in range(0, d, width):
+        columns = flat[:, start:start + width].to(torch.float64) - mean[start:start + width]
+        out += columns @ columns.T
     return out
 
 
