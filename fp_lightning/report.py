@@ -175,12 +175,15 @@ def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLik
     epochs = np.asarray(history["epoch"], dtype=int)
     if epochs.size == 0:
         raise ValueError(f"{history_path} holds no recorded epoch")
-    fig = Figure(figsize=(13.0, 9.0), layout="constrained")
+    # Fixed margins: a constrained layout drew the page twice and took half of its time (it is drawn at the end
+    # of every monitored fit).
+    fig = Figure(figsize=(13.0, 9.0))
     n_deltas = len(history["deltas"])
-    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 1.0])
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 1.0], left=0.065, right=0.93, bottom=0.11, top=0.91,
+                            wspace=0.25, hspace=0.3)
     _spectra_panel(fig.add_subplot(grid[0, 0]), history, epochs)
     _delta_f_panel(fig.add_subplot(grid[0, 1]), history, epochs)
-    low_high = grid[1, 0].subgridspec(max(n_deltas, 1), 1)
+    low_high = grid[1, 0].subgridspec(max(n_deltas, 1), 1, hspace=0.25 + 0.35 * max(n_deltas - 1, 0))
     _low_high_panels([fig.add_subplot(low_high[j, 0]) for j in range(n_deltas)], history, epochs)
     _loss_split_panel(fig.add_subplot(grid[1, 1]), history, epochs)
     meta = history.get("meta", {})
