@@ -148,7 +148,7 @@ def _dataset(name: str, data: Path):
     return x, y, h
 
 
-def run_reduced(names: list[str], data: Path) -> dict:
+def run_reduced(names: list[str], data: Path, components: list[int]) -> dict:
     import torch
 
     from fp_lightning.functional import default_deltas
@@ -156,7 +156,7 @@ def run_reduced(names: list[str], data: Path) -> dict:
     from fp_lightning.metrics import LowHighFrequencyError
 
     torch.set_num_threads(2)
-    out = {}
+    out = json.loads(RESULTS.read_text()).get("reduced", {}) if RESULTS.exists() else {}
     for name in names:
         x, y, h = _dataset(name, data)
 
@@ -173,7 +173,7 @@ def run_reduced(names: list[str], data: Path) -> dict:
         row = {"n": x.shape[0], "d": x.shape[1], "deltas": deltas, "exact_seconds": exact_seconds,
                "e_low": exact["e_low"].tolist(), "e_high": exact["e_high"].tolist(), "reduced": {}}
         print(name, "exact", round(exact_seconds, 2), "s", flush=True)
-        for m in COMPONENTS:
+        for m in components:
             reduced, seconds = compute(m, deltas)
             rows = {}
             for key in ("e_low", "e_high"):
@@ -188,7 +188,8 @@ def run_reduced(names: list[str], data: Path) -> dict:
                                       "fit_seconds": fit_seconds, "kept_components": reduction.n_components,
                                       "own_deltas_over_exact": (own / exact["deltas"]).tolist(), **rows}
             print(name, m, row["reduced"][str(m)], flush=True)
-        out[name] = row
+            out[name] = row
+            _save("reduced", out)  # after every m: a long run keeps what it measured
     return out
 
 
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--datasets", nargs="+", default=["mnist5000", "cifar5000", "mnist60000"])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--components", type=int, nargs="+", default=list(COMPONENTS))
     args = parser.parse_args()
     if args.part == "memory-child":
         print(json.dumps(memory_child(args.n[0])))
@@ -218,7 +220,7 @@ def main() -> None:
         previous[args.label] = result["rows"]
         _save("memory", previous)
         return
-    _save("reduced", run_reduced(args.datasets, args.data))
+    _save("reduced", run_reduced(args.datasets, args.data, args.components))
 
 
 if __name__ == "__main__":
