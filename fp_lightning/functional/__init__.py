@@ -5,7 +5,12 @@ Every function validates its input and raises ``ValueError`` naming the argument
 
 from fp_lightning.functional.errors import relative_spectral_error
 from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas, gaussian_lowpass, low_high_errors
-from fp_lightning.functional.projection import PrincipalProjection, principal_projection
+from fp_lightning.functional.projection import (
+    PrincipalComponents,
+    PrincipalProjection,
+    principal_components,
+    principal_projection,
+)
 from fp_lightning.functional.selection import select_frequencies
 from fp_lightning.functional.spectrum import nufft_spectrum
 from fp_lightning.functional.targets import prepare_targets, resolve_output_transform
@@ -19,6 +24,7 @@ from fp_lightning.functional.weighted_loss import (
 
 __all__ = [
     "GaussianFilterBank",
+    "PrincipalComponents",
     "PrincipalProjection",
     "default_deltas",
     "frequency_loss_split",
@@ -30,6 +36,7 @@ __all__ = [
     "low_pass_weights",
     "nufft_spectrum",
     "prepare_targets",
+    "principal_components",
     "principal_projection",
     "projected_frequency_weighted_loss",
     "relative_spectral_error",
