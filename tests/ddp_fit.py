@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from tests._lightning import loader, make_module, regression_data
 
+
 class RankShardedStream(torch.utils.data.IterableDataset):
     """A user's stream that gives each process its own part (every other sample), as sharded streams do."""
 
