@@ -111,6 +111,18 @@ def probe_forward(
     See the module's Convention for sharding, padding, precision and what is restored. ``feature_layer`` names a
     submodule whose output on the probe is captured from the same forward calls (the first tensor it returns).
     Under several processes the shards are gathered, so every rank returns the same tensors.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from lightning.pytorch.plugins.precision import Precision
+        >>> from fp_lightning.callbacks.probe_set import sample_probe_set
+        >>> data = torch.utils.data.TensorDataset(torch.rand(10, 3), torch.rand(10, 1))
+        >>> probe = sample_probe_set(data, 10, seed=0)
+        >>> trainer = SimpleNamespace(global_rank=0, world_size=1, precision_plugin=Precision())  # one process
+        >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        >>> result = probe_forward(trainer, model, probe, probe.batch, batch_size=4, feature_layer="1")
+        >>> result.outputs.shape, result.features.shape
+        (torch.Size([10, 1]), torch.Size([10, 4]))
     """
     rank, world = trainer.global_rank, trainer.world_size
     shard = shard_slice(len(probe), rank, world)

@@ -43,6 +43,12 @@ class ProbeSet:
     its target part; ``indices`` (n,) the samples' positions in their source (dataset indices, or stream positions);
     ``input_key`` / ``target_key`` where input and target sit in ``batch``; ``from_stream`` whether it was drawn
     from a stream (a resume then reuses the saved batch instead of drawing again).
+
+    Example:
+        >>> x, y = torch.zeros(3, 2), torch.ones(3)
+        >>> probe = ProbeSet((x, y), x, y, torch.arange(3), input_key=0, target_key=1)
+        >>> len(probe), probe.from_stream
+        (3, False)
     """
 
     batch: Any
