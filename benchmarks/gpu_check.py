@@ -619,20 +619,10 @@ def bench_monitor_split(device: str, cfg: dict[str, Any], root: Path) -> dict[st
 
 
 def _hook_clock(monitor) -> dict[str, float]:
-    """Wrap every Lightning hook the monitor defines so that the seconds spent inside each are summed."""
-    spent: dict[str, float] = {}
-    for name in [n for n in type(monitor).__dict__ if n.startswith("on_")]:
-        hook = getattr(monitor, name)
+    """Seconds spent inside each of the monitor's hooks (the same clock as ``bench_monitor.py``)."""
+    from bench_monitor import _timed_hooks  # benchmarks/ is this script's folder, first on sys.path
 
-        def clocked(*args, _hook=hook, _name=name, **kwargs):
-            began = time.perf_counter()
-            try:
-                return _hook(*args, **kwargs)
-            finally:
-                spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - began
-
-        setattr(monitor, name, clocked)
-    return spent
+    return _timed_hooks(monitor)
 
 
 def bench_epoch_overhead(device: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
