@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -62,18 +63,24 @@ DATA_DIR = os.environ.get("FP_DATA_DIR", str(REPO.parent / "shared" / "data"))
 # Task settings. lr and budgets are raised / cut from the paper's to fit 2 shared CPU cores (see README notes in the
 # JSON): fig6 uses the paper's network, init and full-batch Adam but lr 1e-3 instead of 2e-5.
 TASKS: dict[str, dict[str, Any]] = {
-    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2]},
-    "mnist-20": {"kind": "mnist", "noise": 0.2, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40, "seeds": [0, 1, 2]},
-    "mnist-40": {"kind": "mnist", "noise": 0.4, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40, "seeds": [0, 1]},
-    "cifar-20": {"kind": "cifar", "noise": 0.2, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35, "seeds": [0],
-                 "n_test": 2000},
-    "cifar-40": {"kind": "cifar", "noise": 0.4, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35, "seeds": [1],
-                 "n_test": 2000},
+    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2, 3]},
+    "mnist-20": {"kind": "mnist", "noise": 0.2, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40,
+                 "seeds": [0, 1, 2, 3]},
+    "mnist-40": {"kind": "mnist", "noise": 0.4, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40,
+                 "seeds": [0, 1, 2, 3]},
+    "cifar-20": {"kind": "cifar", "noise": 0.2, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35,
+                 "seeds": [0, 1, 2, 3], "n_test": 2000},
+    "cifar-40": {"kind": "cifar", "noise": 0.4, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35,
+                 "seeds": [0, 1, 2, 3], "n_test": 2000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "fig6": {**TASKS["fig6"], "epochs": 250, "seeds": [1]},
     "mnist-20": {**TASKS["mnist-20"], "n": 2000, "epochs": 20, "seeds": [1]},
 }
+#: Seeds whose runs chose the defaults ("tuning"); every other seed is "held-out".
+TUNING_SEEDS = (0, 1)
+#: Epochs at which run A records the penultimate features of the whole training set (feature-space smoothing).
+FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
 MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
@@ -99,7 +106,24 @@ def _task_data(task: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
     x_test, y_test = dm.test_dataset.tensors
     n_test = task.get("n_test", N_TEST_IMAGES)
     pick = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(1000 + seed))[:n_test]
-    return {"x": x, "y": y, "x_test": x_test[pick], "y_test": y_test[pick]}
+    return {"x": x, "y": y, "x_test": x_test[pick], "y_test": y_test[pick], "y_clean": dm.clean_train_labels}
+
+
+def _input_digest(x: torch.Tensor) -> str:
+    """SHA-1 of the training inputs: the replay reloads them from the data directory and checks this."""
+    return hashlib.sha1(np.ascontiguousarray(x.numpy())).hexdigest()
+
+
+def _save_probe(path: Path, run: dict[str, Any], data: dict[str, torch.Tensor]) -> None:
+    """Move run A's probe outputs and features out of the JSON record into ``path`` (.npz, compressed)."""
+    arrays: dict[str, np.ndarray] = {"outputs": run.pop("probe_outputs"), "targets": data["y"].numpy(),
+                                     "input_sha1": np.array(_input_digest(data["x"]))}
+    if data.get("y_clean") is not None:
+        arrays["clean_targets"] = data["y_clean"].numpy()
+    for epoch, feats in run.pop("probe_features").items():
+        arrays[f"features_epoch_{epoch}"] = feats
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
 
 
 def _model(task: dict[str, Any], seed: int) -> L.LightningModule:
@@ -112,13 +136,39 @@ def _model(task: dict[str, Any], seed: int) -> L.LightningModule:
     return SmallCNN(input_shape=(3, 32, 32), lr=task["lr"], loss="cross_entropy", init_std=None, init_seed=seed)
 
 
-class _Recorder(Callback):
-    """After every epoch (and before training): loss / accuracy on the given sets, and the fp/ callback metrics."""
+def _last_linear(module: torch.nn.Module) -> torch.nn.Module:
+    """The network's output layer (its last ``nn.Linear``): its input is the penultimate feature vector."""
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1]
 
-    def __init__(self, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], classify: bool, fp: bool) -> None:
-        self.sets, self.classify, self.fp = sets, classify, fp
+
+class _Recorder(Callback):
+    """After every epoch (and before training): loss / accuracy on the given sets, and the fp/ callback metrics.
+
+    With ``probe=(x, y)`` (run A: the whole noisy training set) it also keeps the network's raw outputs on it every
+    epoch and its penultimate features at ``FEATURE_EPOCHS``, so that the denoised score can be recomputed later
+    for any δ, smoothing space and loss without retraining.
+    """
+
+    def __init__(self, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], classify: bool, fp: bool,
+                 probe: torch.Tensor | None = None) -> None:
+        self.sets, self.classify, self.fp, self.probe = sets, classify, fp, probe
         self.curves: dict[str, list[float]] = {"epoch": []}
         self.fp_metrics: list[dict[str, float]] = []
+        self.probe_outputs: list[np.ndarray] = []
+        self.probe_features: dict[int, np.ndarray] = {}
+
+    def _probe_pass(self, module: Any, epoch: int) -> None:
+        assert self.probe is not None
+        captured: list[torch.Tensor] = []
+        hook = _last_linear(module).register_forward_hook(lambda m, args, out: captured.append(args[0].detach()))
+        try:
+            out = torch.cat([module(self.probe[i:i + 2000]) for i in range(0, len(self.probe), 2000)])
+        finally:
+            hook.remove()
+        self.probe_outputs.append(out.float().numpy())
+        if epoch in FEATURE_EPOCHS:
+            self.probe_features[epoch] = torch.cat(captured).flatten(1).to(torch.float16).numpy()
 
     def _record(self, trainer: Any, module: Any, epoch: int) -> None:
         self.curves["epoch"].append(epoch)
@@ -132,6 +182,8 @@ class _Recorder(Callback):
                     self.curves.setdefault(f"{name}_acc", []).append((out.argmax(1) == y).float().mean().item())
                 else:
                     self.curves.setdefault(f"{name}_loss", []).append(F.mse_loss(out, y).item())
+            if self.probe is not None:
+                self._probe_pass(module, epoch)
         module.train(training)
         if self.fp:
             self.fp_metrics.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("fp/")})
@@ -157,7 +209,7 @@ def _train(task: dict[str, Any], seed: int, data: dict[str, torch.Tensor], with_
     loader = DataLoader(TensorDataset(x, y), batch_size=len(x) if batch is None else batch, shuffle=batch is not None,
                         generator=torch.Generator().manual_seed(seed))
     classify = task["kind"] != "fig6"
-    recorder = _Recorder(sets, classify, fp=not with_val)
+    recorder = _Recorder(sets, classify, fp=not with_val, probe=None if with_val else x)
     callbacks: list[Any] = [recorder]
     stopper = None
     if not with_val:
@@ -175,6 +227,8 @@ def _train(task: dict[str, Any], seed: int, data: dict[str, torch.Tensor], with_
         out["fp_metrics"] = recorder.fp_metrics
         out["dry_run_stop"] = stopper.stopped_after
         out["dry_run_criterion"] = stopper.criterion
+        out["probe_outputs"] = np.stack(recorder.probe_outputs)  # (E + 1, n, c), float32; moved to the .npz
+        out["probe_features"] = recorder.probe_features
     return out
 
 
@@ -306,9 +360,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="~2 minute version (short budgets, one seed, 2 tasks)")
     parser.add_argument("--tasks", default=None, help="comma-separated subset of: " + ", ".join(TASKS))
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: per task)")
-    parser.add_argument("--tune", default="fig6:0,mnist-20:0,mnist-40:0",
-                        help="task:seed runs whose curves chose the defaults (labelled 'tuning'; the rest 'held-out')")
-    parser.add_argument("--replay", default=None, help="re-evaluate the rules on a saved JSON, no training")
+    parser.add_argument("--tuning-seeds", default=",".join(map(str, TUNING_SEEDS)),
+                        help="seeds whose runs chose the defaults (labelled 'tuning'; the rest 'held-out')")
+    parser.add_argument("--replay", default=None,
+                        help="re-evaluate the rules on saved JSON file(s) (comma-separated, merged), no training")
     parser.add_argument("--fes", nargs="*", default=[], help="FrequencyEarlyStopping overrides, e.g. patience=5")
     parser.add_argument("--out", default=None, help="JSON (default benchmarks/results/early_stopping[_quick].json)")
     parser.add_argument("--plot", default=None, help="PNG path (default docs/early_stopping[_quick].png; '' for none)")
@@ -322,32 +377,43 @@ def main() -> None:
         args.out = str(REPO / "benchmarks" / "results" / f"early_stopping{suffix}.json")
     if args.plot is None:
         args.plot = str(REPO / "docs" / f"early_stopping{suffix}.png")
-    tune = {tuple(item.rsplit(":", 1)) for item in args.tune.split(",") if item}
+    tuning_seeds = {int(s) for s in args.tuning_seeds.split(",") if s}
 
     if args.replay:
-        saved = json.loads(Path(args.replay).read_text())
-        records, settings = saved["records"], saved["settings"]
+        records, settings = [], {}
+        for file in args.replay.split(","):
+            saved = json.loads(Path(file).read_text())
+            records += saved["records"]
+            settings = {**saved["settings"], **settings,
+                        "tasks": {**saved["settings"]["tasks"], **settings.get("tasks", {})}}
     else:
         table = QUICK if args.quick else TASKS
         names = args.tasks.split(",") if args.tasks else list(table)
+        settings = {"tasks": {n: {**table[n], **({} if args.epochs is None else {"epochs": args.epochs})}
+                              for n in names}, "quick": args.quick, "monitor": MONITOR_KW,
+                    "n_test_images": N_TEST_IMAGES, "feature_epochs": FEATURE_EPOCHS, "torch": torch.__version__,
+                    "lightning": L.__version__, "python": platform.python_version(), "threads": args.threads}
+        probe_dir = Path(args.out).parent / (Path(args.out).stem + "_probe")
         records = []
         for name in names:
-            task = table[name] if args.epochs is None else {**table[name], "epochs": args.epochs}
+            task = settings["tasks"][name]
             seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else task["seeds"]
             for seed in seeds:
                 data = _task_data(task, seed)
                 rec = {"task": name, "seed": seed, "A": _train(task, seed, data, with_val=False),
                        "B": _train(task, seed, data, with_val=True)}
+                probe_file = probe_dir / f"{name}_seed{seed}.npz"
+                _save_probe(probe_file, rec["A"], data)
+                rec["probe_file"] = os.path.relpath(probe_file, Path(args.out).parent)
                 print(f"{name} seed {seed}: {rec['A']['seconds']:.0f} s + {rec['B']['seconds']:.0f} s", flush=True)
                 records.append(rec)
-        settings = {"tasks": {n: {**table[n], **({} if args.epochs is None else {"epochs": args.epochs})}
-                              for n in names}, "quick": args.quick, "monitor": MONITOR_KW,
-                    "n_test_images": N_TEST_IMAGES, "torch": torch.__version__, "lightning": L.__version__,
-                    "python": platform.python_version(), "threads": args.threads}
+                # written after every run, so a long benchmark that is cut short keeps what it measured
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps({"settings": settings, "records": records}))
     results = []
     for rec in records:
         results.append({"task": rec["task"], "seed": rec["seed"],
-                        "split": "tuning" if (rec["task"], str(rec["seed"])) in tune else "held-out",
+                        "split": "tuning" if rec["seed"] in tuning_seeds else "held-out",
                         "dry_run_stop": rec["A"].get("dry_run_stop"), "rules": evaluate_rules(rec, fes_kwargs)})
     summary = {"all": summarize(results)}
     held = [r for r in results if r["split"] == "held-out"]
