@@ -1,0 +1,144 @@
+"""Compare runs of the Fig. 6 noisy task: test loss, when each tracked peak is fitted, when the curriculum moved.
+
+Train the three configs (plain MSE, and L_wf with the low-to-high and high-to-low curricula), then print the
+table of ``docs/experiments.md`` ("Does a curriculum change the test error on Fig. 6's task?")::
+
+    fp-lightning fit --config examples/configs/fig6_noise.yaml --trainer.max_epochs=6000
+    fp-lightning fit --config examples/configs/fig6_curriculum_low_to_high.yaml
+    fp-lightning fit --config examples/configs/fig6_curriculum_high_to_low.yaml
+    python examples/fig6_curriculum_table.py fp_runs/fig6_noise/version_0 \\
+        fp_runs/fig6_curriculum_low_to_high/version_0 fp_runs/fig6_curriculum_high_to_low/version_0
+
+Each argument is a run folder holding the TensorBoard event file (``val_loss``, the paper's test loss: an MSE on
+the test points; ``fp/curriculum_peak``) and the monitor's ``fp_history.npz`` (Δ_F per tracked k). Epochs are
+counted as completed training epochs (one full-batch Adam step each): Lightning logs a value measured at the end of
+epoch e (1-based) under step e − 1, so the script adds 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fp_lightning.callbacks.history import HISTORY_FILE
+from fp_lightning.report import fitting_epochs
+
+#: Δ_F level at which a peak counts as fitted (the paper's 10%, the curriculum's threshold).
+FIT_THRESHOLD = 0.1
+
+
+@dataclass
+class RunSummary:
+    """What the table shows of one run; epochs are completed training epochs (see the module docstring)."""
+
+    name: str
+    best_test_loss: float
+    best_epoch: int
+    final_test_loss: float
+    final_epoch: int
+    freqs: list[int]
+    fit_epochs: list[int | None]
+    final_delta_f: list[float]
+    moves: list[tuple[int, int]]  # (epoch, new peak) each time fp/curriculum_peak changed; empty without curriculum
+
+
+def scalar_series(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values) of one TensorBoard scalar; epochs = logged step + 1. Empty arrays if the tag is absent."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return np.zeros(0, dtype=int), np.zeros(0)
+    records = events.Scalars(tag)
+    return np.array([r.step + 1 for r in records]), np.array([r.value for r in records])
+
+
+def curriculum_moves(epochs: np.ndarray, peaks: np.ndarray, first_peak: int) -> list[tuple[int, int]]:
+    """(epoch, peak) for the starting peak (epoch 0) and at each change of the logged current peak.
+
+    The curriculum logs its peak after each recording, after any move, so the first logged value is already the
+    second peak when the first move happened at the first recording; hence the starting peak is passed in.
+    """
+    moves, previous = [(0, int(first_peak))], int(first_peak)
+    for epoch, peak in zip(epochs.tolist(), peaks.astype(int).tolist()):
+        if peak != previous:
+            moves.append((int(epoch), int(peak)))
+            previous = peak
+    return moves
+
+
+def curriculum_direction(run_dir: Path) -> str | None:
+    """The ``direction`` of the FrequencyCurriculum in the run's saved ``config.yaml`` (``None``: no curriculum).
+
+    Only the monitor's tracked peaks are read from the history, so this assumes the curriculum's ``peaks`` were left
+    at their default (the monitor's tracked frequencies), as in the Fig. 6 configs.
+    """
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise SystemExit(f"{run_dir}: no config.yaml; pass a run folder written by `fp-lightning fit`.")
+    callbacks = (yaml.safe_load(config_path.read_text()).get("trainer") or {}).get("callbacks") or []
+    for callback in callbacks:
+        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("FrequencyCurriculum"):
+            return (callback.get("init_args") or {}).get("direction", "low_to_high")
+    return None
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    """Read one run folder (event file and ``fp_history.npz``) into a :class:`RunSummary`."""
+    val_epochs, val_loss = scalar_series(run_dir, "val_loss")
+    if len(val_loss) == 0:
+        raise SystemExit(f"{run_dir}: no `val_loss` in its TensorBoard events; pass a run folder of a Fig. 6 config.")
+    history_path = run_dir / HISTORY_FILE
+    if not history_path.is_file():
+        raise SystemExit(f"{run_dir}: no {HISTORY_FILE}; pass a run folder written by the monitor.")
+    history = np.load(history_path)
+    best = int(np.argmin(val_loss))
+    freqs = [int(k) for k in history["freqs"]]
+    direction = curriculum_direction(run_dir)
+    peak_epochs, peak_values = scalar_series(run_dir, "fp/curriculum_peak")
+    first_peak = min(freqs) if direction == "low_to_high" else max(freqs)
+    return RunSummary(
+        name=run_dir.parent.name if run_dir.name.startswith("version_") else run_dir.name,
+        best_test_loss=float(val_loss[best]), best_epoch=int(val_epochs[best]),
+        final_test_loss=float(val_loss[-1]), final_epoch=int(val_epochs[-1]),
+        freqs=freqs,
+        fit_epochs=fitting_epochs(history["delta_f"], history["epoch"], FIT_THRESHOLD),
+        final_delta_f=[float(v) for v in history["delta_f"][-1]],
+        moves=[] if direction is None else curriculum_moves(peak_epochs, peak_values, first_peak),
+    )
+
+
+def markdown_table(runs: list[RunSummary]) -> str:
+    """The comparison as a Markdown table, one row per run."""
+    freqs = runs[0].freqs
+    head = ["run", "lowest test loss (epoch)", "test loss at the end (epoch)",
+            *[f"Δ_F < {FIT_THRESHOLD:g} at k = {k}" for k in freqs],
+            "Δ_F at the end, k = " + ", ".join(map(str, freqs)), "curriculum: (epoch, peak)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for run in runs:
+        if run.freqs != freqs:
+            raise SystemExit(f"{run.name} tracks k = {run.freqs}, {runs[0].name} k = {freqs}; compare runs of one "
+                             "task.")
+        cells = [run.name, f"{run.best_test_loss:.4f} ({run.best_epoch:,})",
+                 f"{run.final_test_loss:.4f} ({run.final_epoch:,})",
+                 *["not yet" if e is None else f"{e:,}" for e in run.fit_epochs],
+                 ", ".join(f"{v:.3f}" for v in run.final_delta_f),
+                 "; ".join(f"{e:,}: {p}" for e, p in run.moves) or "none"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the Markdown table for the run folders given on the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders (fp_runs/<name>/version_<n>)")
+    args = parser.parse_args(argv)
+    print(markdown_table([summarize(run_dir) for run_dir in args.run_dirs]))
+
+
+if __name__ == "__main__":
+    main()
