@@ -11,7 +11,9 @@ from fp_lightning.callbacks import (
     FrequencyStoppingRule,
 )
 from fp_lightning.losses import FrequencyWeightedLoss
+from fp_lightning.metrics import DenoisedLoss
 
 __all__ = ["FrequencyCurriculum", "FrequencyEarlyStopping", "FrequencyPrincipleMonitor", "FrequencyStoppingRule",
            "FrequencyWeightedLoss", "__version__"]
+__all__ += ["DenoisedLoss"]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Every function validates its input and raises ``ValueError`` naming the argument; none of them keeps state.
 """
 
+from fp_lightning.functional.denoising import denoised_loss, leave_one_out_lowpass, scale_free_delta
 from fp_lightning.functional.errors import relative_spectral_error
 from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas, gaussian_lowpass, low_high_errors
 from fp_lightning.functional.projection import (
@@ -27,10 +28,12 @@ __all__ = [
     "PrincipalComponents",
     "PrincipalProjection",
     "default_deltas",
+    "denoised_loss",
     "frequency_loss_split",
     "frequency_weighted_loss",
     "gaussian_lowpass",
     "high_pass_weights",
+    "leave_one_out_lowpass",
     "low_frequency_share",
     "low_high_errors",
     "low_pass_weights",
@@ -41,5 +44,6 @@ __all__ = [
     "projected_frequency_weighted_loss",
     "relative_spectral_error",
     "resolve_output_transform",
+    "scale_free_delta",
     "select_frequencies",
 ]

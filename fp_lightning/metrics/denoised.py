@@ -1,0 +1,173 @@
+"""``DenoisedLoss``: the loss against leave-one-out low-pass labels, a validation-free score, as a Metric."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from fp_lightning.functional._validation import check_choice, check_optional_int
+from fp_lightning.functional.denoising import (
+    DEFAULT_DELTA_FRACTION,
+    DenoisingLoss,
+    denoised_loss,
+    leave_one_out_lowpass,
+    scale_free_delta,
+)
+from fp_lightning.functional.filtering import FILTER_PRECISIONS, FilterPrecision, _as_deltas
+from fp_lightning.functional.targets import OutputTransform
+from fp_lightning.metrics._probe import ProbeSetMetric
+
+__all__ = ["DenoisedLoss"]
+
+#: Below this a softmax probability counts as 0 in the cross-entropy's log (float64 softmax outputs only reach it
+#: when a logit gap exceeds about 690).
+_TINY_PROBABILITY = 1e-300
+
+
+class DenoisedLoss(ProbeSetMetric):
+    """The loss of the outputs against denoised training labels: a score that can stand in for a validation loss.
+
+    Convention:
+        ŷ_i = Σ_{j≠i} G_δ(x_i − x_j) y_j / Σ_{j≠i} G_δ(x_i − x_j), G_δ(u) = exp(−‖u‖²/(2δ)) on the flattened
+        inputs (δ a variance in squared input units): the Gaussian low-pass of the labels with the self term left
+        out (``leave_one_out_lowpass``), where y is the target as ``prepare_targets`` arranges it (one-hot for class
+        labels). ``"cross_entropy"``: −(1/n) Σ_i Σ_c ŷ_ic log h_ic with h the softmax outputs (``hard=True``: against
+        argmax_c ŷ_ic); ``"mse"``: the mean of (h − ŷ)² over samples × columns (``denoised_loss``). ``loss="auto"``
+        is cross-entropy when the outputs go through softmax (class labels), MSE otherwise.
+        δ (``delta=None``: ``delta_fraction`` · m, m the median pairwise squared distance of the inputs, scale-free)
+        and ŷ are computed on the first ``compute()`` from the stored inputs and targets and then frozen: the probe
+        set and its targets do not change between recordings, so every later ``compute()`` costs one loss
+        evaluation. Both are Metric state (``state_dict()`` keys ``_denoised_labels`` and ``_fitted_delta``, empty
+        while not fitted): ``reset()`` keeps them, ``load_state_dict()`` restores them (a resumed run scores
+        against the same labels), ``.to(device)`` moves them and keeps them float64.
+
+    Args:
+        delta: the filter width δ > 0, or ``None`` for ``delta_fraction`` · m.
+        delta_fraction: δ / m when ``delta`` is ``None`` (default 0.01, chosen by measurement:
+            ``docs/early_stopping.md``).
+        loss: ``"auto"``, ``"cross_entropy"`` or ``"mse"``.
+        hard: compare with the denoised argmax class instead of the soft labels.
+        chunk_size: tile edge of the kernel built at once (``None``: the filter bank's memory budget).
+        filter_precision: working precision of the distances and kernels, ``"float32"`` or ``"float64"``.
+        output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable (``ProbeSetMetric``).
+        class_dim: the class axis of the outputs.
+        kwargs: ``warn_auto_choice`` and ``torchmetrics.Metric``'s.
+
+    ``compute()`` returns ``{"denoised_loss": 0-d float64 tensor}``.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1]])
+        >>> labels = torch.tensor([0, 0, 1, 1, 1])             # sample 2 looks mislabelled
+        >>> metric = DenoisedLoss(delta=0.5)
+        >>> memorized = torch.nn.functional.one_hot(labels, 2).float() * 8   # logits that fit every label
+        >>> metric.update(x, memorized, labels)
+        >>> round(float(metric.compute()["denoised_loss"]), 3)  # it pays for fitting labels its neighbours contradict
+        3.188
+        >>> metric.denoised_labels.argmax(dim=1)
+        tensor([0, 0, 0, 1, 1])
+    """
+
+    def __init__(
+        self,
+        delta: float | None = None,
+        delta_fraction: float = DEFAULT_DELTA_FRACTION,
+        loss: Literal["auto"] | DenoisingLoss = "auto",
+        hard: bool = False,
+        chunk_size: int | None = None,
+        filter_precision: FilterPrecision = "float32",
+        output_transform: OutputTransform = "auto",
+        class_dim: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(output_transform=output_transform, class_dim=class_dim, **kwargs)
+        if delta is not None:
+            _as_deltas(delta, "delta")
+        _as_deltas(delta_fraction, "delta_fraction")
+        self.delta = delta
+        self.delta_fraction = float(delta_fraction)
+        self.loss = check_choice("loss", loss, ("auto", "cross_entropy", "mse"))
+        if not isinstance(hard, bool):
+            raise ValueError(f"`hard` must be a bool, got {hard!r}.")
+        self.hard = hard
+        self.chunk_size = check_optional_int("chunk_size", chunk_size, 1)
+        self.filter_precision = check_choice("filter_precision", filter_precision, tuple(FILTER_PRECISIONS))
+        self._add_fit_state("_denoised_labels", torch.float64)
+        self._add_fit_state("_fitted_delta", torch.float64)
+
+    @property
+    def denoised_labels(self) -> torch.Tensor | None:
+        """The frozen denoised labels ŷ (n, c) float64, or ``None`` before the first ``compute()``.
+
+        Set it to ``None`` to fit them again on the next ``compute()`` (a new probe set).
+
+        Example:
+            >>> DenoisedLoss().denoised_labels is None
+            True
+        """
+        return self._get_fit("_denoised_labels")
+
+    @denoised_labels.setter
+    def denoised_labels(self, value: torch.Tensor | None) -> None:
+        self._set_fit("_denoised_labels", value)
+        if value is None:
+            self._set_fit("_fitted_delta", None)
+
+    @property
+    def fitted_delta(self) -> float | None:
+        """The filter width δ of the frozen labels (given, or fitted on the first ``compute()``), else ``None``.
+
+        Example:
+            >>> metric = DenoisedLoss(delta_fraction=0.5)
+            >>> metric.update(torch.tensor([[0.0], [1.0], [2.0], [3.0]]), torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]))
+            >>> _ = metric.compute()
+            >>> metric.fitted_delta   # half the median squared distance, 1
+            0.5
+        """
+        fitted = self._get_fit("_fitted_delta")
+        return None if fitted is None else float(fitted[0])
+
+    def resolved_loss(self) -> DenoisingLoss | None:
+        """The loss in use: the given one, or what ``"auto"`` means for the resolved output transform.
+
+        Example:
+            >>> DenoisedLoss(loss="mse").resolved_loss()
+            'mse'
+            >>> DenoisedLoss(output_transform="softmax").resolved_loss()
+            'cross_entropy'
+        """
+        if self.loss != "auto":
+            return self.loss
+        transform = self.resolved_output_transform
+        if transform is None:
+            return None
+        return "cross_entropy" if transform == "softmax" else "mse"
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """The loss of the stored outputs against the (frozen) denoised labels."""
+        x, y, h = self._gathered(float64_inputs=False)
+        denoised = self.denoised_labels
+        if denoised is None:
+            delta = self.delta if self.delta is not None else scale_free_delta(x, self.delta_fraction)
+            denoised = leave_one_out_lowpass(x, y, delta, chunk_size=self.chunk_size,
+                                             dtype=FILTER_PRECISIONS[self.filter_precision])
+            self._set_fit("_denoised_labels", denoised)
+            self._set_fit("_fitted_delta", torch.tensor([delta], dtype=torch.float64))
+            denoised = self.denoised_labels
+            assert denoised is not None
+        if denoised.shape != y.shape:
+            raise ValueError(f"the probe has {tuple(y.shape)} targets but the frozen `denoised_labels` are "
+                             f"{tuple(denoised.shape)}: the probe set changed; set `denoised_labels = None` to fit "
+                             "them again.")
+        loss = self.resolved_loss()
+        assert loss is not None
+        denoised = denoised.to(h.device)
+        if loss == "mse":
+            return {"denoised_loss": denoised_loss(h, denoised, "mse", hard=self.hard)}
+        transform = self.resolved_output_transform
+        if not (transform == "softmax" or callable(transform)):
+            raise ValueError(f"`loss='cross_entropy'` needs probabilities (softmax outputs of class scores), but the "
+                             f"outputs go through {transform!r}; use `loss='mse'` or `output_transform='softmax'`.")
+        # log-probabilities are logits of the same softmax, so the functional's log_softmax returns them unchanged
+        log_probabilities = h.clamp_min(_TINY_PROBABILITY).log()
+        return {"denoised_loss": denoised_loss(log_probabilities, denoised, "cross_entropy", hard=self.hard)}
