@@ -132,12 +132,43 @@ def markdown_table(runs: list[RunSummary]) -> str:
     return "\n".join(lines)
 
 
+def expected_staircase(x: np.ndarray, alpha: float = 0.5, noise_std: float = 0.1) -> np.ndarray:
+    """E[y | x] for y = α · round((sin x + ε) / α), ε ~ N(0, noise_std²): the best possible test prediction.
+
+    Σ_j α j · P(round((sin x + ε)/α) = j) with P = Φ(((j + ½)α − sin x)/σ) − Φ(((j − ½)α − sin x)/σ).
+    """
+    from scipy.stats import norm
+
+    levels = np.arange(-int(np.ceil(1 / alpha)) - 2, int(np.ceil(1 / alpha)) + 3)[:, None]
+    s = np.sin(np.asarray(x, dtype=float))[None, :]
+    prob = norm.cdf(((levels + 0.5) * alpha - s) / noise_std) - norm.cdf(((levels - 0.5) * alpha - s) / noise_std)
+    return alpha * (levels * prob).sum(axis=0)
+
+
+def reference_test_losses() -> dict[str, float]:
+    """MSE against the Fig. 6 test targets (preset "fig6", seed 0) of three fixed predictions, for scale."""
+    from fp_lightning.data import Staircase1DDataModule
+
+    data = Staircase1DDataModule(preset="fig6", batch_size=None, noise_on_test=True)
+    x = data.x_test.reshape(-1).double()
+    y = data.y_test.reshape(-1).double().numpy()
+    predictions = {"E[y | x] (the best possible)": expected_staircase(x.numpy()),
+                   "sin x": np.sin(x.numpy()),
+                   "the noise-free staircase": data.target_function(x).numpy()}
+    return {name: float(np.mean((y - prediction) ** 2)) for name, prediction in predictions.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the Markdown table for the run folders given on the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders (fp_runs/<name>/version_<n>)")
+    parser.add_argument("--references", action="store_true",
+                        help="also print the test loss of E[y | x], sin x and the noise-free staircase")
     args = parser.parse_args(argv)
     print(markdown_table([summarize(run_dir) for run_dir in args.run_dirs]))
+    if args.references:
+        for name, value in reference_test_losses().items():
+            print(f"test loss of {name}: {value:.4f}")
 
 
 if __name__ == "__main__":
