@@ -84,7 +84,11 @@ FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
 MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
-RULES = ("freq", "last", "val", "val_best", "oracle")
+RULES = ("dn_stop", "dn_best", "freq", "last", "val", "val_best", "oracle")
+#: The denoised score's settings (see docs/early_stopping.md for how they were chosen on the tuning seeds): where to
+#: smooth ("input", or "features@e": the penultimate features of the model after epoch e, frozen), δ / m, soft or
+#: hard denoised labels, and the patience of the stop on it (EarlyStopping(mode="min") semantics).
+DENOISED: dict[str, Any] = {"space": "input", "delta_fraction": 0.01, "hard": False, "patience": 4}
 
 
 # ---------------------------------------------------------------------------------------------- data and models
@@ -232,6 +236,133 @@ def _train(task: dict[str, Any], seed: int, data: dict[str, torch.Tensor], with_
     return out
 
 
+# ---------------------------------------------------------------------------------------------- the denoised score
+def _probe_arrays(rec: dict[str, Any], settings: dict[str, Any], results_dir: Path) -> dict[str, Any]:
+    """Run A's recorded probe outputs, features and targets, the inputs reloaded (checked by SHA-1), the probe subset.
+
+    The probe is what the monitor would take: ``probe_size`` training samples (a seeded random subset when the
+    training set is larger).
+    """
+    task = settings["tasks"][rec["task"]]
+    saved = np.load(results_dir / rec["probe_file"])
+    data = _task_data(task, rec["seed"])
+    if _input_digest(data["x"]) != str(saved["input_sha1"]):
+        raise RuntimeError(f"{rec['task']} seed {rec['seed']}: the reloaded inputs differ from the recorded ones.")
+    n = len(data["x"])
+    size = min(n, MONITOR_KW["probe_size"])
+    pick = np.sort(torch.randperm(n, generator=torch.Generator().manual_seed(3000 + rec["seed"]))[:size].numpy())
+    features = {int(k.rsplit("_", 1)[1]): saved[k][pick].astype(np.float32) for k in saved.files
+                if k.startswith("features_epoch_")}
+    return {"inputs": data["x"][pick], "outputs": saved["outputs"][:, pick], "targets": saved["targets"][pick],
+            "features": features, "classify": task["kind"] != "fig6",
+            "clean": saved["clean_targets"][pick] if "clean_targets" in saved.files else None}
+
+
+_LABEL_CACHE: dict[tuple[Any, ...], np.ndarray] = {}
+
+
+def denoised_curve(arrays: dict[str, Any], space: str, delta_fraction: float, hard: bool,
+                   key: tuple[Any, ...] = ()) -> np.ndarray | None:
+    """The denoised score of every recorded epoch for one setting (None when the features were not recorded)."""
+    from fp_lightning.functional import denoised_loss, leave_one_out_lowpass
+
+    if space == "input":
+        points = arrays["inputs"]
+    else:
+        epoch = int(space.split("@")[1])
+        if epoch not in arrays["features"]:
+            return None
+        points = torch.from_numpy(arrays["features"][epoch])
+    cache_key = (*key, space, delta_fraction)
+    if cache_key not in _LABEL_CACHE:
+        targets = torch.from_numpy(arrays["targets"])
+        _LABEL_CACHE[cache_key] = leave_one_out_lowpass(points, targets, delta_fraction=delta_fraction).numpy()
+    labels = torch.from_numpy(_LABEL_CACHE[cache_key])
+    loss = "cross_entropy" if arrays["classify"] else "mse"
+    if hard and labels.shape[1] < 2:
+        return None
+    return np.array([float(denoised_loss(torch.from_numpy(out), labels, loss, hard=hard))
+                     for out in arrays["outputs"]])
+
+
+#: The settings the tuning (``--tune-denoised``) tries, one grid over all of them.
+DENOISED_GRID: dict[str, list[Any]] = {
+    "space": ["input", "features@0", "features@1", "features@2", "features@3", "features@5", "features@8"],
+    "delta_fraction": [0.003, 0.01, 0.03, 0.1, 0.3],
+    "hard": [False, True],
+    "patience": [2, 3, 4, 5, 6, 8, 10, None],  # None: no stop, the best-scored epoch of the whole budget
+}
+
+
+def _rule_row(record: dict[str, Any], epoch: int) -> tuple[float, float | None]:
+    test = np.asarray(record["A"]["curves"]["test_loss"])
+    acc = record["A"]["curves"].get("test_acc")
+    oracle = int(np.argmin(test))
+    diff = None if acc is None else 100.0 * (acc[epoch] - acc[oracle])
+    return float(test[epoch] / test[oracle]), diff
+
+
+def tune_denoised(records: list[dict[str, Any]], settings: dict[str, Any], results_dir: Path,
+                  tuning_seeds: set[int]) -> list[dict[str, Any]]:
+    """Every setting of ``DENOISED_GRID`` on every run: ratios of the stop (weights at the stop) and of restore-best."""
+    rows: list[dict[str, Any]] = []
+    for rec in records:
+        arrays = _probe_arrays(rec, settings, results_dir)
+        for space in DENOISED_GRID["space"]:
+            for fraction in DENOISED_GRID["delta_fraction"]:
+                for hard in DENOISED_GRID["hard"]:
+                    curve = denoised_curve(arrays, space, fraction, hard, key=(rec["task"], rec["seed"]))
+                    if curve is None:
+                        continue
+                    for patience in DENOISED_GRID["patience"]:
+                        stop, best = ((len(curve) - 1, int(np.argmin(curve[1:])) + 1) if patience is None
+                                      else patience_stop(curve, patience))
+                        stop_ratio, stop_acc = _rule_row(rec, stop)
+                        best_ratio, best_acc = _rule_row(rec, best)
+                        rows.append({"task": rec["task"], "seed": rec["seed"],
+                                     "split": "tuning" if rec["seed"] in tuning_seeds else "held-out",
+                                     "space": space, "delta_fraction": fraction, "hard": hard, "patience": patience,
+                                     "stop": stop, "best": best, "stop_ratio": stop_ratio, "best_ratio": best_ratio,
+                                     "stop_acc": stop_acc, "best_acc": best_acc})
+        print(f"tuned {rec['task']} seed {rec['seed']}", flush=True)
+    return rows
+
+
+def print_tuning(rows: list[dict[str, Any]], top: int = 15) -> None:
+    """The settings ranked by the mean restore-best ratio on the tuning runs, with their held-out numbers."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["space"], row["delta_fraction"], row["hard"], row["patience"]), []).append(row)
+    tasks = sorted({r["task"] for r in rows})
+
+    def stats(items: list[dict[str, Any]], which: str) -> tuple[float, float, int, int]:
+        ratios = [r[f"{which}_ratio"] for r in items]
+        ok = [r[f"{which}_ratio"] <= 1.05 and (r[f"{which}_acc"] is None or r[f"{which}_acc"] >= -1.0)
+              for r in items]
+        return float(np.mean(ratios)), float(np.max(ratios)), sum(ok), len(ok)
+
+    table = []
+    for key, items in groups.items():
+        if len({r["task"] for r in items}) < len(tasks):  # a setting that some task did not record
+            continue
+        tune = [r for r in items if r["split"] == "tuning"]
+        held = [r for r in items if r["split"] == "held-out"]
+        table.append((key, {w: stats(tune, w) for w in ("best", "stop")},
+                      {w: stats(held, w) for w in ("best", "stop")} if held else None))
+    for which in ("best", "stop"):
+        print(f"--- ranked by the tuning runs' mean ratio of {'restore-best' if which == 'best' else 'the stop'}")
+        for key, tune, held in sorted(table, key=lambda t: t[1][which][0])[:top]:
+            t = tune[which]
+            h = held[which] if held else None
+            held_text = f" | held-out mean {h[0]:.3f} max {h[1]:.3f} ok {h[2]}/{h[3]}" if h else ""
+            print(f"{key!s:42s} tuning mean {t[0]:.3f} max {t[1]:.3f} ok {t[2]}/{t[3]}{held_text}")
+
+
+def patience_stop(curve: list[float] | np.ndarray, patience: int) -> tuple[int, int]:
+    """EarlyStopping(mode="min", patience, min_delta=0) on epochs 1..E: (stop epoch, best epoch so far)."""
+    return val_stop(list(curve), patience)
+
+
 # ---------------------------------------------------------------------------------------------- stopping rules
 def freq_stop(fp_metrics: list[dict[str, float]], **kwargs: Any) -> tuple[int | None, str | None]:
     """Replay FrequencyEarlyStopping(**kwargs) on the logged values of epochs 1..E; (stop epoch, criterion)."""
@@ -255,8 +386,15 @@ def val_stop(val_loss: list[float], patience: int) -> tuple[int, int]:
     return len(val_loss) - 1, best_epoch
 
 
-def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Per rule: epoch, test loss, ratio to the oracle, accuracy difference to the oracle (points)."""
+def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
+                   denoised: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per rule: epoch, test loss, ratio to the oracle, accuracy difference to the oracle (points).
+
+    ``dn_stop`` / ``dn_best``: the patience stop on run A's denoised score (``record["A"]["denoised_score"]``,
+    computed by the replay for the ``denoised`` settings) with the weights of the stopping epoch, and restoring
+    the best-scored epoch (ModelCheckpoint on the score).
+    """
+    denoised = DENOISED if denoised is None else denoised
     a, b = record["A"], record["B"]
     test = np.asarray(a["curves"]["test_loss"])
     acc = a["curves"].get("test_acc")
@@ -265,7 +403,9 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any]) -> dict[s
     stop, criterion = freq_stop(a["fp_metrics"], **fes_kwargs)
     patience = max(2, round(0.1 * epochs))
     v_stop, v_best = val_stop(b["curves"]["val_loss"], patience)
-    picks = {"freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
+    d_stop, d_best = patience_stop(a["denoised_score"], denoised["patience"])
+    picks = {"dn_stop": ("A", d_stop), "dn_best": ("A", d_best),
+             "freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
              "val_best": ("B", v_best), "oracle": ("A", oracle)}
     out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience,
                            "freq_criterion": criterion, "freq_fired": stop is not None}
@@ -289,9 +429,11 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         if diffs:
             summary[rule]["mean_acc_diff_points"] = float(np.mean(diffs))
             summary[rule]["min_acc_diff_points"] = float(np.min(diffs))
-    within = [r["rules"]["freq"]["ratio"] <= 1.05 and r["rules"]["freq"].get("acc_diff_points", 0.0) >= -1.0
-              for r in results]
-    summary["freq_within_goal"] = f"{sum(within)}/{len(within)}"
+    for rule in RULES:
+        within = [r["rules"][rule]["ratio"] <= 1.05 and r["rules"][rule].get("acc_diff_points", 0.0) >= -1.0
+                  for r in results]
+        summary[rule]["within_goal"] = f"{sum(within)}/{len(within)}"
+    summary["freq_within_goal"] = summary["freq"]["within_goal"]
     return summary
 
 
@@ -311,7 +453,8 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print("max  L/L*: " + ", ".join(f"{r} {summary[r]['max_ratio']:.3f}" for r in RULES))
     if "mean_acc_diff_points" in summary["freq"]:
         print("mean Δacc: " + ", ".join(f"{r} {summary[r]['mean_acc_diff_points']:+.2f}" for r in RULES))
-    print(f"freq within 5% loss / 1 point accuracy of the oracle: {summary['freq_within_goal']}")
+    print("within 5% loss / 1 point accuracy of the oracle: "
+          + ", ".join(f"{r} {summary[r]['within_goal']}" for r in RULES))
 
 
 def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Path) -> None:
@@ -369,6 +512,9 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="PNG path (default docs/early_stopping[_quick].png; '' for none)")
     parser.add_argument("--epochs", type=int, default=None, help="override every task's epoch budget (smoke tests)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tune-denoised", default=None,
+                        help="with --replay: try every DENOISED_GRID setting, write the rows to this JSON, print a "
+                             "ranking (tuning seeds) with the held-out numbers")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fes_kwargs = _parse_fes(args.fes)
@@ -410,6 +556,18 @@ def main() -> None:
                 # written after every run, so a long benchmark that is cut short keeps what it measured
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps({"settings": settings, "records": records}))
+    results_dir = Path(args.replay.split(",")[0] if args.replay else args.out).parent
+    if args.tune_denoised:
+        rows = tune_denoised(records, settings, results_dir, tuning_seeds)
+        Path(args.tune_denoised).write_text(json.dumps({"grid": DENOISED_GRID, "rows": rows}))
+        print_tuning(rows)
+        return
+    for rec in records:
+        if "probe_file" in rec:
+            arrays = _probe_arrays(rec, settings, results_dir)
+            curve = denoised_curve(arrays, DENOISED["space"], DENOISED["delta_fraction"], DENOISED["hard"])
+            assert curve is not None, f"{rec['task']}: {DENOISED} was not recorded"
+            rec["A"]["denoised_score"] = curve.tolist()
     results = []
     for rec in records:
         results.append({"task": rec["task"], "seed": rec["seed"],
@@ -428,8 +586,9 @@ def main() -> None:
     if held:
         print("held-out seeds only:")
         print("  mean L/L*: " + ", ".join(f"{r} {summary['held_out'][r]['mean_ratio']:.3f}" for r in RULES)
-              + f"; freq within goal {summary['held_out']['freq_within_goal']}")
-    out = {"settings": settings, "fes_kwargs": fes_kwargs, "results": results, "summary": summary,
+              + "; within goal: " + ", ".join(f"{r} {summary['held_out'][r]['within_goal']}" for r in RULES))
+    out = {"settings": settings, "fes_kwargs": fes_kwargs, "denoised": DENOISED, "results": results,
+           "summary": summary,
            "records": records}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out))

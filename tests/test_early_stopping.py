@@ -369,3 +369,70 @@ def test_real_fig6_run_stops_near_the_best_test_loss():
     assert stopper.stopped_after == len(losses) < 320
     assert losses[-1] <= 1.02 * min(losses)
     assert losses[-1] < 0.1 * losses[0]
+
+
+# ---------------------------------------------------------------------------------------------- (d) denoised score
+# fp/denoised_loss per epoch: best 1.1 at epoch 5; 6 worse, 7 ties (no new minimum: min_delta = 0), 8 worse
+DENOISED = {1: 2.0, 2: 1.5, 3: 1.2, 4: 1.25, 5: 1.1, 6: 1.15, 7: 1.1, 8: 1.3, 9: 0.9}
+ONLY_D = dict(low_threshold=None, share_threshold=None, plateau_rtol=None, denoised_patience=3)
+
+
+def script_d(epoch):
+    """Only the denoised score, as a monitor that measures nothing else logs it."""
+    return {"fp/denoised_loss": DENOISED.get(epoch, 1.0)}
+
+
+def test_criterion_d_fires_at_the_implied_epoch():
+    stopper = FrequencyEarlyStopping(**ONLY_D)
+    assert stopper.monitor == "fp/denoised_loss"
+    assert _replay(stopper, script_d, 30) == 8
+    assert stopper.criterion == "denoised_minimum" and stopper.denoised_best_epoch == 5
+    assert stopper.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
+    assert "has not gone below its minimum 1.1 (after epoch 5) on 3 consecutive checks" in (
+        stopper.stopping_reason_message)
+    # patience 4 sees the new minimum at epoch 9 first
+    assert _replay(FrequencyEarlyStopping(**{**ONLY_D, "denoised_patience": 4}), script_d, 30) == 13
+
+
+def test_criterion_d_combined_with_the_frequency_criteria():
+    def both(epoch):
+        return {**script_a(epoch), **script_d(epoch)}
+
+    # (a) alone stops at 6 (ε ≤ 0.05 at 4, 5, 6); with (d) at patience 3 as well, (a) still fires first
+    assert _replay(FrequencyEarlyStopping(**ONLY_A, denoised_patience=3), both, 30) == 6
+    # (d) at patience 1 fires at 4 (1.25 > 1.2), before (a)
+    stopper = FrequencyEarlyStopping(**ONLY_A, denoised_patience=1)
+    assert _replay(stopper, both, 30) == 4 and stopper.criterion == "denoised_minimum"
+    with pytest.raises(KeyError, match="denoised_patience=None"):
+        FrequencyEarlyStopping(**ONLY_A, denoised_patience=3).evaluate(script_a(1), 1)
+
+
+def test_criterion_d_stops_where_lightning_early_stopping_does(tmp_path):
+    """On the same logged score, (d) and Lightning's own EarlyStopping stop after the same epoch, and a
+    ModelCheckpoint on the score keeps the weights of (d)'s best epoch."""
+    ours = FrequencyEarlyStopping(**ONLY_D, dry_run=True)
+    theirs = EarlyStopping(monitor="fp/denoised_loss", mode="min", patience=3, check_on_train_epoch_end=True)
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="fp/denoised_loss", mode="min", save_on_train_epoch_end=True)
+    trainer, _ = _fit(ours, script_d, epochs=20, callbacks=[theirs, best], enable_checkpointing=True)
+    assert ours.stopped_after == 8 and theirs.stopped_epoch == ours.stopped_epoch == 7
+    assert trainer.current_epoch == 8  # stopped by EarlyStopping (ours is a dry run)
+    assert best.best_model_score.item() == pytest.approx(1.1) and "epoch=4-" in best.best_model_path
+    assert ours.denoised_best_epoch == 5  # completed epochs: the checkpoint of 0-based epoch 4
+
+
+def test_criterion_d_state_dict_and_missing_key():
+    first = FrequencyEarlyStopping(**ONLY_D)
+    for epoch in range(1, 7):
+        assert not first.evaluate(script_d(epoch), epoch)[0]
+    state = first.state_dict()
+    assert (state["denoised_best"], state["denoised_best_epoch"], state["denoised_count"]) == (1.1, 5, 1)
+    resumed = FrequencyEarlyStopping(**ONLY_D)
+    resumed.load_state_dict(state)
+    assert not resumed.evaluate(script_d(7), 7)[0] and resumed.evaluate(script_d(8), 8)[0]
+    with pytest.raises(RuntimeError, match=r"fp/denoised_loss \(needed by `denoised_patience`\) missing"):
+        _fit(FrequencyEarlyStopping(**ONLY_D), script_a, epochs=3)
+
+
+def test_criterion_d_bad_patience_names_the_argument():
+    with pytest.raises(ValueError, match="`denoised_patience`"):
+        FrequencyEarlyStopping(denoised_patience=0)

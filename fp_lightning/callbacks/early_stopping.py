@@ -22,6 +22,7 @@ from fp_lightning.callbacks.stopping_rule import (
     CRITERIA,
     DELTA_F_PREFIX,
     DELTA_NAMES,
+    DENOISED_KEY,
     E_LOW_PREFIX,
     SHARE_KEY,
     Decision,
@@ -35,7 +36,8 @@ _DELTA_F = DELTA_F_PREFIX
 _SHARE = SHARE_KEY
 _DELTA_NAMES = DELTA_NAMES
 # the EarlyStoppingReason member of each criterion (the others: STOPPING_THRESHOLD)
-_REASONS = {"low_plateau": "PATIENCE_EXHAUSTED", "non_finite": "NON_FINITE_METRIC"}
+_REASONS = {"low_plateau": "PATIENCE_EXHAUSTED", "denoised_minimum": "PATIENCE_EXHAUSTED",
+            "non_finite": "NON_FINITE_METRIC"}
 
 
 def _bases() -> tuple[type, ...]:
@@ -101,7 +103,15 @@ class FrequencyEarlyStopping(*_bases()):
           further training fits high frequencies only. The window grows with the elapsed epochs, so the rule does
           not depend on the time scale of training (learning rate, epoch length); ε* makes it robust to the
           epoch-to-epoch jitter of ε.
-        - **non_finite** (``check_finite=True``): ε or s is NaN or infinite: the run has diverged; stop at once.
+        - **(d) denoised_minimum** (``denoised_patience`` set): D = ``fp/denoised_loss``, the loss of the outputs
+          against the training labels low-passed with each sample's own label left out
+          (:class:`~fp_lightning.metrics.DenoisedLoss`), has not reached a new minimum on ``denoised_patience``
+          consecutive checks. Reasoning: label noise lives at high frequency, so the leave-one-out low-pass of the
+          labels is a denoised label and D behaves like a validation loss on training data: it falls while the
+          network fits the signal and rises once it fits the noise. :attr:`denoised_best_epoch` is its best
+          epoch; a ``ModelCheckpoint(monitor="fp/denoised_loss", mode="min")`` keeps those weights
+          (``docs/early_stopping.md``, "Restore the best epoch").
+        - **non_finite** (``check_finite=True``): ε, s or D is NaN or infinite: the run has diverged; stop at once.
 
         Checks of epochs e < ``min_epochs`` are ignored (counters and arming do not move). A decision is final:
         once a criterion fired, later checks change nothing (with ``dry_run=True`` training just goes on). An
@@ -127,7 +137,9 @@ class FrequencyEarlyStopping(*_bases()):
         verbose: log a message when a criterion fires (criterion and values), and on arming.
         strict: raise when the monitor's keys are missing from ``trainer.callback_metrics`` (else warn once and
             skip the check).
-        check_finite: stop when ε or s is not finite.
+        check_finite: stop when ε, s or D is not finite.
+        denoised_patience: checks without a new minimum of ``fp/denoised_loss`` before (d) fires; ``None``
+            disables (d). With (a), (b) and (c) disabled (``None``) only (d) decides and ε is not read.
         dry_run: decide and record (``stopped_epoch``, ``criterion``, ``stopping_reason_message``) but never stop
             the Trainer: shows where the callback would have stopped.
         log_rank_zero_only: log messages on rank 0 only.
@@ -178,13 +190,16 @@ class FrequencyEarlyStopping(*_bases()):
         check_finite: bool = True,
         dry_run: bool = False,
         log_rank_zero_only: bool = False,
+        denoised_patience: int | None = None,
     ) -> None:
         # the rule validates every setting, naming the argument, before Lightning's EarlyStopping is set up
         self.rule = FrequencyStoppingRule(
             low_threshold=low_threshold, share_threshold=share_threshold, arm_threshold=arm_threshold,
             plateau_rtol=plateau_rtol, plateau_window=plateau_window, patience=patience, low_metric=low_metric,
-            delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs, check_finite=check_finite)
-        super().__init__(monitor=_E_LOW if low_metric == "e_low" else _DELTA_F, patience=patience, verbose=verbose,
+            delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs, check_finite=check_finite,
+            denoised_patience=denoised_patience)
+        watched = (_E_LOW if low_metric == "e_low" else _DELTA_F) if self.rule.uses_low_error else DENOISED_KEY
+        super().__init__(monitor=watched, patience=patience, verbose=verbose,
                          mode="min", strict=strict, check_finite=check_finite, check_on_train_epoch_end=True,
                          log_rank_zero_only=log_rank_zero_only)
         self.dry_run = dry_run
@@ -219,11 +234,15 @@ class FrequencyEarlyStopping(*_bases()):
     share_count = property(lambda self: self.rule.share_count, doc="Consecutive checks with (b)'s condition true.")
     last_values = property(lambda self: self.rule.last_values, doc="ε and s read at the last check.")
     best_trace = property(lambda self: self.rule.best_trace, doc="``[epoch, best ε so far]`` at every check.")
+    denoised_patience = property(lambda self: self.rule.denoised_patience,
+                                 doc="Checks without a new minimum of ``fp/denoised_loss`` for (d), or ``None``.")
+    denoised_best_epoch = property(lambda self: self.rule.denoised_best_epoch,
+                                   doc="Completed epochs at the lowest ``fp/denoised_loss`` so far, or ``None``.")
 
     def state_dict(self) -> dict[str, Any]:
         """``EarlyStopping``'s state plus the criteria's counters, the arming epoch and the fired criterion."""
         rule = self.rule.state_dict()
-        return {
+        state = {
             "wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": self.best_score,
             "patience": self.patience, "stopping_reason": self.stopping_reason.value,
             "stopping_reason_message": self.stopping_reason_message, "criterion": rule["criterion"],
@@ -231,6 +250,9 @@ class FrequencyEarlyStopping(*_bases()):
             "low_count": rule["low_count"], "share_count": rule["share_count"], "last_values": rule["last_values"],
             "best_trace": rule["best_trace"],
         }
+        if self.denoised_patience is not None:  # (d)'s counters; checkpoints without (d) keep their former keys
+            state.update({key: rule[key] for key in ("denoised_best", "denoised_best_epoch", "denoised_count")})
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved, so a resumed run takes the same decision at the same epoch."""
@@ -302,12 +324,15 @@ class FrequencyEarlyStopping(*_bases()):
     def _read_metrics(self, logs: Mapping[str, Any], monitor: Any) -> dict[str, float] | None:
         """The monitor's values from ``callback_metrics``; a clear error (or one warning) when keys are missing."""
         prefix = _E_LOW if self.low_metric == "e_low" else _DELTA_F
+        wanted = self.rule.uses_low_error
         values = {key: float(torch.as_tensor(value).detach().cpu().reshape(-1)[0]) for key, value in logs.items()
-                  if key.startswith(prefix) or key == _SHARE}
-        missing = [] if any(key.startswith(prefix) for key in values) else [f"{prefix}<…>"]
+                  if (wanted and key.startswith(prefix)) or key in (_SHARE, DENOISED_KEY)}
+        missing = [] if not wanted or any(key.startswith(prefix) for key in values) else [f"{prefix}<…>"]
         recordings = len(monitor.history) if getattr(monitor, "history", None) is not None else 0
         if self.share_threshold is not None and _SHARE not in values and recordings >= 2:
             missing.append(_SHARE)
+        if self.denoised_patience is not None and DENOISED_KEY not in values:
+            missing.append(f"{DENOISED_KEY} (needed by `denoised_patience`)")
         if not missing:
             return values
         fp_keys = sorted(key for key in logs if key.startswith("fp/"))
@@ -351,7 +376,7 @@ class FrequencyEarlyStopping(*_bases()):
         if not decision.checked:
             return False, None
         rule = self.rule
-        self.wait_count = max(rule.low_count, rule.share_count)
+        self.wait_count = max(rule.low_count, rule.share_count, rule.denoised_count)
         if rule.best_score < float(self.best_score):
             self.best_score = torch.tensor(rule.best_score, dtype=torch.float64)
         if not decision.should_stop:

@@ -25,15 +25,17 @@ from fp_lightning.functional._validation import check_choice, check_int, check_n
 __all__ = ["CRITERIA", "Decision", "FrequencyStoppingRule", "history_checks"]
 
 #: Names of the stopping criteria, as stored in :attr:`FrequencyStoppingRule.criterion`.
-CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "non_finite", "other_rank")
+CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "denoised_minimum", "non_finite", "other_rank")
 
 E_LOW_PREFIX = "fp/e_low/delta="
 DELTA_F_PREFIX = "fp/delta_f/k="
 SHARE_KEY = "fp/low_share"
+DENOISED_KEY = "fp/denoised_loss"
 DELTA_NAMES = ("smallest", "middle", "largest")
 LOW_METRICS = ("e_low", "delta_f")
 _LABELS = {"low_converged": "(a) low_converged", "high_frequency_turn": "(b) high_frequency_turn",
-           "low_plateau": "(c) low_plateau", "non_finite": "non_finite", "other_rank": "other_rank"}
+           "low_plateau": "(c) low_plateau", "denoised_minimum": "(d) denoised_minimum", "non_finite": "non_finite",
+           "other_rank": "other_rank"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Decision:
         message: which criterion fired and with what values, or that (b) and (c) were armed; else ``None``.
         low_error: ε read at this check (``None`` when the check was ignored).
         share: s = ``fp/low_share`` read at this check (``None`` when absent or ignored).
+        denoised: the denoised score ``fp/denoised_loss`` read at this check (``None`` when not used or ignored).
         checked: ``False`` when the check was ignored (before ``min_epochs``, or after the decision was taken).
 
     Example:
@@ -61,6 +64,7 @@ class Decision:
     low_error: float | None = None
     share: float | None = None
     checked: bool = True
+    denoised: float | None = None
 
 
 class FrequencyStoppingRule:
@@ -74,7 +78,9 @@ class FrequencyStoppingRule:
           ascending, the lower one of an even count; ``"smallest"``; or a δ value, matched within 0.1%);
           ``"delta_f"``: ``max_k Δ_F(k)`` over the ``n_low_freqs`` lowest tracked k (``fp/delta_f/k=<k>``);
         - s(e) = ``fp/low_share``, the share of the recent loss change at frequencies ≤ the cutoff η (theory
-          paper Eq. (39)); absent before the monitor has two recordings.
+          paper Eq. (39)); absent before the monitor has two recordings;
+        - D(e) = ``fp/denoised_loss`` (only with ``denoised_patience``), the loss of the outputs against the
+          leave-one-out low-pass labels (``fp_lightning.metrics.DenoisedLoss``), a validation-loss-like score.
 
         The first criterion that fires decides, and the decision is final:
 
@@ -85,7 +91,12 @@ class FrequencyStoppingRule:
         - **(c) low_plateau**: once armed, with ε*(t) the best ε of the checks up to epoch t and the window
           w(e) = max(``patience``, ⌈``plateau_window`` · e⌉), fires when ε*(e) > (1 − ``plateau_rtol``) · ε*(t₀),
           t₀ the last check at or before e − w(e);
-        - **non_finite** (``check_finite``): ε or s is NaN or infinite; checked before the others.
+        - **(d) denoised_minimum**: D has not gone below its lowest value so far (strictly, as Lightning's
+          ``EarlyStopping(mode="min", min_delta=0)``) on ``denoised_patience`` consecutive checks; the best-scored
+          epoch is :attr:`denoised_best_epoch` (restore its weights with a ``ModelCheckpoint`` on the score);
+        - **non_finite** (``check_finite``): ε, s or D is NaN or infinite; checked before the others.
+
+        With (a), (b) and (c) all disabled, ε is not read (the rule needs only ``fp/denoised_loss``).
 
         Checks of epochs e < ``min_epochs`` are ignored (counters and arming do not move). Why these criteria and
         these defaults: ``docs/early_stopping.md``.
@@ -101,7 +112,8 @@ class FrequencyStoppingRule:
         delta: with ``"e_low"``: ``"smallest"``, ``"middle"``, ``"largest"`` or a δ > 0 (as logged).
         n_low_freqs: with ``"delta_f"``, how many of the lowest tracked frequencies enter the maximum (≥ 1).
         min_epochs: checks of epochs before this many completed epochs are ignored (≥ 0).
-        check_finite: stop when ε or s is not finite.
+        check_finite: stop when ε, s or D is not finite.
+        denoised_patience: checks without a new minimum of D before (d) fires (≥ 1); ``None`` disables (d).
 
     Attributes:
         criterion: ``None`` until a criterion fired, then one of :data:`CRITERIA`.
@@ -110,7 +122,9 @@ class FrequencyStoppingRule:
         low_count, share_count: the consecutive checks so far with (a)'s and (b)'s condition true.
         best_score: ε*, the best ε so far (``inf`` before the first check).
         best_trace: ``[epoch, ε*]`` at every check, what (c) compares with.
-        last_values: ε (under a name that says which) and s read at the last check.
+        last_values: ε (under a name that says which), s and D read at the last check.
+        denoised_best, denoised_best_epoch: the lowest D so far and the epoch of its check (``inf``, ``None``).
+        denoised_count: consecutive checks since that minimum.
 
     Raises:
         ValueError: a bad argument (the message names it).
@@ -140,15 +154,18 @@ class FrequencyStoppingRule:
         n_low_freqs: int = 1,
         min_epochs: int = 0,
         check_finite: bool = True,
+        denoised_patience: int | None = None,
     ) -> None:
         self.low_threshold = _optional_number("low_threshold", low_threshold, 0)
         self.share_threshold = _optional_number("share_threshold", share_threshold, 0)
         self.arm_threshold = _optional_number("arm_threshold", arm_threshold, 0)
         self.plateau_rtol = _optional_number("plateau_rtol", plateau_rtol, 0, 1, strict_maximum=True)
         self.plateau_window = check_number("plateau_window", plateau_window, 0, 1)
-        if low_threshold is None and share_threshold is None and plateau_rtol is None:
-            raise ValueError("`low_threshold`, `share_threshold` and `plateau_rtol` are all None: no criterion "
-                             "left to stop on.")
+        self.denoised_patience = None if denoised_patience is None else check_int("denoised_patience",
+                                                                                   denoised_patience, 1)
+        if low_threshold is None and share_threshold is None and plateau_rtol is None and denoised_patience is None:
+            raise ValueError("`low_threshold`, `share_threshold`, `plateau_rtol` and `denoised_patience` are all "
+                             "None: no criterion left to stop on.")
         self.patience = check_int("patience", patience, 1)
         self.low_metric = check_choice("low_metric", low_metric, LOW_METRICS)
         if isinstance(delta, str):
@@ -179,6 +196,9 @@ class FrequencyStoppingRule:
         self.best_score = math.inf
         self.best_trace: list[list[float]] = []
         self.last_values: dict[str, float] = {}
+        self.denoised_best = math.inf
+        self.denoised_best_epoch: int | None = None
+        self.denoised_count = 0
 
     def state_dict(self) -> dict[str, Any]:
         """The state after the checks so far, in plain Python containers (``torch.load(weights_only=True)`` safe).
@@ -191,7 +211,9 @@ class FrequencyStoppingRule:
         """
         return {"criterion": self.criterion, "stopped_after": self.stopped_after, "armed_epoch": self.armed_epoch,
                 "low_count": self.low_count, "share_count": self.share_count, "best_score": self.best_score,
-                "last_values": dict(self.last_values), "best_trace": [list(item) for item in self.best_trace]}
+                "last_values": dict(self.last_values), "best_trace": [list(item) for item in self.best_trace],
+                "denoised_best": self.denoised_best, "denoised_best_epoch": self.denoised_best_epoch,
+                "denoised_count": self.denoised_count}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (missing keys keep their reset values), so checks continue alike.
@@ -219,6 +241,9 @@ class FrequencyStoppingRule:
         self.best_score = float(state_dict.get("best_score", math.inf))
         self.last_values = {str(key): float(value) for key, value in dict(state_dict.get("last_values", {})).items()}
         self.best_trace = [[int(epoch), float(best)] for epoch, best in state_dict.get("best_trace", [])]
+        self.denoised_best = float(state_dict.get("denoised_best", math.inf))
+        self.denoised_best_epoch = _optional_int(state_dict.get("denoised_best_epoch"))
+        self.denoised_count = int(state_dict.get("denoised_count", 0))
 
     # ------------------------------------------------------------------ the decision
     def update(self, metrics: Mapping[str, float], epoch: int) -> Decision:
@@ -226,14 +251,15 @@ class FrequencyStoppingRule:
 
         Args:
             metrics: the monitor's logged values of this check (``fp/e_low/delta=…``, ``fp/delta_f/k=…``,
-                ``fp/low_share``; numbers or 0-d tensors); other keys are ignored.
+                ``fp/low_share``, ``fp/denoised_loss``; numbers or 0-d tensors); other keys are ignored.
             epoch: completed epochs at this check (an int ≥ 0).
 
         Returns:
             The :class:`Decision` of this check.
 
         Raises:
-            KeyError: ``metrics`` has no key of the low-frequency error (or not the δ asked for).
+            KeyError: ``metrics`` has no key of the low-frequency error (or not the δ asked for) while (a), (b) or
+                (c) is enabled, or no ``fp/denoised_loss`` while (d) is.
             ValueError: ``epoch`` is not an int ≥ 0.
 
         Example:
@@ -244,13 +270,23 @@ class FrequencyStoppingRule:
         epoch = check_int("epoch", epoch, 0)
         if self.criterion is not None or epoch < self.min_epochs:
             return Decision(epoch=epoch, should_stop=False, checked=False)
-        name, low = self.low_error(metrics)
+        name, low = self.low_error(metrics) if self.uses_low_error else ("", None)
         share = metrics.get(SHARE_KEY)
         share = None if share is None else float(share)
-        self.last_values = {name: low, **({} if share is None else {SHARE_KEY: share})}
-        if self.check_finite and not (math.isfinite(low) and (share is None or math.isfinite(share))):
-            shown = f"{name} = {low:.4g}" + ("" if share is None else f", low_share = {share:.4g}")
-            return self._fire("non_finite", epoch, f"{shown} is not finite.", low, share)
+        denoised = self._denoised_value(metrics)
+        self.last_values = {**({} if low is None else {name: low}), **({} if share is None else {SHARE_KEY: share}),
+                            **({} if denoised is None else {DENOISED_KEY: denoised})}
+        if self.check_finite and not all(math.isfinite(v) for v in (low, share, denoised) if v is not None):
+            named = (("low_share", share), ("denoised_loss", denoised)) if low is None else (
+                (name, low), ("low_share", share), ("denoised_loss", denoised))
+            shown = ", ".join(f"{key} = {value:.4g}" for key, value in named if value is not None)
+            return self._fire("non_finite", epoch, f"{shown} is not finite.", low, share, denoised)
+        if denoised is not None:
+            decision = self._denoised_minimum(denoised, low, share, epoch)
+            if decision is not None:
+                return decision
+        if low is None:
+            return Decision(epoch=epoch, should_stop=False, share=share, denoised=denoised)
         self.best_score = min(self.best_score, low)
         self.best_trace.append([epoch, self.best_score])
         decision = self._low_converged(name, low, share, epoch)
@@ -260,7 +296,27 @@ class FrequencyStoppingRule:
         decision = self._high_frequency_turn(name, low, share, epoch) or self._low_plateau(name, low, share, epoch)
         if decision is not None:
             return decision
-        return Decision(epoch=epoch, should_stop=False, message=armed_now, low_error=low, share=share)
+        return Decision(epoch=epoch, should_stop=False, message=armed_now, low_error=low, share=share,
+                        denoised=denoised)
+
+    @property
+    def uses_low_error(self) -> bool:
+        """Whether a criterion reads ε: (a), (b) or (c) is enabled.
+
+        Example:
+            >>> FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None,
+            ...                       denoised_patience=3).uses_low_error
+            False
+        """
+        return self.low_threshold is not None or self.share_threshold is not None or self.plateau_rtol is not None
+
+    def _denoised_value(self, metrics: Mapping[str, float]) -> float | None:
+        if self.denoised_patience is None:
+            return None
+        if DENOISED_KEY not in metrics:
+            raise KeyError(f"no `{DENOISED_KEY}` in the metrics (keys: {sorted(metrics)}); the monitor logs it when "
+                           "it measures the denoised score, or set `denoised_patience=None`.")
+        return float(metrics[DENOISED_KEY])
 
     def stop(self, criterion: str, epoch: int, detail: str) -> Decision:
         """Record a decision taken outside the rule (``"other_rank"``: another process of the run stopped).
@@ -317,7 +373,9 @@ class FrequencyStoppingRule:
         for epoch, metrics in history_checks(history):
             if self.criterion is not None:
                 break
-            if not _has_low_error(metrics, self.low_metric):  # the monitor skipped that measurement
+            if self.uses_low_error and not _has_low_error(metrics, self.low_metric):  # a skipped measurement
+                continue
+            if self.denoised_patience is not None and DENOISED_KEY not in metrics:
                 continue
             decisions.append(self.update(metrics, epoch))
         return decisions
@@ -368,12 +426,27 @@ class FrequencyStoppingRule:
                           f"{window} epochs earlier), plateau_rtol = {self.plateau_rtol:g}; {name} now {low:.4g}.",
                           low, share)
 
-    def _fire(self, criterion: str, epoch: int, detail: str, low: float | None, share: float | None) -> Decision:
+    def _denoised_minimum(self, denoised: float, low: float | None, share: float | None,
+                          epoch: int) -> Decision | None:
+        assert self.denoised_patience is not None
+        if denoised < self.denoised_best:
+            self.denoised_best, self.denoised_best_epoch, self.denoised_count = denoised, epoch, 0
+            return None
+        self.denoised_count += 1
+        if self.denoised_count < self.denoised_patience:
+            return None
+        return self._fire("denoised_minimum", epoch,
+                          f"{DENOISED_KEY} = {denoised:.4g} has not gone below its minimum {self.denoised_best:.4g} "
+                          f"(after epoch {self.denoised_best_epoch}) on {self.denoised_count} consecutive checks; "
+                          f"the best weights are those of epoch {self.denoised_best_epoch}.", low, share, denoised)
+
+    def _fire(self, criterion: str, epoch: int, detail: str, low: float | None, share: float | None,
+              denoised: float | None = None) -> Decision:
         self.criterion = criterion
         self.stopped_after = epoch
         message = f"criterion {_LABELS[criterion]} fired after epoch {epoch}: {detail}"
         return Decision(epoch=epoch, should_stop=True, criterion=criterion, message=message, low_error=low,
-                        share=share)
+                        share=share, denoised=denoised)
 
     def _e_low(self, metrics: Mapping[str, float]) -> tuple[str, float]:
         widths = sorted((float(key[len(E_LOW_PREFIX):]), key) for key in metrics if key.startswith(E_LOW_PREFIX))
@@ -401,7 +474,8 @@ def history_checks(
 
     Convention:
         The keys are the monitor's: ``fp/delta_f/k=<k>``, ``fp/e_low/delta=<δ>`` and ``fp/e_high/delta=<δ>``
-        (``<δ>`` from ``delta_keys``), ``fp/loss_low``, ``fp/loss_high`` and ``fp/low_share``. As in the monitor,
+        (``<δ>`` from ``delta_keys``), ``fp/loss_low``, ``fp/loss_high``, ``fp/low_share`` and, when the history has
+        a ``denoised_loss`` field, ``fp/denoised_loss``. As in the monitor,
         a NaN e_low (a skipped filtering) and a NaN low share (fewer than two recordings) are not logged. Values
         are rounded to float32, the precision of the tensors the monitor puts in ``trainer.callback_metrics``
         (what the callback reads), so a replay takes the callback's decisions even at a threshold. The recording
@@ -429,6 +503,7 @@ def history_checks(
     delta_f = np.asarray(arrays["delta_f"], dtype=float).reshape(len(epochs), -1)
     e_low = np.asarray(arrays["e_low"], dtype=float).reshape(len(epochs), -1)
     e_high = np.asarray(arrays["e_high"], dtype=float).reshape(len(epochs), -1)
+    denoised = np.asarray(arrays["denoised_loss"], dtype=float).reshape(-1) if "denoised_loss" in arrays else None
     for row, (epoch, step) in enumerate(zip(epochs, steps)):
         if int(epoch) == 0 and int(step) == 0:
             continue
@@ -442,6 +517,8 @@ def history_checks(
         share = float(np.asarray(arrays["low_share"]).reshape(-1)[row])
         if not math.isnan(share):
             values[SHARE_KEY] = _as_logged(share)
+        if denoised is not None and not math.isnan(denoised[row]):
+            values[DENOISED_KEY] = _as_logged(denoised[row])
         yield int(epoch), values
 
 
