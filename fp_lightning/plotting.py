@@ -12,7 +12,7 @@ the one-page report. Tick labels are thinned to what fits the axes, whatever the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib import rcParams
@@ -21,13 +21,23 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import LogFormatter
 
-__all__ = ["plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
+__all__ = ["CHANGE_RATIO_LABELS", "plot_change_ratios", "plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra",
+           "thinned_ticks"]
 
 _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as in the paper
 #: Size of a figure drawn without an ``ax`` (inches at ``_PANEL_DPI``): 360 × 260 px, so that a logger card about
 #: 230 px wide shows it at two thirds of its size with its text still readable.
 _PANEL_SIZE = (3.6, 2.6)
 _PANEL_DPI = 100
+#: Legend text of each curve of :func:`plot_change_ratios`, by history field (theory paper Eq. (38), (39), (40)).
+CHANGE_RATIO_LABELS = {
+    "loss_change_ratio": "|ΔL⁺_η| / |ΔL|, last step (38)",
+    "window_change_ratio": "same, window average (39)",
+    "output_change_ratio": "‖Δĥ‖ k>η / ‖Δĥ‖ (40)",
+}
+_CHANGE_RATIO_STYLES = (("tab:red", "-", "o"), ("tab:orange", "--", None), ("tab:blue", ":", "s"))
+# Ratios are drawn on a log scale from this value up: the F-Principle's fall over η spans several decades.
+_RATIO_FLOOR = 1e-4
 # A log-scale spectrum is clipped at this fraction of max |F[y]| (the paper's Fig. 3a uses 1e-4 the same way).
 _LOG_FLOOR = 1e-4
 # Tick labels are at least this many characters apart (a gap of two characters between neighbours).
@@ -201,3 +211,47 @@ def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: boo
     room = {"fraction": 0.06, "pad": 0.03} if panel else {}
     colorbar = fig.colorbar(image, ax=ax, ticks=[0.0, 0.5, 1.0], **room)
     colorbar.set_label(label)
+
+
+def plot_change_ratios(
+    ratios: Mapping[str, Sequence[float] | np.ndarray],
+    ax: Axes | None = None,
+    title: str = "How the change splits over the cutoff η",
+) -> tuple[Figure, Axes]:
+    """Change ratios against the cutoff η = 0 … K − 2, one curve each (theory paper Fig. 1b/d, upper and middle rows).
+
+    Convention: :mod:`fp_lightning.functional.theory`. Colours, in the order of ``ratios``: red solid with dots,
+    orange dashed, blue dotted with squares; the legend names each curve (history fields get
+    :data:`CHANGE_RATIO_LABELS`). Log scale from 1e-4 (smaller values sit on the floor); a curve that is all NaN
+    (the first recording has no earlier one) is left out, and an empty plot says so.
+
+    Example:
+        >>> ratios = {"loss_change_ratio": [0.9, 0.2, 0.01], "output_change_ratio": [0.8, 0.1, 0.0]}
+        >>> fig, ax = plot_change_ratios(ratios)
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['|ΔL⁺_η| / |ΔL|, last step (38)', '‖Δĥ‖ k>η / ‖Δĥ‖ (40)']
+    """
+    panel = ax is None
+    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
+    drawn = 0
+    for (key, values), (colour, line, marker) in zip(ratios.items(), _CHANGE_RATIO_STYLES * 2):
+        curve = np.asarray(values, dtype=float)
+        if not np.isfinite(curve).any():
+            continue
+        eta = np.arange(curve.shape[0])
+        ax.plot(eta, np.clip(curve, _RATIO_FLOOR, None), color=colour, linestyle=line, marker=marker,
+                markersize=3, linewidth=1.3, label=CHANGE_RATIO_LABELS.get(key, key))
+        drawn += 1
+    ax.set_yscale("log")
+    ax.set_ylim(_RATIO_FLOOR * 0.8, 2.0)
+    ax.set_xlabel("cutoff η")
+    if not panel:
+        ax.set_ylabel("ratio (high part, k > η)")
+    ax.set_title(title, fontsize="medium")
+    if drawn:
+        ax.legend(loc="lower left", fontsize="small", handlelength=1.8, borderpad=0.3, labelspacing=0.2,
+                  framealpha=0.8)
+    else:
+        ax.text(0.5, 0.5, "needs two recordings", transform=ax.transAxes, ha="center", va="center",
+                fontsize="small", color="gray")
+    return fig, ax

@@ -7,7 +7,11 @@ next to its logs:
    and the cutoff η of the loss split drawn as a dotted line;
 2. the Δ_F(k) heatmap, tracked frequency × epoch (red = fitted, blue = not yet; the paper's Fig. 1b);
 3. e_low / e_high per filter width δ over the epochs, on the same colour scale;
-4. the loss split L_low / L_high at η (log scale) and the low-frequency share of the recent loss decrease.
+4. the loss split L_low / L_high at η (log scale) and the low-frequency share of the recent loss decrease;
+5. the theory paper's change ratios against every cutoff η, averaged over each stage of training (Fig. 1b/d);
+6. the intermediate-stage ratio at η against the length |T₂ − T₁| of the window (Eq. (44), Fig. 1c).
+
+Panels 5 and 6 need a history that holds ``loss_density``; an older history leaves them with a note.
 
 ``write_report`` is what ``fp-lightning report RUN_DIR`` and the end of ``fp-lightning demo`` call.
 """
@@ -26,10 +30,11 @@ from matplotlib.figure import Figure
 
 from fp_lightning.callbacks.history import HISTORY_FILE, load_history
 from fp_lightning.callbacks.panels import delta_keys
-from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
+from fp_lightning.functional.theory import intermediate_stage_ratio, loss_change_ratio
+from fp_lightning.plotting import plot_change_ratios, plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
 
 __all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
-           "history_summary", "is_history_file", "write_report"]
+           "history_summary", "is_history_file", "training_stages", "write_report"]
 
 #: File name of the report written next to the history by ``fp-lightning demo`` / ``fp-lightning report``.
 REPORT_FILE = "fp_report.png"
@@ -91,6 +96,35 @@ def fitting_epochs(delta_f: np.ndarray, epochs: np.ndarray, threshold: float = F
     """
     below = np.asarray(delta_f, dtype=float) < threshold
     return [int(epochs[np.argmax(column)]) if column.any() else None for column in below.T]
+
+
+def training_stages(delta_f: np.ndarray, threshold: float = FIT_THRESHOLD) -> dict[str, slice]:
+    """The theory paper's three stages of training (§3.3) as slices of the recordings, read from Δ_F.
+
+    Convention:
+        *initial*: from the first recording up to the one where the lowest tracked peak first has Δ_F < threshold
+        (the paper: "only the relative error of the first peak frequency decreases to a small value");
+        *final*: from the first recording where every tracked peak but the highest is fitted ("only peak
+        frequencies corresponding to high frequencies have not converged yet"), or the last quarter of the
+        recordings when that never happens; *intermediate*: in between (it may be empty). Stages share their
+        boundary recording, so that each stage's changes are measured from where the previous one ended.
+
+    Args:
+        delta_f: (T, F) Δ_F of the tracked frequencies (low to high) at T recordings.
+        threshold: Δ_F below which a peak counts as fitted.
+
+    Example:
+        >>> d = np.array([[1, 1, 1], [0.05, 1, 1], [0.02, 0.5, 1], [0.01, 0.05, 1], [0.01, 0.01, 0.5]])
+        >>> training_stages(d)
+        {'initial': slice(0, 2, None), 'intermediate': slice(1, 4, None), 'final': slice(3, 5, None)}
+    """
+    fitted = np.asarray(delta_f, dtype=float) < threshold
+    n = fitted.shape[0]
+    first = int(np.argmax(fitted[:, 0])) if fitted[:, 0].any() else n - 1
+    all_but_last = fitted[:, :-1].all(axis=1) if fitted.shape[1] > 1 else fitted[:, 0]
+    final = int(np.argmax(all_but_last)) if all_but_last.any() else max(n - max(n // 4, 2), 0)
+    final = max(final, first)
+    return {"initial": slice(0, first + 1), "intermediate": slice(first, final + 1), "final": slice(final, n)}
 
 
 def history_summary(history_path: str | os.PathLike[str]) -> str:
@@ -177,15 +211,17 @@ def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLik
         raise ValueError(f"{history_path} holds no recorded epoch")
     # Fixed margins: a constrained layout drew the page twice and took half of its time (it is drawn at the end
     # of every monitored fit).
-    fig = Figure(figsize=(13.0, 9.0))
+    fig = Figure(figsize=(13.0, 13.0))
     n_deltas = len(history["deltas"])
-    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 1.0], left=0.065, right=0.93, bottom=0.11, top=0.91,
-                            wspace=0.25, hspace=0.3)
+    grid = fig.add_gridspec(3, 2, height_ratios=[1.0, 1.0, 1.0], left=0.065, right=0.93, bottom=0.075, top=0.935,
+                            wspace=0.25, hspace=0.36)
     _spectra_panel(fig.add_subplot(grid[0, 0]), history, epochs)
     _delta_f_panel(fig.add_subplot(grid[0, 1]), history, epochs)
     low_high = grid[1, 0].subgridspec(max(n_deltas, 1), 1, hspace=0.25 + 0.35 * max(n_deltas - 1, 0))
     _low_high_panels([fig.add_subplot(low_high[j, 0]) for j in range(n_deltas)], history, epochs)
     _loss_split_panel(fig.add_subplot(grid[1, 1]), history, epochs)
+    _stage_ratio_panel(fig.add_subplot(grid[2, 0]), history, epochs)
+    _intermediate_panel(fig.add_subplot(grid[2, 1]), history, epochs)
     meta = history.get("meta", {})
     probe = f", probe set of {meta['probe_size']} training samples" if "probe_size" in meta else ""
     fig.suptitle(f"Frequency Principle report: {_run_name(history_path)} (epochs {epochs[0]}–{epochs[-1]}{probe})",
@@ -258,6 +294,63 @@ def _loss_split_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> 
               fontsize="small", frameon=False)
     ax.set_title(f"Loss split at the cutoff η = {cutoff}, and the low-frequency share of its decrease")
     _epoch_ticks(ax, epochs)
+
+
+_STAGE_COLOURS = {"initial": "tab:red", "intermediate": "tab:green", "final": "tab:blue"}
+
+
+def _densities(history: dict[str, Any]) -> np.ndarray | None:
+    """The recordings' loss densities, or ``None`` for a history without them (written by an older version)."""
+    density = np.asarray(history.get("loss_density", []), dtype=float)
+    return density if density.ndim == 2 and np.isfinite(density).all() and len(density) >= 2 else None
+
+
+def _stage_ratio_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
+    density = _densities(history)
+    ax.set_title("Theory paper Fig. 1b/d: high-part ratio of the change per stage (low η ≈ 1, falling = F-Principle)")
+    if density is None:
+        _no_data(ax, "no loss density in this history (needs ≥ 2 recordings of a current monitor)")
+        return
+    output_ratio = np.asarray(history["output_change_ratio"], dtype=float)
+    for name, part in training_stages(history["delta_f"]).items():
+        rows = np.arange(len(epochs))[part]
+        if len(rows) < 2:
+            continue
+        span = f"{name}, epochs {epochs[rows[0]]}–{epochs[rows[-1]]}"
+        curves = {f"loss (39), {span}": loss_change_ratio(density[rows]).numpy(),
+                  f"output (40), {span}": np.nanmean(output_ratio[rows[1:]], axis=0)}
+        plot_change_ratios(curves, ax=ax, title=ax.get_title())
+        for line, style in zip(ax.get_lines()[-2:], ("-", ":")):
+            line.set_color(_STAGE_COLOURS[name])
+            line.set_linestyle(style)
+    ax.legend(loc="lower left", fontsize="x-small", framealpha=0.8)
+    ax.set_ylabel("ratio of the part above η")
+
+
+def _intermediate_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
+    density = _densities(history)
+    cutoff = int(history["cutoff"])
+    ax.set_title(f"Theory paper Eq. (44), Fig. 1c: high-part ratio over [T₁, T₂] at η = {cutoff}")
+    stages = training_stages(history["delta_f"]) if density is not None else None
+    if density is None or stages is None or stages["intermediate"].start >= len(epochs) - 1:
+        _no_data(ax, "no loss density in this history, or no recording after the initial stage")
+        return
+    start = stages["intermediate"].start
+    for form, style in (("integral", "o-"), ("difference", "s--")):
+        spans, ratios = intermediate_stage_ratio(density, epochs, cutoff, start=start, form=form)
+        label = ("Σ|ΔL⁺_η| / Σ|ΔL| (44)" if form == "integral" else "|L⁺_η(T₁) − L⁺_η(T₂)| / |L(T₁) − L(T₂)| (Fig. 1c)")
+        ax.plot(spans.numpy(), ratios.numpy(), style, markersize=3, label=label)
+    end = epochs[min(stages["intermediate"].stop, len(epochs)) - 1] - epochs[start]
+    ax.axvspan(0, max(end, 0), color=_STAGE_COLOURS["intermediate"], alpha=0.08, label="intermediate stage")
+    ax.set_xlabel(f"|T₂ − T₁| in epochs (T₁ = epoch {epochs[start]}, the end of the initial stage)")
+    ax.set_ylabel("ratio")
+    ax.legend(loc="best", fontsize="small")
+
+
+def _no_data(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

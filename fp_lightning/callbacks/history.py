@@ -16,7 +16,11 @@ __all__ = ["HISTORY_FILE", "FrequencyHistory", "load_history"]
 #: File name of a monitor's saved history, next to its logs (``FrequencyPrincipleMonitor(history_file=...)``).
 HISTORY_FILE = "fp_history.npz"
 
-_PER_EPOCH = ("epoch", "step", "delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share", "output_amplitude")
+_PER_EPOCH = ("epoch", "step", "delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share", "output_amplitude",
+              "loss_density", "loss_change_ratio", "window_change_ratio", "output_change_ratio")
+# Fields a recording may leave out (histories written before they existed, callers that do not measure them): they
+# are stored as NaN rows of their length, K for the loss density and K − 1 (one per cutoff η) for the ratios.
+_OPTIONAL = {"loss_density": 0, "loss_change_ratio": 1, "window_change_ratio": 1, "output_change_ratio": 1}
 
 
 @dataclass
@@ -25,8 +29,12 @@ class FrequencyHistory:
 
     ``epoch`` counts completed training epochs: 0 is the state before the first training step. ``delta_f`` rows
     follow ``freqs``; ``e_low`` / ``e_high`` rows follow ``deltas``; ``low_share`` is NaN where fewer than two
-    recordings existed. File format (``save``): a NumPy ``.npz`` with one array per field and ``meta`` (JSON
-    text), loadable with ``numpy.load`` alone, no fp_lightning needed.
+    recordings existed. The theory paper's quantities (see :mod:`fp_lightning.functional.theory`): ``loss_density``
+    rows are q(k), k = 0..K−1; ``loss_change_ratio`` (Eq. (38), against the previous recording),
+    ``window_change_ratio`` (Eq. (39), over the monitor's ``share_window``) and ``output_change_ratio`` (Eq. (40))
+    rows follow the cutoffs η = 0..K−2, NaN where no earlier recording exists. File format (``save``): a NumPy
+    ``.npz`` with one array per field and ``meta`` (JSON text), loadable with ``numpy.load`` alone, no fp_lightning
+    needed.
 
     Example:
         >>> h = FrequencyHistory(freqs=[3, 9], deltas=[0.5], cutoff=3, target_amplitude=[1.0, 2.0, 5.0, 1.0])
@@ -46,7 +54,10 @@ class FrequencyHistory:
         return len(self.records["epoch"])
 
     def append(self, **values: Any) -> None:
-        """Add one recording; every per-epoch field must be given."""
+        """Add one recording; every per-epoch field must be given, except the theory ratios (NaN when left out)."""
+        n_freqs = len(self.target_amplitude)
+        for key, fewer in _OPTIONAL.items():
+            values.setdefault(key, [float("nan")] * (n_freqs - fewer))
         missing = set(_PER_EPOCH) - set(values)
         if missing:
             raise ValueError(f"missing history fields: {sorted(missing)}")
@@ -72,6 +83,10 @@ class FrequencyHistory:
     def from_state_dict(cls, state: dict[str, Any]) -> FrequencyHistory:
         """Rebuild a history saved with :meth:`state_dict`."""
         records = {key: list(state["records"].get(key, [])) for key in _PER_EPOCH}
+        n_records, n_freqs = len(records["epoch"]), len(state["target_amplitude"])
+        for key, fewer in _OPTIONAL.items():
+            if len(records[key]) != n_records:  # a history saved before the field existed
+                records[key] = [[float("nan")] * (n_freqs - fewer) for _ in range(n_records)]
         return cls(list(state["freqs"]), list(state["deltas"]), int(state["cutoff"]),
                    list(state["target_amplitude"]), records)
 

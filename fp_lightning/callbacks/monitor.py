@@ -30,7 +30,12 @@ from fp_lightning.functional.filtering import FilterPrecision
 from fp_lightning.functional.projection import PrincipalProjection
 from fp_lightning.functional.spectrum import Backend
 from fp_lightning.functional.targets import OutputTransform, validate_output_transform
-from fp_lightning.functional.theory import low_frequency_share
+from fp_lightning.functional.theory import (
+    loss_change_ratio,
+    loss_density,
+    low_frequency_share,
+    output_change_ratio,
+)
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
@@ -248,6 +253,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             # the Metrics' own state: their frozen fits and "auto" choice (the sample lists are not persistent)
             "spectral": _cpu_state(self.spectral.state_dict()),
             "filtering": _cpu_state(self.filtering.state_dict()),
+            # F[h] of the last recording: the first recording after a resume needs it for Eq. (40)
+            "last_output_spectrum": self._last_output_spectrum,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -261,6 +268,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.history = FrequencyHistory.from_state_dict(state_dict["history"])
         self._saved_probe = (state_dict.get("probe_indices"), state_dict.get("probe_batch"))
         self._features = state_dict.get("features")
+        self._last_output_spectrum = state_dict.get("last_output_spectrum")
         if "spectral" in state_dict:
             self.spectral.load_state_dict(state_dict["spectral"])
             self.filtering.load_state_dict(state_dict["filtering"])
@@ -291,6 +299,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.history: FrequencyHistory | None = None
         self._device_probe: tuple[torch.device, Any, torch.Tensor] | None = None
         self._features: torch.Tensor | None = None
+        self._last_output_spectrum: torch.Tensor | None = None
         self._saved_probe: tuple[list[int] | None, Any] = (None, None)
         self._folder: Path | None = None
         self._last_step = -1
@@ -385,10 +394,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         filtering = filtering if filtering is not None else self._missing_filtering()
         history = self._history_for(spectral, filtering)
         low_share = self._low_share(history, float(spectral["loss_low"]), float(spectral["loss_high"]))
+        ratios = self._change_ratios(history, spectral["target_spectrum"], spectral["output_spectrum"])
         history.append(epoch=epoch, step=trainer.global_step, delta_f=spectral["delta_f"].cpu(),
                        e_low=filtering["e_low"].cpu(), e_high=filtering["e_high"].cpu(),
                        loss_low=float(spectral["loss_low"]), loss_high=float(spectral["loss_high"]),
-                       low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]))
+                       low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]), **ratios)
         return _logged_values(spectral, filtering, low_share)
 
     def _probe_on(self, device: torch.device) -> tuple[Any, torch.Tensor]:
@@ -455,6 +465,28 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         lows = history.records["loss_low"][-(self.share_window - 1):] + [loss_low]
         highs = history.records["loss_high"][-(self.share_window - 1):] + [loss_high]
         return float(low_frequency_share(lows, highs)) if len(lows) >= 2 else math.nan
+
+    def _change_ratios(self, history: FrequencyHistory, target_spec: torch.Tensor,
+                       output_spec: torch.Tensor) -> dict[str, list[float]]:
+        """The theory paper's curves over every cutoff η, from the spectra this recording computed anyway.
+
+        ``loss_change_ratio`` against the previous recording (Eq. (38)), ``window_change_ratio`` over the last
+        ``share_window`` recordings (Eq. (39)) and ``output_change_ratio`` (Eq. (40)); NaN while no earlier
+        recording (or, after a resume from an older checkpoint, no earlier density) exists.
+        """
+        density = loss_density(target_spec, output_spec).cpu()
+        output_spec = output_spec.detach().cpu()
+        nan = [math.nan] * (density.shape[0] - 1)
+        earlier = [row for row in history.records["loss_density"][-(self.share_window - 1):]
+                   if not any(math.isnan(v) for v in row)]
+        previous, self._last_output_spectrum = self._last_output_spectrum, output_spec
+        return {
+            "loss_density": density.tolist(),
+            "loss_change_ratio": loss_change_ratio([earlier[-1], density.tolist()]).tolist() if earlier else nan,
+            "window_change_ratio": loss_change_ratio([*earlier, density.tolist()]).tolist() if earlier else nan,
+            "output_change_ratio": (output_change_ratio(previous, output_spec).tolist()
+                                    if previous is not None and previous.shape == output_spec.shape else nan),
+        }
 
     # ------------------------------------------------------------------ outputs
     def _publish_scalars(self, trainer: Any, values: dict[str, float]) -> None:

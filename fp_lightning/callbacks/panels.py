@@ -9,8 +9,9 @@ Each recording draws every figure once, renders it once to an RGB array and send
 - any other logger (``CSVLogger``, a user's own), or no logger at all: the latest figure of each tag as
   ``<folder>/fp_panels/<name>.png``, overwritten at every recording.
 
-Tags: ``fp/delta_f_heatmap``, ``fp/spectra`` and ``fp/low_high_heatmap/delta=<δ>``, ``<δ>`` as in the logged keys
-(:func:`delta_keys`); every figure's title gives the epoch of the recording.
+Tags: ``fp/delta_f_heatmap``, ``fp/spectra``, ``fp/change_ratios`` (the theory paper's ratios against every cutoff
+η at this recording) and ``fp/low_high_heatmap/delta=<δ>``, ``<δ>`` as in the logged keys (:func:`delta_keys`);
+every figure's title gives the epoch of the recording.
 """
 
 from __future__ import annotations
@@ -135,11 +136,18 @@ def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
         ...          low_share=float("nan"), output_amplitude=[0.1, 0.1, 0.1, 0.1])
         >>> {tag: fig.axes[0].get_title() for tag, fig in draw_panels(h).items()}  # doctest: +NORMALIZE_WHITESPACE
         {'fp/delta_f_heatmap': 'Δ_F(k), epoch 0', 'fp/spectra': '|F[y]|, |F[h]| at epoch 0',
-         'fp/low_high_heatmap/delta=0.5': 'e_low / e_high, δ=0.5, epoch 0'}
+         'fp/change_ratios': 'Change ratios vs η, epoch 0', 'fp/low_high_heatmap/delta=0.5': 'e_low / e_high, δ=0.5,
+         epoch 0'}
     """
     import matplotlib
 
-    from fp_lightning.plotting import plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
+    from fp_lightning.plotting import (
+        CHANGE_RATIO_LABELS,
+        plot_change_ratios,
+        plot_delta_f_heatmap,
+        plot_low_high_heatmap,
+        plot_spectra,
+    )
 
     arrays = history.as_arrays()
     if len(history) == 0:
@@ -152,6 +160,8 @@ def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
                                                        title=f"Δ_F(k), epoch {last}")[0],
             "fp/spectra": plot_spectra(arrays["target_amplitude"], arrays["output_amplitude"][-1], history.freqs,
                                        title=f"|F[y]|, |F[h]| at epoch {last}")[0],
+            "fp/change_ratios": plot_change_ratios({key: arrays[key][-1] for key in CHANGE_RATIO_LABELS},
+                                                   title=f"Change ratios vs η, epoch {last}")[0],
         }
         for j, key in enumerate(delta_keys(history.deltas)):
             figures[f"fp/low_high_heatmap/delta={key}"] = plot_low_high_heatmap(
@@ -277,8 +287,8 @@ class PanelWriter:
             ...          loss_high=1.0, low_share=float("nan"), output_amplitude=[0.0, 0.1, 0.0, 0.1])
             >>> folder = Path(tempfile.mkdtemp())
             >>> PanelWriter().write_files([], h, folder, warn=print)
-            >>> sorted(p.name for p in (folder / PANEL_FOLDER).iterdir())[0]
-            'delta_f_heatmap.png'
+            >>> sorted(p.name for p in (folder / PANEL_FOLDER).iterdir())[:2]
+            ['change_ratios.png', 'delta_f_heatmap.png']
         """
         kinds = [logger_kind(logger) for logger in loggers]
         if folder is None or (loggers and "files" not in kinds):

@@ -15,7 +15,14 @@ from fp_lightning.functional.projection import (
 from fp_lightning.functional.selection import select_frequencies
 from fp_lightning.functional.spectrum import nufft_spectrum
 from fp_lightning.functional.targets import prepare_targets, resolve_output_transform
-from fp_lightning.functional.theory import frequency_loss_split, low_frequency_share
+from fp_lightning.functional.theory import (
+    frequency_loss_split,
+    intermediate_stage_ratio,
+    loss_change_ratio,
+    loss_density,
+    low_frequency_share,
+    output_change_ratio,
+)
 from fp_lightning.functional.weighted_loss import (
     frequency_weighted_loss,
     high_pass_weights,
@@ -33,11 +40,15 @@ __all__ = [
     "frequency_weighted_loss",
     "gaussian_lowpass",
     "high_pass_weights",
+    "intermediate_stage_ratio",
     "leave_one_out_lowpass",
+    "loss_change_ratio",
+    "loss_density",
     "low_frequency_share",
     "low_high_errors",
     "low_pass_weights",
     "nufft_spectrum",
+    "output_change_ratio",
     "prepare_targets",
     "principal_components",
     "principal_projection",

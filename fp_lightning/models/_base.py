@@ -12,7 +12,7 @@ from torch import nn
 
 __all__ = ["ACTIVATIONS", "LOSSES", "OPTIMIZERS", "FPModule", "gaussian_init_", "make_mlp"]
 
-LOSSES = ("mse", "cross_entropy")
+LOSSES = ("mse", "cross_entropy", "l4")
 OPTIMIZERS = ("adam", "sgd")
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -71,7 +71,8 @@ class FPModule(pl.LightningModule):
         the outputs' shape, or (n,) with one output. Integer class labels are turned into one-hot vectors when the
         network has ``num_outputs > 1`` (one-hot MSE), and into the class index as a real number when it has one
         output (the paper's regression of the digit value). ``loss="cross_entropy"`` needs integer labels and
-        ``num_outputs > 1`` (the outputs are logits).
+        ``num_outputs > 1`` (the outputs are logits). ``loss="l4"`` is the mean of the fourth powers of the
+        differences, (1/M) Σ (h − y)⁴ (the theory paper's Fig. 2), with the targets prepared as for the MSE.
 
     Logged (``self.log``): ``train_loss`` per epoch (mean over the epoch's batches), ``val_loss`` and ``test_loss``
     when those loops run; with integer labels and ``num_outputs > 1`` also ``train_acc``, ``val_acc``, ``test_acc``
@@ -151,6 +152,8 @@ class FPModule(pl.LightningModule):
                 target = target.unsqueeze(1)
         if target.shape != outputs.shape:
             raise ValueError(f"Targets of shape {tuple(y.shape)} do not match outputs of shape {tuple(outputs.shape)}.")
+        if self.loss_name == "l4":
+            return (outputs - target).pow(4).mean()
         return F.mse_loss(outputs, target)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:

@@ -31,7 +31,7 @@ class TanhMLP1D(FPModule):
         hidden: widths of the hidden layers.
         num_outputs: output dimension.
         activation: ``"tanh"`` (paper) or ``"relu"`` (the paper's Fig. 7a).
-        loss: ``"mse"`` (paper) or ``"cross_entropy"``.
+        loss: ``"mse"`` (paper), ``"l4"`` (mean fourth power, the theory paper's Fig. 2) or ``"cross_entropy"``.
         optimizer: ``"adam"`` (paper) or ``"sgd"``.
         lr: learning rate.
         momentum: SGD momentum (ignored by Adam).
