@@ -102,7 +102,7 @@ def summarize(run_dir: Path) -> RunSummary:
     peak_epochs, peak_values = scalar_series(run_dir, "fp/curriculum_peak")
     first_peak = min(freqs) if direction == "low_to_high" else max(freqs)
     return RunSummary(
-        name=run_dir.parent.name if run_dir.name.startswith("version_") else run_dir.name,
+        name=run_dir.parent.name if run_dir.name.startswith("version_") else f"{run_dir.parent.name}/{run_dir.name}",
         best_test_loss=float(val_loss[best]), best_epoch=int(val_epochs[best]),
         final_test_loss=float(val_loss[-1]), final_epoch=int(val_epochs[-1]),
         freqs=freqs,
@@ -113,11 +113,12 @@ def summarize(run_dir: Path) -> RunSummary:
 
 
 def markdown_table(runs: list[RunSummary]) -> str:
-    """The comparison as a Markdown table, one row per run."""
+    """The comparison as a Markdown table, one row per run ("–": Δ_F never went below the threshold)."""
     freqs = runs[0].freqs
+    ks = ", ".join(map(str, freqs))
     head = ["run", "lowest test loss (epoch)", "test loss at the end (epoch)",
-            *[f"Δ_F < {FIT_THRESHOLD:g} at k = {k}" for k in freqs],
-            "Δ_F at the end, k = " + ", ".join(map(str, freqs)), "curriculum: (epoch, peak)"]
+            f"first epoch with Δ_F < {FIT_THRESHOLD:g} at k = {ks}", f"Δ_F at the end, k = {ks}",
+            "curriculum: epoch → peak"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for run in runs:
         if run.freqs != freqs:
@@ -125,9 +126,9 @@ def markdown_table(runs: list[RunSummary]) -> str:
                              "task.")
         cells = [run.name, f"{run.best_test_loss:.4f} ({run.best_epoch:,})",
                  f"{run.final_test_loss:.4f} ({run.final_epoch:,})",
-                 *["not yet" if e is None else f"{e:,}" for e in run.fit_epochs],
+                 "; ".join("–" if e is None else f"{e:,}" for e in run.fit_epochs),
                  ", ".join(f"{v:.3f}" for v in run.final_delta_f),
-                 "; ".join(f"{e:,}: {p}" for e, p in run.moves) or "none"]
+                 "; ".join(f"{e:,} → {p}" for e, p in run.moves) or "none (MSE)"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -158,13 +159,55 @@ def reference_test_losses() -> dict[str, float]:
     return {name: float(np.mean((y - prediction) ** 2)) for name, prediction in predictions.items()}
 
 
+def plot_runs(run_dirs: list[Path], out_png: Path) -> Path:
+    """Test loss and training MSE against the epoch, one line per run, the curriculum's moves marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    references = reference_test_losses()
+    fig, (ax_test, ax_train) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for index, run_dir in enumerate(run_dirs):
+        run = summarize(run_dir)
+        color = f"C{index}"
+        epochs, test_loss = scalar_series(run_dir, "val_loss")
+        ax_test.plot(epochs, test_loss, color=color, label=run.name)
+        train_epochs, train_mse = scalar_series(run_dir, "train_mse")
+        if len(train_mse) == 0:  # the plain MSE run: its train_loss is the MSE
+            train_epochs, train_mse = scalar_series(run_dir, "train_loss")
+        ax_train.plot(train_epochs, train_mse, color=color, label=run.name)
+        for epoch, peak in run.moves[1:]:
+            for ax in (ax_test, ax_train):
+                ax.axvline(epoch, color=color, lw=0.6, ls=":")
+            ax_test.annotate(str(peak), (epoch, 1.0), xycoords=("data", "axes fraction"), color=color, fontsize=8,
+                             ha="center", va="bottom")
+    for (name, value), style in zip(references.items(), ("-", "--", "-.")):
+        ax_test.axhline(value, color="grey", lw=0.8, ls=style, label=f"{name}: {value:.4f}")
+    ax_test.set(yscale="log", ylim=(0.02, None), xlabel="epoch (= full-batch Adam step)",
+                ylabel="test loss (MSE on 6000 noisy test points)")
+    ax_test.set_title("test loss; dotted: curriculum moves (new peak above)", fontsize=10, pad=14)
+    ax_train.set(yscale="log", xlabel="epoch (= full-batch Adam step)", ylabel="training MSE")
+    ax_train.set_title("training MSE (the loss of the plain run)", fontsize=10, pad=14)
+    ax_test.legend(fontsize=7, loc="upper right")
+    ax_train.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the Markdown table for the run folders given on the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders (fp_runs/<name>/version_<n>)")
     parser.add_argument("--references", action="store_true",
                         help="also print the test loss of E[y | x], sin x and the noise-free staircase")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw the test and training losses to this PNG")
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        print(f"figure: {plot_runs(args.run_dirs, args.plot)}")
     print(markdown_table([summarize(run_dir) for run_dir in args.run_dirs]))
     if args.references:
         for name, value in reference_test_losses().items():
