@@ -167,26 +167,32 @@ def plot_runs(run_dirs: list[Path], out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     references = reference_test_losses()
-    fig, (ax_test, ax_train) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (ax_test, ax_zoom, ax_train) = plt.subplots(1, 3, figsize=(16, 4.4))
     for index, run_dir in enumerate(run_dirs):
         run = summarize(run_dir)
         color = f"C{index}"
         epochs, test_loss = scalar_series(run_dir, "val_loss")
         ax_test.plot(epochs, test_loss, color=color, label=run.name)
+        ax_zoom.plot(epochs, test_loss, color=color, label=run.name)
+        ax_zoom.plot(run.best_epoch, run.best_test_loss, "o", color=color, ms=4)
         train_epochs, train_mse = scalar_series(run_dir, "train_mse")
         if len(train_mse) == 0:  # the plain MSE run: its train_loss is the MSE
             train_epochs, train_mse = scalar_series(run_dir, "train_loss")
         ax_train.plot(train_epochs, train_mse, color=color, label=run.name)
         for epoch, peak in run.moves[1:]:
-            for ax in (ax_test, ax_train):
+            for ax in (ax_test, ax_zoom, ax_train):
                 ax.axvline(epoch, color=color, lw=0.6, ls=":")
             ax_test.annotate(str(peak), (epoch, 1.0), xycoords=("data", "axes fraction"), color=color, fontsize=8,
                              ha="center", va="bottom")
     for (name, value), style in zip(references.items(), ("-", "--", "-.")):
-        ax_test.axhline(value, color="grey", lw=0.8, ls=style, label=f"{name}: {value:.4f}")
+        for ax in (ax_test, ax_zoom):
+            ax.axhline(value, color="grey", lw=0.8, ls=style, label=f"{name}: {value:.4f}" if ax is ax_zoom else None)
     ax_test.set(yscale="log", ylim=(0.02, None), xlabel="epoch (= full-batch Adam step)",
                 ylabel="test loss (MSE on 6000 noisy test points)")
     ax_test.set_title("test loss; dotted: curriculum moves (new peak above)", fontsize=10, pad=14)
+    ax_zoom.set(ylim=(0.024, 0.04), xlabel="epoch (= full-batch Adam step)", ylabel="test loss")
+    ax_zoom.set_title("test loss, close up (dot: lowest); grey: fixed predictions", fontsize=10, pad=14)
+    ax_zoom.legend(fontsize=7, loc="upper right")
     ax_train.set(yscale="log", xlabel="epoch (= full-batch Adam step)", ylabel="training MSE")
     ax_train.set_title("training MSE (the loss of the plain run)", fontsize=10, pad=14)
     ax_test.legend(fontsize=7, loc="upper right")
