@@ -73,7 +73,8 @@ def fit(tmp_path, logger, root="lightning.pytorch", **monitor_kw):
 
 
 def expected_tags(deltas=DELTAS):
-    return ["fp/delta_f_heatmap", "fp/spectra"] + [f"fp/low_high_heatmap/delta={key}" for key in delta_keys(deltas)]
+    return (["fp/delta_f_heatmap", "fp/spectra", "fp/change_ratios"]
+            + [f"fp/low_high_heatmap/delta={key}" for key in delta_keys(deltas)])
 
 
 def png_pixels(source):
@@ -112,7 +113,8 @@ def test_delta_keys_reject_bad_deltas_naming_the_argument(bad):
 
 def test_panel_file_stems_are_distinct_file_names():
     stems = [panel_file_stem(tag) for tag in expected_tags([0.010001, 0.010002])]
-    assert stems == ["delta_f_heatmap", "spectra", "low_high_heatmap_delta=0.010001", "low_high_heatmap_delta=0.010002"]
+    assert stems == ["delta_f_heatmap", "spectra", "change_ratios", "low_high_heatmap_delta=0.010001",
+                     "low_high_heatmap_delta=0.010002"]
     assert all("/" not in stem for stem in stems)
 
 
@@ -273,7 +275,10 @@ def long_history(recordings=300, every=50, n_freqs=30, deltas=(0.00431, 0.0151))
     for i in range(recordings):
         history.append(epoch=i * every, step=i * every * 7, delta_f=rng.random(n_freqs), e_low=rng.random(len(deltas)),
                        e_high=rng.random(len(deltas)), loss_low=1.0, loss_high=1.0, low_share=0.5,
-                       output_amplitude=rng.random(2 * n_freqs + 1).tolist())
+                       output_amplitude=rng.random(2 * n_freqs + 1).tolist(),
+                       loss_change_ratio=np.sort(rng.random(2 * n_freqs))[::-1].tolist(),
+                       window_change_ratio=np.sort(rng.random(2 * n_freqs))[::-1].tolist(),
+                       output_change_ratio=np.sort(rng.random(2 * n_freqs))[::-1].tolist())
     return history
 
 
@@ -303,7 +308,7 @@ def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
             assert len(boxes) >= 2
             for first, second in zip(boxes, boxes[1:]):
                 assert not first.overlaps(second), (tag, [label.get_text() for label in labels])
-        if tag != "fp/spectra":  # heatmaps: the colourbar says what red means
+        if "heatmap" in tag:  # the colourbar says what red means
             assert "red = fitted" in figure.axes[1].get_ylabel()
     spectra = draw_panels(long_history(recordings))["fp/spectra"]
     assert [t.get_text() for t in spectra.axes[0].get_legend().get_texts()] == [

@@ -213,3 +213,47 @@ def test_a_resume_keeps_the_output_change_ratio_going(tmp_path) -> None:
     resumed = run(3, ckpt_path=next(tmp_path.rglob("*.ckpt")))
     ratios = resumed.history.as_arrays()["output_change_ratio"]
     assert len(ratios) == 4 and np.isfinite(ratios[1:]).all()
+
+
+# ------------------------------------------------------------------------------------- fp/denoised_loss in a Trainer
+class BlobClassifier(L.LightningModule):
+    """A user's three-class classifier on 2-D points."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.02)
+
+
+def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> None:
+    from fp_lightning import DenoisedLoss
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (120,), generator=g)
+    x = torch.randn(120, 2, generator=g) * 0.6 + torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])[labels]
+    noisy = torch.where(torch.rand(120, generator=g) < 0.2, torch.randint(0, 3, (120,), generator=g), labels)
+    data = TensorDataset(x, noisy)
+    monitor = FrequencyPrincipleMonitor(probe_size=120, n_freqs=8, every_n_epochs=1, log_images=False)
+    last_outputs: list[torch.Tensor] = []
+    monitor.listeners.append(lambda trainer, module: last_outputs.append(module(x).detach()))
+    stopper = L.callbacks.EarlyStopping(monitor="fp/denoised_loss", mode="min", patience=50)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[monitor, stopper], default_root_dir=tmp_path)
+    trainer.fit(BlobClassifier(), DataLoader(data, batch_size=30, shuffle=True))
+
+    reference = DenoisedLoss()
+    reference.update(x, last_outputs[-1], noisy)
+    expected = float(reference.compute()["denoised_loss"])
+    assert float(trainer.callback_metrics["fp/denoised_loss"]) == pytest.approx(expected, rel=1e-5)
+    assert monitor.history.records["denoised_loss"][-1] == pytest.approx(expected, rel=1e-5)
+    assert stopper.best_score is not None and math.isfinite(float(stopper.best_score))

@@ -17,10 +17,11 @@ __all__ = ["HISTORY_FILE", "FrequencyHistory", "load_history"]
 HISTORY_FILE = "fp_history.npz"
 
 _PER_EPOCH = ("epoch", "step", "delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share", "output_amplitude",
-              "loss_density", "loss_change_ratio", "window_change_ratio", "output_change_ratio")
+              "loss_density", "loss_change_ratio", "window_change_ratio", "output_change_ratio", "denoised_loss")
 # Fields a recording may leave out (histories written before they existed, callers that do not measure them): they
 # are stored as NaN rows of their length, K for the loss density and K − 1 (one per cutoff η) for the ratios.
-_OPTIONAL = {"loss_density": 0, "loss_change_ratio": 1, "window_change_ratio": 1, "output_change_ratio": 1}
+_OPTIONAL: dict[str, int | None] = {"loss_density": 0, "loss_change_ratio": 1, "window_change_ratio": 1,
+                                    "output_change_ratio": 1, "denoised_loss": None}
 
 
 @dataclass
@@ -32,7 +33,8 @@ class FrequencyHistory:
     recordings existed. The theory paper's quantities (see :mod:`fp_lightning.functional.theory`): ``loss_density``
     rows are q(k), k = 0..K−1; ``loss_change_ratio`` (Eq. (38), against the previous recording),
     ``window_change_ratio`` (Eq. (39), over the monitor's ``share_window``) and ``output_change_ratio`` (Eq. (40))
-    rows follow the cutoffs η = 0..K−2, NaN where no earlier recording exists. File format (``save``): a NumPy
+    rows follow the cutoffs η = 0..K−2, NaN where no earlier recording exists. ``denoised_loss`` is the monitor's
+    ``fp/denoised_loss`` (NaN when it was off). File format (``save``): a NumPy
     ``.npz`` with one array per field and ``meta`` (JSON text), loadable with ``numpy.load`` alone, no fp_lightning
     needed.
 
@@ -57,7 +59,7 @@ class FrequencyHistory:
         """Add one recording; every per-epoch field must be given, except the theory ratios (NaN when left out)."""
         n_freqs = len(self.target_amplitude)
         for key, fewer in _OPTIONAL.items():
-            values.setdefault(key, [float("nan")] * (n_freqs - fewer))
+            values.setdefault(key, float("nan") if fewer is None else [float("nan")] * (n_freqs - fewer))
         missing = set(_PER_EPOCH) - set(values)
         if missing:
             raise ValueError(f"missing history fields: {sorted(missing)}")
@@ -86,7 +88,8 @@ class FrequencyHistory:
         n_records, n_freqs = len(records["epoch"]), len(state["target_amplitude"])
         for key, fewer in _OPTIONAL.items():
             if len(records[key]) != n_records:  # a history saved before the field existed
-                records[key] = [[float("nan")] * (n_freqs - fewer) for _ in range(n_records)]
+                records[key] = [float("nan") if fewer is None else [float("nan")] * (n_freqs - fewer)
+                                for _ in range(n_records)]
         return cls(list(state["freqs"]), list(state["deltas"]), int(state["cutoff"]),
                    list(state["target_amplitude"]), records)
 

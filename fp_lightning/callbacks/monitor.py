@@ -36,7 +36,7 @@ from fp_lightning.functional.theory import (
     low_frequency_share,
     output_change_ratio,
 )
-from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
+from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, ProjectedSpectralError
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
 
@@ -105,6 +105,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             else the Trainer's ``default_root_dir`` when one was given; with neither, nothing is written).
         history_file: file name of the saved history in that folder (``None``: do not write).
         strict: raise on a monitoring fault instead of warning and skipping the recording.
+        denoised_loss: log ``fp/denoised_loss``, the loss of the probe outputs against leave-one-out low-pass
+            labels (a validation-free score for ``EarlyStopping``/``ModelCheckpoint``, ``mode="min"``; see
+            :class:`~fp_lightning.DenoisedLoss` and docs/early_stopping.md): ``True`` (default settings, in the
+            space of the projection and filter, i.e. the inputs or ``input_features``), ``False``, or a configured
+            ``DenoisedLoss``. Its labels are computed once, at the first recording, and frozen.
 
     Example:
         >>> import lightning.pytorch as L
@@ -144,6 +149,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         output_dir: str | os.PathLike[str] | None = None,
         history_file: str | None = HISTORY_FILE,
         strict: bool = False,
+        denoised_loss: bool | DenoisedLoss = True,
     ) -> None:
         super().__init__()
         check_int("probe_size", probe_size, 2)
@@ -184,8 +190,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                                                class_dim=class_dim, warn_auto_choice=False,
                                                filter_precision=filter_precision, input_components=input_components,
                                                sync_on_compute=False)
+        self.denoised = _denoised_metric(denoised_loss, output_transform, class_dim)
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
-        self._fresh_metrics = (copy.deepcopy(self.spectral), copy.deepcopy(self.filtering))
+        self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
@@ -253,6 +260,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             # the Metrics' own state: their frozen fits and "auto" choice (the sample lists are not persistent)
             "spectral": _cpu_state(self.spectral.state_dict()),
             "filtering": _cpu_state(self.filtering.state_dict()),
+            "denoised": None if self.denoised is None else _cpu_state(self.denoised.state_dict()),
             # F[h] of the last recording: the first recording after a resume needs it for Eq. (40)
             "last_output_spectrum": self._last_output_spectrum,
         }
@@ -272,6 +280,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if "spectral" in state_dict:
             self.spectral.load_state_dict(state_dict["spectral"])
             self.filtering.load_state_dict(state_dict["filtering"])
+        if self.denoised is not None and state_dict.get("denoised"):
+            self.denoised.load_state_dict(state_dict["denoised"])
         else:
             self._load_fits_of_old_format(state_dict)
 
@@ -294,7 +304,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
     # ------------------------------------------------------------------ run state
     def _start_fresh(self) -> None:
         """Forget the probe set, the history and every frozen fit (a new ``fit`` without a checkpoint)."""
-        self.spectral, self.filtering = copy.deepcopy(self._fresh_metrics)
+        self.spectral, self.filtering, self.denoised = copy.deepcopy(self._fresh_metrics)
         self.probe: ProbeSet | None = None
         self.history: FrequencyHistory | None = None
         self._device_probe: tuple[torch.device, Any, torch.Tensor] | None = None
@@ -392,14 +402,29 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             # a filtering fault (e.g. a δ that leaves no high-frequency part) must not cost the recording its Δ_F
             filtering = self._run_safely("filtering", lambda: _vectors(self.filtering.compute()))
         filtering = filtering if filtering is not None else self._missing_filtering()
+        with _timed(timing, "denoised", pl_module):
+            denoised = self._denoised_loss(inputs, outputs, targets)
         history = self._history_for(spectral, filtering)
         low_share = self._low_share(history, float(spectral["loss_low"]), float(spectral["loss_high"]))
         ratios = self._change_ratios(history, spectral["target_spectrum"], spectral["output_spectrum"])
         history.append(epoch=epoch, step=trainer.global_step, delta_f=spectral["delta_f"].cpu(),
                        e_low=filtering["e_low"].cpu(), e_high=filtering["e_high"].cpu(),
                        loss_low=float(spectral["loss_low"]), loss_high=float(spectral["loss_high"]),
-                       low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]), **ratios)
-        return _logged_values(spectral, filtering, low_share)
+                       low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]),
+                       denoised_loss=denoised, **ratios)
+        values = _logged_values(spectral, filtering, low_share)
+        if not math.isnan(denoised):
+            values["fp/denoised_loss"] = denoised
+        return values
+
+    def _denoised_loss(self, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """``fp/denoised_loss`` of this recording; NaN when it is off or failed (the recording keeps the rest)."""
+        if self.denoised is None:
+            return math.nan
+        self.denoised.reset()
+        self.denoised.update(inputs, outputs, targets)
+        value = self._run_safely("denoised loss", lambda: float(self.denoised.compute()["denoised_loss"]))
+        return math.nan if value is None else value
 
     def _probe_on(self, device: torch.device) -> tuple[Any, torch.Tensor]:
         """The probe batch and targets on ``device``, copied there once (no host-to-device copy per recording)."""
@@ -572,6 +597,16 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
 
 # ---------------------------------------------------------------------- helpers (no maths, no Lightning state)
+def _denoised_metric(choice: bool | DenoisedLoss, output_transform: OutputTransform,
+                     class_dim: int) -> DenoisedLoss | None:
+    if isinstance(choice, DenoisedLoss):
+        return choice
+    if not isinstance(choice, bool):
+        raise ValueError(f"`denoised_loss` must be True, False or a DenoisedLoss, got {choice!r}.")
+    return DenoisedLoss(output_transform=output_transform, class_dim=class_dim, warn_auto_choice=False,
+                        sync_on_compute=False) if choice else None
+
+
 def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tuple[int | None, int | None]:
     """``(every_n_epochs, every_n_train_steps)``: one of them, as Lightning's ``ModelCheckpoint`` takes them."""
     if every_n_epochs is not None and every_n_train_steps is not None:
