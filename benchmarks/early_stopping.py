@@ -84,11 +84,12 @@ FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
 MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
-RULES = ("dn_stop", "dn_best", "freq", "last", "val", "val_best", "oracle")
+RULES = ("dn_stop", "dn_best", "both_best", "freq", "last", "val", "val_best", "oracle")
 #: The denoised score's settings (see docs/early_stopping.md for how they were chosen on the tuning seeds): where to
 #: smooth ("input", or "features@e": the penultimate features of the model after epoch e, frozen), δ / m, soft or
-#: hard denoised labels, and the patience of the stop on it (EarlyStopping(mode="min") semantics).
-DENOISED: dict[str, Any] = {"space": "input", "delta_fraction": 0.01, "hard": False, "patience": 4}
+#: hard denoised labels, and the patience of the stop on it (EarlyStopping(mode="min") semantics): an int is a
+#: number of checks, a float < 1 a fraction of the epoch budget (at least 2), as for the validation baseline.
+DENOISED: dict[str, Any] = {"space": "input", "delta_fraction": 0.001, "hard": False, "patience": 0.1}
 
 
 # ---------------------------------------------------------------------------------------------- data and models
@@ -266,6 +267,12 @@ def denoised_curve(arrays: dict[str, Any], space: str, delta_fraction: float, ha
     """The denoised score of every recorded epoch for one setting (None when the features were not recorded)."""
     from fp_lightning.functional import denoised_loss, leave_one_out_lowpass
 
+    if space == "features@latest":  # each epoch: the features of the latest recorded epoch at or before it
+        recorded = sorted(arrays["features"])
+        pieces = {e: denoised_curve(arrays, f"features@{e}", delta_fraction, hard, key) for e in recorded}
+        if any(piece is None for piece in pieces.values()):
+            return None
+        return np.array([pieces[max(e for e in recorded if e <= t)][t] for t in range(len(arrays["outputs"]))])
     if space == "input":
         points = arrays["inputs"]
     else:
@@ -276,7 +283,8 @@ def denoised_curve(arrays: dict[str, Any], space: str, delta_fraction: float, ha
     cache_key = (*key, space, delta_fraction)
     if cache_key not in _LABEL_CACHE:
         targets = torch.from_numpy(arrays["targets"])
-        _LABEL_CACHE[cache_key] = leave_one_out_lowpass(points, targets, delta_fraction=delta_fraction).numpy()
+        _LABEL_CACHE[cache_key] = leave_one_out_lowpass(points, targets, delta_fraction=delta_fraction,
+                                                        dtype=torch.float64).numpy()
     labels = torch.from_numpy(_LABEL_CACHE[cache_key])
     loss = "cross_entropy" if arrays["classify"] else "mse"
     if hard and labels.shape[1] < 2:
@@ -287,8 +295,8 @@ def denoised_curve(arrays: dict[str, Any], space: str, delta_fraction: float, ha
 
 #: The settings the tuning (``--tune-denoised``) tries, one grid over all of them.
 DENOISED_GRID: dict[str, list[Any]] = {
-    "space": ["input", "features@0", "features@1", "features@2", "features@3", "features@5", "features@8"],
-    "delta_fraction": [0.003, 0.01, 0.03, 0.1, 0.3],
+    "space": ["input", "features@0", "features@3", "features@latest"],
+    "delta_fraction": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
     "hard": [False, True],
     "patience": [2, 3, 4, 5, 6, 8, 10, None],  # None: no stop, the best-scored epoch of the whole budget
 }
@@ -392,7 +400,8 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
 
     ``dn_stop`` / ``dn_best``: the patience stop on run A's denoised score (``record["A"]["denoised_score"]``,
     computed by the replay for the ``denoised`` settings) with the weights of the stopping epoch, and restoring
-    the best-scored epoch (ModelCheckpoint on the score).
+    the best-scored epoch (ModelCheckpoint on the score). ``both_best``: FrequencyEarlyStopping's criteria and the
+    denoised stop together (the first to fire), restoring the best-scored epoch up to that stop.
     """
     denoised = DENOISED if denoised is None else denoised
     a, b = record["A"], record["B"]
@@ -403,11 +412,17 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
     stop, criterion = freq_stop(a["fp_metrics"], **fes_kwargs)
     patience = max(2, round(0.1 * epochs))
     v_stop, v_best = val_stop(b["curves"]["val_loss"], patience)
-    d_stop, d_best = patience_stop(a["denoised_score"], denoised["patience"])
-    picks = {"dn_stop": ("A", d_stop), "dn_best": ("A", d_best),
+    d_patience = denoised["patience"]
+    if isinstance(d_patience, float) and d_patience < 1:
+        d_patience = max(2, round(d_patience * epochs))
+    d_stop, d_best = patience_stop(a["denoised_score"], d_patience)
+    # (a)-(c) and (d) together: the first that fires stops, then the best-scored epoch up to there is restored
+    both = min(d_stop, epochs if stop is None else stop)
+    both_best = int(np.argmin(a["denoised_score"][1:both + 1])) + 1
+    picks = {"dn_stop": ("A", d_stop), "dn_best": ("A", d_best), "both_best": ("A", both_best),
              "freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
              "val_best": ("B", v_best), "oracle": ("A", oracle)}
-    out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience,
+    out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience, "dn_patience": d_patience,
                            "freq_criterion": criterion, "freq_fired": stop is not None}
     for rule, (run, epoch) in picks.items():
         curves = record[run]["curves"]
@@ -565,7 +580,8 @@ def main() -> None:
     for rec in records:
         if "probe_file" in rec:
             arrays = _probe_arrays(rec, settings, results_dir)
-            curve = denoised_curve(arrays, DENOISED["space"], DENOISED["delta_fraction"], DENOISED["hard"])
+            curve = denoised_curve(arrays, DENOISED["space"], DENOISED["delta_fraction"], DENOISED["hard"],
+                                   key=(rec["task"], rec["seed"]))
             assert curve is not None, f"{rec['task']}: {DENOISED} was not recorded"
             rec["A"]["denoised_score"] = curve.tolist()
     results = []

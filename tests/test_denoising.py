@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from fp_lightning import DenoisedLoss
 from fp_lightning.functional import denoised_loss, leave_one_out_lowpass, scale_free_delta
+from fp_lightning.functional.denoising import DEFAULT_DELTA_FRACTION
 
 
 def _dense_leave_one_out(x: np.ndarray, y: np.ndarray, delta: float) -> np.ndarray:
@@ -54,9 +55,9 @@ def test_leave_one_out_matches_dense_numpy(clusters, dtype, tol):
 def test_leave_one_out_real_values_and_default_delta(clusters):
     x, _ = clusters
     values = torch.randn(60, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    delta = 0.01 * _median_sq_distance(x.numpy())
-    assert scale_free_delta(x, 0.01) == pytest.approx(delta, rel=1e-12)
-    got = leave_one_out_lowpass(x, values, dtype=torch.float64)  # default: δ = m/100
+    delta = DEFAULT_DELTA_FRACTION * _median_sq_distance(x.numpy())
+    assert scale_free_delta(x, DEFAULT_DELTA_FRACTION) == pytest.approx(delta, rel=1e-12)
+    got = leave_one_out_lowpass(x, values)  # default: δ = m/1000, float64
     np.testing.assert_allclose(got.numpy(), _dense_leave_one_out(x.numpy(), values.numpy(), delta), atol=1e-12)
     single = leave_one_out_lowpass(x, values[:, 0], 3.0, dtype=torch.float64)  # (n,) values come back (n, 1)
     np.testing.assert_allclose(single[:, 0].numpy(), _dense_leave_one_out(x.numpy(), values[:, :1].numpy(), 3.0)[:, 0],
@@ -96,9 +97,9 @@ def test_metric_equals_functional_and_freezes_labels(clusters):
     metric = DenoisedLoss()
     metric.update(x, logits, labels)
     got = metric.compute()["denoised_loss"]
-    denoised = leave_one_out_lowpass(x, labels, scale_free_delta(x, 0.01))
+    denoised = leave_one_out_lowpass(x, labels, scale_free_delta(x, DEFAULT_DELTA_FRACTION))
     torch.testing.assert_close(got, denoised_loss(logits, denoised))
-    assert metric.fitted_delta == pytest.approx(scale_free_delta(x, 0.01))
+    assert metric.fitted_delta == pytest.approx(scale_free_delta(x, DEFAULT_DELTA_FRACTION))
     # later recordings: new outputs, and targets that the frozen labels ignore (the probe's targets are fixed)
     metric.reset()
     later = 2 * logits

@@ -44,12 +44,13 @@ class DenoisedLoss(ProbeSetMetric):
 
     Args:
         delta: the filter width δ > 0, or ``None`` for ``delta_fraction`` · m.
-        delta_fraction: δ / m when ``delta`` is ``None`` (default 0.01, chosen by measurement:
+        delta_fraction: δ / m when ``delta`` is ``None`` (default 0.001, chosen by measurement:
             ``docs/early_stopping.md``).
         loss: ``"auto"``, ``"cross_entropy"`` or ``"mse"``.
         hard: compare with the denoised argmax class instead of the soft labels.
         chunk_size: tile edge of the kernel built at once (``None``: the filter bank's memory budget).
-        filter_precision: working precision of the distances and kernels, ``"float32"`` or ``"float64"``.
+        filter_precision: working precision of the distances and kernels, ``"float64"`` (default: the labels are
+            computed once, and small δ do not underflow) or ``"float32"`` (``leave_one_out_lowpass``'s ``dtype``).
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable (``ProbeSetMetric``).
         class_dim: the class axis of the outputs.
         kwargs: ``warn_auto_choice`` and ``torchmetrics.Metric``'s.
@@ -75,7 +76,7 @@ class DenoisedLoss(ProbeSetMetric):
         loss: Literal["auto"] | DenoisingLoss = "auto",
         hard: bool = False,
         chunk_size: int | None = None,
-        filter_precision: FilterPrecision = "float32",
+        filter_precision: FilterPrecision = "float64",
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
         **kwargs: Any,
