@@ -263,3 +263,44 @@ def test_bad_input_to_update_replay_and_load():
         rule.load_state_dict({"criterion": "tired"})
     with pytest.raises(ValueError, match="`criterion`"):
         rule.stop("bored", 3, "")
+
+
+# ------------------------------------------------------------------------------------------ (d) on a recorded run
+# fp/denoised_loss (δ = m/1000, input space) and the clean test loss of a recorded MNIST run (3,000 images, 20%
+# label noise, FC tanh net, Adam 1e-3; benchmarks/early_stopping.py, mnist-20 seed 0), epochs 0..15
+RECORDED_DENOISED = [2.2978, 1.4267, 1.2816, 1.2206, 1.2002, 1.1809, 1.177, 1.1476, 1.1802, 1.1812, 1.1622, 1.171,
+                     1.1738, 1.1733, 1.2051, 1.2164]
+RECORDED_TEST_LOSS = [2.2982, 0.981, 0.7018, 0.5932, 0.5807, 0.5513, 0.5591, 0.5179, 0.5504, 0.5627, 0.5448, 0.5162,
+                      0.5536, 0.5261, 0.5407, 0.5679]
+
+
+def _recorded_history():
+    history = FrequencyHistory(freqs=[3], deltas=[0.5], cutoff=3, target_amplitude=[1.0])
+    for epoch in range(len(RECORDED_DENOISED)):
+        history.append(epoch=epoch, step=30 * epoch, delta_f=[0.5], e_low=[0.9], e_high=[0.9], loss_low=1.0,
+                       loss_high=1.0, low_share=0.9 if epoch else math.nan, output_amplitude=[0.0])
+    return {**history.as_arrays(), "denoised_loss": np.asarray(RECORDED_DENOISED)}
+
+
+def test_criterion_d_replayed_on_a_recorded_run():
+    rule = FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None, denoised_patience=4)
+    decisions = rule.replay(_recorded_history())
+    # minimum 1.1476 after epoch 7; epochs 8, 9, 10, 11 bring no new minimum -> stop after 11 (what Lightning's
+    # EarlyStopping(patience=4) on the same values does)
+    assert (rule.criterion, rule.stopped_after, rule.denoised_best_epoch) == ("denoised_minimum", 11, 7)
+    assert [d.epoch for d in decisions] == list(range(1, 12))
+    assert decisions[-1].denoised == np.float32(1.171)  # read as float32, as trainer.callback_metrics holds it
+    # restoring the best-scored epoch: test loss 0.5179, 0.3% above the run's best (0.5162, epoch 11)
+    assert RECORDED_TEST_LOSS[rule.denoised_best_epoch] / min(RECORDED_TEST_LOSS) == pytest.approx(1.0033, abs=1e-4)
+    # with the frequency criteria on as well, the first that fires decides; ε = 0.9 fires none of them here
+    both = FrequencyStoppingRule(denoised_patience=4)
+    both.replay(_recorded_history())
+    assert (both.criterion, both.stopped_after) == ("denoised_minimum", 11)
+    # a history without the score cannot feed (d): every recording is skipped, nothing fires
+    without = FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None, denoised_patience=4)
+    assert without.replay({k: v for k, v in _recorded_history().items() if k != "denoised_loss"}) == []
+
+
+def test_criterion_d_bad_patience():
+    with pytest.raises(ValueError, match="`denoised_patience`"):
+        FrequencyStoppingRule(denoised_patience=0)
