@@ -472,6 +472,32 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
           + ", ".join(f"{r} {summary[r]['within_goal']}" for r in RULES))
 
 
+def markdown_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """The table of docs/early_stopping.md: one row per run, cells "stop epoch, test loss ÷ oracle's, Δacc"."""
+    shown = ("dn_best", "dn_stop", "freq", "last", "val", "val_best")
+    lines = ["| task | seed | split | " + " | ".join(shown) + " | oracle epoch |",
+             "|---|---|---|" + "---|" * len(shown) + "---|"]
+    for res in results:
+        cells = []
+        for rule in shown:
+            row = res["rules"][rule]
+            acc = f", {row['acc_diff_points']:+.1f}".replace("-", "−") if "acc_diff_points" in row else ""
+            cells.append(f"{row['epoch']}, {row['ratio']:.3f}{acc}")
+        lines.append(f"| {res['task']} | {res['seed']} | {res['split']} | " + " | ".join(cells)
+                     + f" | {res['rules']['oracle']['epoch']} |")
+    for name, part in (("all runs", summary["all"]), ("held-out runs", summary.get("held_out"))):
+        if part is None:
+            continue
+        cells = []
+        for rule in shown:
+            acc = part[rule].get("mean_acc_diff_points")
+            acc_text = "" if acc is None else f", {acc:+.2f}".replace("-", "−")
+            cells.append(f"**{part[rule]['mean_ratio']:.3f}**{acc_text} (max {part[rule]['max_ratio']:.3f}; "
+                         f"{part[rule]['within_goal']} in goal)")
+        lines.append(f"| mean, {name} | | | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -482,7 +508,8 @@ def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Pat
     for rec, res in zip(records, results):
         firsts.setdefault(rec["task"], (rec, res))
     fig, axes = plt.subplots(1, len(firsts), figsize=(4.2 * len(firsts), 3.4), squeeze=False)
-    colors = {"freq": "tab:red", "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green"}
+    colors = {"dn_stop": "tab:purple", "dn_best": "magenta", "both_best": "tab:olive", "freq": "tab:red",
+              "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green"}
     for ax, (task, (rec, res)) in zip(axes[0], firsts.items()):
         a, b = rec["A"]["curves"], rec["B"]["curves"]
         ax.plot(a["epoch"], a["test_loss"], color="0.3", label="test loss (all data)")
@@ -490,6 +517,11 @@ def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Pat
         for rule in RULES:
             ax.axvline(res["rules"][rule]["epoch"], color=colors[rule], lw=1.2, ls=":" if rule == "last" else "-",
                        label=rule)
+        if "denoised_score" in rec["A"]:  # on its own axis: a loss against other labels, not comparable in level
+            twin = ax.twinx()
+            twin.plot(a["epoch"], rec["A"]["denoised_score"], color="magenta", lw=0.8, alpha=0.6)
+            twin.set_yscale("log")
+            twin.tick_params(axis="y", colors="magenta", labelsize=7)
         ax.set_title(f"{task}, seed {rec['seed']}")
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
@@ -527,6 +559,8 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="PNG path (default docs/early_stopping[_quick].png; '' for none)")
     parser.add_argument("--epochs", type=int, default=None, help="override every task's epoch budget (smoke tests)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the results as the table of docs/early_stopping.md")
     parser.add_argument("--tune-denoised", default=None,
                         help="with --replay: try every DENOISED_GRID setting, write the rows to this JSON, print a "
                              "ranking (tuning seeds) with the held-out numbers")
@@ -603,6 +637,8 @@ def main() -> None:
         print("held-out seeds only:")
         print("  mean L/L*: " + ", ".join(f"{r} {summary['held_out'][r]['mean_ratio']:.3f}" for r in RULES)
               + "; within goal: " + ", ".join(f"{r} {summary['held_out'][r]['within_goal']}" for r in RULES))
+    if args.markdown:
+        print(markdown_table(results, summary))
     out = {"settings": settings, "fes_kwargs": fes_kwargs, "denoised": DENOISED, "results": results,
            "summary": summary,
            "records": records}

@@ -123,6 +123,20 @@ def test_metric_mse_for_real_targets_and_hard_labels(clusters):
     torch.testing.assert_close(hard.compute()["denoised_loss"], F.cross_entropy(logits.double(), classes))
 
 
+def test_refit_labels_follows_the_inputs(clusters):
+    x, labels = clusters
+    logits = torch.randn(60, 4, generator=torch.Generator().manual_seed(9))
+    metric = DenoisedLoss(refit_labels=True)
+    metric.update(x, logits, labels)
+    metric.compute()
+    metric.reset()
+    moved = x.flip(0)  # new "features" of the same samples: the labels must follow them
+    metric.update(moved, logits, labels)
+    refitted = leave_one_out_lowpass(moved, labels, scale_free_delta(moved, DEFAULT_DELTA_FRACTION))
+    expected = denoised_loss(logits, refitted)
+    torch.testing.assert_close(metric.compute()["denoised_loss"], expected)
+
+
 def test_state_survives_state_dict(clusters):
     x, labels = clusters
     logits = torch.randn(60, 4, generator=torch.Generator().manual_seed(6))
@@ -168,6 +182,7 @@ def test_changed_probe_size_raises(clusters):
         (lambda x, y: DenoisedLoss(loss="nll"), "`loss`"),
         (lambda x, y: DenoisedLoss(delta=0), "`delta`"),
         (lambda x, y: DenoisedLoss(delta_fraction=-0.1), "`delta_fraction`"),
+        (lambda x, y: DenoisedLoss(refit_labels="yes"), "`refit_labels`"),
     ],
 )
 def test_bad_input_names_the_argument(clusters, call, name):

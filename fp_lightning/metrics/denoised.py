@@ -48,6 +48,10 @@ class DenoisedLoss(ProbeSetMetric):
             ``docs/early_stopping.md``).
         loss: ``"auto"``, ``"cross_entropy"`` or ``"mse"``.
         hard: compare with the denoised argmax class instead of the soft labels.
+        refit_labels: recompute ŷ (and δ) from the inputs of every ``compute()`` instead of freezing them: for inputs
+            that change between recordings, such as a feature layer of the model being trained (measured on CIFAR-10
+            in ``docs/early_stopping.md``: the only space where the score worked there). Each ``compute()`` then
+            costs one leave-one-out filter pass.
         chunk_size: tile edge of the kernel built at once (``None``: the filter bank's memory budget).
         filter_precision: working precision of the distances and kernels, ``"float64"`` (default: the labels are
             computed once, and small δ do not underflow) or ``"float32"`` (``leave_one_out_lowpass``'s ``dtype``).
@@ -75,6 +79,7 @@ class DenoisedLoss(ProbeSetMetric):
         delta_fraction: float = DEFAULT_DELTA_FRACTION,
         loss: Literal["auto"] | DenoisingLoss = "auto",
         hard: bool = False,
+        refit_labels: bool = False,
         chunk_size: int | None = None,
         filter_precision: FilterPrecision = "float64",
         output_transform: OutputTransform = "auto",
@@ -91,6 +96,9 @@ class DenoisedLoss(ProbeSetMetric):
         if not isinstance(hard, bool):
             raise ValueError(f"`hard` must be a bool, got {hard!r}.")
         self.hard = hard
+        if not isinstance(refit_labels, bool):
+            raise ValueError(f"`refit_labels` must be a bool, got {refit_labels!r}.")
+        self.refit_labels = refit_labels
         self.chunk_size = check_optional_int("chunk_size", chunk_size, 1)
         self.filter_precision = check_choice("filter_precision", filter_precision, tuple(FILTER_PRECISIONS))
         self._add_fit_state("_denoised_labels", torch.float64)
@@ -147,7 +155,7 @@ class DenoisedLoss(ProbeSetMetric):
     def compute(self) -> dict[str, torch.Tensor]:
         """The loss of the stored outputs against the (frozen) denoised labels."""
         x, y, h = self._gathered(float64_inputs=False)
-        denoised = self.denoised_labels
+        denoised = None if self.refit_labels else self.denoised_labels
         if denoised is None:
             delta = self.delta if self.delta is not None else scale_free_delta(x, self.delta_fraction)
             denoised = leave_one_out_lowpass(x, y, delta, chunk_size=self.chunk_size,
