@@ -8,7 +8,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: Pages whose examples run, in this order, in one namespace (later pages use what the README made).
 PAGES = [REPO / "README.md", REPO / "docs" / "monitor.md", REPO / "docs" / "library.md",
-         REPO / "docs" / "early_stopping.md"]
+         REPO / "docs" / "early_stopping.md", REPO / "docs" / "theory.md"]
 
 
 def _python_blocks(page: Path) -> list[str]:
@@ -31,3 +31,4 @@ def test_examples_run(tmp_path, monkeypatch, capsys):
     delta_f = namespace["out"]["delta_f"]  # the Metrics example on the ridge fit of MNIST
     assert delta_f[0] < 0.2 < delta_f[1:].min()  # the lowest peak is captured best
     assert namespace["monitor"].output_key == "logits"
+    assert namespace["ratios"].tolist() == [0.0]  # the theory page: nothing changed above η = 2
