@@ -257,3 +257,31 @@ def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> 
     assert float(trainer.callback_metrics["fp/denoised_loss"]) == pytest.approx(expected, rel=1e-5)
     assert monitor.history.records["denoised_loss"][-1] == pytest.approx(expected, rel=1e-5)
     assert stopper.best_score is not None and math.isfinite(float(stopper.best_score))
+
+
+def test_the_theory_stages_example_reads_a_saved_history(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "theory_stages", Path(__file__).resolve().parents[1] / "examples" / "theory_stages.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    # a history whose peaks are fitted one after the other and whose loss drains from low to high k
+    n_freqs, freqs = 48, [1, 3, 5]
+    history = FrequencyHistory(freqs=freqs, deltas=[0.5], cutoff=7, target_amplitude=[1.0] * n_freqs)
+    k = np.arange(n_freqs)
+    for t in range(12):
+        density = np.exp(-t / (1.0 + k / 4.0))  # low k decay first
+        history.append(epoch=10 * t, step=10 * t, delta_f=[max(0.0, 1 - t / (3 + 3 * j)) for j in range(3)],
+                       e_low=[1.0], e_high=[1.0], loss_low=1.0, loss_high=1.0, low_share=0.5,
+                       output_amplitude=[0.0] * n_freqs, loss_density=density.tolist(),
+                       output_change_ratio=np.linspace(1, 0.01, n_freqs - 1).tolist())
+    path = history.save(tmp_path / "fp_history.npz")
+    loaded = load_history(path)
+    text = example.summary(loaded)
+    assert text.splitlines()[1].startswith("initial") and "Eq. (44) at η = 7" in text
+    initial = example.stage_curves(loaded)["initial"]["loss"]
+    assert np.all(np.diff(initial) <= 0)  # the ratio above η falls as η grows
+    assert example.rank_correlation(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)
+    example.draw(loaded, "test").savefig(tmp_path / "stages.png")
