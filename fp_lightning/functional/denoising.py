@@ -150,7 +150,7 @@ def leave_one_out_lowpass(
         ValueError: bad shapes, mismatched lengths, non-finite values, δ ≤ 0, or labels outside ``num_classes``.
 
     Example:
-        >>> x = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1]])
+        >>> x = torch.tensor([[0.0], [0.1], [0.25], [5.0], [5.1]])
         >>> y = torch.tensor([0, 0, 1, 1, 1])                       # sample 2 looks mislabelled
         >>> leave_one_out_lowpass(x, y, delta=0.5).argmax(dim=1)   # its neighbours vote 0
         tensor([0, 0, 0, 1, 1])
