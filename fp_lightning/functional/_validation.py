@@ -244,3 +244,15 @@ def values_as_2d(name: str, values: torch.Tensor) -> tuple[torch.Tensor, bool]:
     check_ndim(name, values, (1, 2))
     squeeze = values.ndim == 1
     return (values.unsqueeze(1) if squeeze else values), squeeze
+
+
+def check_spectrum_pair(target_spec: object, output_spec: object) -> None:
+    """Raise unless ``target_spec`` and ``output_spec`` are finite tensors of one shape, (K,) or (K, c)."""
+    check_tensor("target_spec", target_spec)
+    check_tensor("output_spec", output_spec)
+    check_ndim("target_spec", target_spec, (1, 2))
+    if output_spec.shape != target_spec.shape:
+        raise ValueError(f"`output_spec` shape {tuple(output_spec.shape)} must equal `target_spec` shape "
+                         f"{tuple(target_spec.shape)}.")
+    check_finite("target_spec", target_spec)
+    check_finite("output_spec", output_spec)

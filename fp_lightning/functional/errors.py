@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fp_lightning.functional._validation import check_finite, check_ndim, check_tensor
+from fp_lightning.functional._validation import check_spectrum_pair
 
 __all__ = ["relative_spectral_error"]
 
@@ -32,14 +32,7 @@ def relative_spectral_error(target_spec: torch.Tensor, output_spec: torch.Tensor
         >>> relative_spectral_error(y, h)
         tensor([0.5000, 1.0000])
     """
-    check_tensor("target_spec", target_spec)
-    check_tensor("output_spec", output_spec)
-    check_ndim("target_spec", target_spec, (1, 2))
-    if output_spec.shape != target_spec.shape:
-        raise ValueError(f"`output_spec` shape {tuple(output_spec.shape)} must equal `target_spec` shape "
-                         f"{tuple(target_spec.shape)}.")
-    check_finite("target_spec", target_spec)
-    check_finite("output_spec", output_spec)
+    check_spectrum_pair(target_spec, output_spec)
     reduce_dims = (1,) if target_spec.ndim == 2 else ()
     denominator = _channel_norm(target_spec, reduce_dims)
     if bool((denominator == 0).any()):

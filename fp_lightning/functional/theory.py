@@ -21,7 +21,7 @@ from fp_lightning.functional._validation import (
     check_finite,
     check_int,
     check_ndim,
-    check_tensor,
+    check_spectrum_pair,
 )
 
 __all__ = ["frequency_loss_split", "intermediate_stage_ratio", "loss_change_ratio", "loss_density",
@@ -52,19 +52,8 @@ def frequency_loss_split(
         >>> float(low), float(high)
         (1.0, 4.0)
     """
-    check_tensor("target_spec", target_spec)
-    check_tensor("output_spec", output_spec)
-    check_ndim("target_spec", target_spec, (1, 2))
-    if output_spec.shape != target_spec.shape:
-        raise ValueError(f"`output_spec` shape {tuple(output_spec.shape)} must equal `target_spec` shape "
-                         f"{tuple(target_spec.shape)}.")
-    check_finite("target_spec", target_spec)
-    check_finite("output_spec", output_spec)
-    n_freqs = target_spec.shape[0]
-    check_int("cutoff", cutoff, 0, n_freqs - 2)
-    diff = (output_spec - target_spec).to(torch.complex128)
-    q = diff.abs().square()
-    q = q.sum(dim=1) if q.ndim == 2 else q
+    q = loss_density(target_spec, output_spec)
+    check_int("cutoff", cutoff, 0, q.shape[0] - 2)
     return q[: cutoff + 1].sum(), q[cutoff + 1 :].sum()
 
 
@@ -120,12 +109,7 @@ def loss_density(target_spec: torch.Tensor, output_spec: torch.Tensor) -> torch.
         >>> loss_density(y, h).tolist()
         [1.0, 0.0, 4.0]
     """
-    check_tensor("target_spec", target_spec)
-    check_tensor("output_spec", output_spec)
-    check_ndim("target_spec", target_spec, (1, 2))
-    if output_spec.shape != target_spec.shape:
-        raise ValueError(f"`output_spec` shape {tuple(output_spec.shape)} must equal `target_spec` shape "
-                         f"{tuple(target_spec.shape)}.")
+    check_spectrum_pair(target_spec, output_spec)
     q = (output_spec - target_spec).to(torch.complex128).abs().square()
     return q.sum(dim=1) if q.ndim == 2 else q
 
