@@ -365,6 +365,8 @@ def print_tuning(rows: list[dict[str, Any]], top: int = 15) -> None:
             continue
         tune = [r for r in items if r["split"] == "tuning"]
         held = [r for r in items if r["split"] == "held-out"]
+        if not tune:  # held-out runs only: nothing to rank by
+            continue
         table.append((key, {w: stats(tune, w) for w in ("best", "stop")},
                       {w: stats(held, w) for w in ("best", "stop")} if held else None))
     for which in ("best", "stop"):
