@@ -272,3 +272,25 @@ def test_lightning_checkpoint_and_early_stopping_watch_the_score(tmp_path):
     metric = DenoisedLoss(delta_fraction=0.01)
     metric.update(data.x, restored(data.x).detach(), data.y)
     assert metric.compute()["denoised_loss"].item() == pytest.approx(min(scores), rel=1e-5)
+
+
+def test_label_agreement_and_its_warning(clusters):
+    x, labels = clusters
+    metric = DenoisedLoss(delta=2.0)
+    metric.update(x, torch.zeros(60, 4), labels)
+    metric.compute()
+    own = leave_one_out_lowpass(x, labels, 2.0).argmax(1) == labels
+    assert metric.label_agreement == pytest.approx(own.double().mean().item())  # 54 of 60: the 6 flips are outvoted
+    assert metric.label_agreement == pytest.approx(0.9)
+    # labels that have nothing to do with the inputs: neighbours do not share them, near chance (1/4)
+    shuffled = torch.arange(60) % 4
+    shuffled = shuffled[torch.randperm(60, generator=torch.Generator().manual_seed(10))]
+    unrelated = DenoisedLoss(delta=2.0)
+    unrelated.update(x, torch.zeros(60, 4), shuffled)
+    with pytest.warns(UserWarning, match="rarely share a label"):
+        unrelated.compute()
+    assert unrelated.label_agreement < 0.5
+    real = DenoisedLoss(delta=2.0)
+    real.update(x, torch.zeros(60, 1), torch.randn(60, 1, generator=torch.Generator().manual_seed(11)))
+    real.compute()
+    assert real.label_agreement is None  # regression targets have no classes to agree on
