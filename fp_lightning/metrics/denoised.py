@@ -140,10 +140,10 @@ class DenoisedLoss(ProbeSetMetric):
 
         Example:
             >>> metric = DenoisedLoss(delta_fraction=0.5)
-            >>> metric.update(torch.tensor([[0.0], [1.0], [2.0], [3.0]]), torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]))
+            >>> metric.update(torch.tensor([[0.0], [1.0], [5.0], [6.0]]), torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]))
             >>> _ = metric.compute()
-            >>> metric.fitted_delta   # half the median squared distance, 1
-            0.5
+            >>> metric.fitted_delta   # half the (lower) median squared distance of the 6 pairs, 16
+            8.0
         """
         fitted = self._get_fit("_fitted_delta")
         return None if fitted is None else float(fitted[0])
