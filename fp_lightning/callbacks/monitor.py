@@ -421,6 +421,13 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         """``fp/denoised_loss`` of this recording; NaN when it is off or failed (the recording keeps the rest)."""
         if self.denoised is None:
             return math.nan
+        if outputs.ndim > 2 or targets.ndim > 2:
+            # per-position targets (segmentation, tagging): the score smooths one label per sample
+            if "denoised" not in self._warned:  # said once, as information: nothing is wrong with the run
+                self._warned.add("denoised")
+                rank_zero_info(f"FrequencyPrincipleMonitor: fp/denoised_loss needs one target per sample (targets "
+                               f"{tuple(targets.shape)}, outputs {tuple(outputs.shape)}); it is not logged.")
+            return math.nan
         self.denoised.reset()
         self.denoised.update(inputs, outputs, targets)
         value = self._run_safely("denoised loss", lambda: float(self.denoised.compute()["denoised_loss"]))

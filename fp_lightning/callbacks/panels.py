@@ -99,8 +99,10 @@ def exact_tag_pattern(tag: str) -> str:
     return f"^{re.escape(tag)}$"
 
 
-def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float]) -> dict[str, Any]:
+def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float], denoised: bool = False) -> dict[str, Any]:
     r"""TensorBoard custom-scalars layout: e_low and e_high of each δ together, Δ_F of every tracked k together.
+
+    With ``denoised=True`` (the monitor logs ``fp/denoised_loss``) a chart of that score is added.
 
     Every tag is an anchored, escaped regular expression (:func:`exact_tag_pattern`), so each line of a chart
     is exactly one logged key.
@@ -117,7 +119,7 @@ def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float]) -> dict
                                    exact_tag_pattern(f"fp/e_high/delta={key}")]]
         for key in delta_keys(deltas)
     }
-    return {
+    layout = {
         "fp: e_low vs e_high": per_delta,
         "fp: projected spectrum": {
             "Δ_F per tracked k": ["Multiline", [exact_tag_pattern(f"fp/delta_f/k={int(k)}") for k in freqs]],
@@ -125,6 +127,10 @@ def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float]) -> dict
             "low share": ["Multiline", [exact_tag_pattern("fp/low_share")]],
         },
     }
+    if denoised:
+        layout["fp: validation-free score"] = {
+            "denoised loss": ["Multiline", [exact_tag_pattern("fp/denoised_loss")]]}
+    return layout
 
 
 def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
@@ -312,7 +318,8 @@ class PanelWriter:
                         step: int) -> None:
         writer = logger.experiment
         if writer not in self._layout_written:
-            writer.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas))
+            denoised = any(not np.isnan(value) for value in history.records["denoised_loss"])
+            writer.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas, denoised))
             self._layout_written.add(writer)
         for tag, rgb in images.items():
             writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
