@@ -436,3 +436,18 @@ def test_criterion_d_state_dict_and_missing_key():
 def test_criterion_d_bad_patience_names_the_argument():
     with pytest.raises(ValueError, match="`denoised_patience`"):
         FrequencyEarlyStopping(denoised_patience=0)
+
+
+def test_criterion_d_patience_as_a_fraction_of_the_budget():
+    """0.1 of max_epochs=30 is 3 checks: the stop of the fixed patience 3 (epoch 8); no budget is a clear error."""
+    stopper = FrequencyEarlyStopping(**{**ONLY_D, "denoised_patience": 0.1})
+    trainer, _ = _fit(stopper, script_d, epochs=30)
+    assert stopper.denoised_patience == 3 and stopper.stopped_after == 8 and trainer.current_epoch == 8
+    with pytest.raises(ValueError, match=r"`denoised_patience=0\.1` is a fraction of the Trainer's max_epochs"):
+        _fit(FrequencyEarlyStopping(**{**ONLY_D, "denoised_patience": 0.1}), script_d, epochs=-1, max_steps=20)
+    with pytest.raises(ValueError, match="`denoised_patience`"):
+        FrequencyEarlyStopping(denoised_patience=1.5)
+    unresolved = FrequencyEarlyStopping(**{**ONLY_D, "denoised_patience": 0.1})
+    assert unresolved.denoised_patience == 0.1
+    with pytest.raises(ValueError, match="known once `fit` starts"):
+        unresolved.evaluate(script_d(1), 1)

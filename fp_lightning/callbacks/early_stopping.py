@@ -138,8 +138,10 @@ class FrequencyEarlyStopping(*_bases()):
         strict: raise when the monitor's keys are missing from ``trainer.callback_metrics`` (else warn once and
             skip the check).
         check_finite: stop when ε, s or D is not finite.
-        denoised_patience: checks without a new minimum of ``fp/denoised_loss`` before (d) fires; ``None``
-            disables (d). With (a), (b) and (c) disabled (``None``) only (d) decides and ε is not read.
+        denoised_patience: checks without a new minimum of ``fp/denoised_loss`` before (d) fires: an int ≥ 1, or a
+            float in (0, 1), that fraction of the Trainer's ``max_epochs`` (at least 2, fixed when ``fit`` starts;
+            0.1 is what the benchmark measured); ``None`` disables (d). With (a), (b) and (c) disabled (``None``)
+            only (d) decides and ε is not read.
         dry_run: decide and record (``stopped_epoch``, ``criterion``, ``stopping_reason_message``) but never stop
             the Trainer: shows where the callback would have stopped.
         log_rank_zero_only: log messages on rank 0 only.
@@ -190,14 +192,16 @@ class FrequencyEarlyStopping(*_bases()):
         check_finite: bool = True,
         dry_run: bool = False,
         log_rank_zero_only: bool = False,
-        denoised_patience: int | None = None,
+        denoised_patience: int | float | None = None,
     ) -> None:
         # the rule validates every setting, naming the argument, before Lightning's EarlyStopping is set up
         self.rule = FrequencyStoppingRule(
             low_threshold=low_threshold, share_threshold=share_threshold, arm_threshold=arm_threshold,
             plateau_rtol=plateau_rtol, plateau_window=plateau_window, patience=patience, low_metric=low_metric,
             delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs, check_finite=check_finite,
-            denoised_patience=denoised_patience)
+            denoised_patience=_patience_checks(denoised_patience))
+        self.denoised_patience_fraction = denoised_patience if isinstance(denoised_patience, float) else None
+        self._patience_resolved = self.denoised_patience_fraction is None
         watched = (_E_LOW if low_metric == "e_low" else _DELTA_F) if self.rule.uses_low_error else DENOISED_KEY
         super().__init__(monitor=watched, patience=patience, verbose=verbose,
                          mode="min", strict=strict, check_finite=check_finite, check_on_train_epoch_end=True,
@@ -234,8 +238,10 @@ class FrequencyEarlyStopping(*_bases()):
     share_count = property(lambda self: self.rule.share_count, doc="Consecutive checks with (b)'s condition true.")
     last_values = property(lambda self: self.rule.last_values, doc="ε and s read at the last check.")
     best_trace = property(lambda self: self.rule.best_trace, doc="``[epoch, best ε so far]`` at every check.")
-    denoised_patience = property(lambda self: self.rule.denoised_patience,
-                                 doc="Checks without a new minimum of ``fp/denoised_loss`` for (d), or ``None``.")
+    denoised_patience = property(
+        lambda self: self.rule.denoised_patience if self._patience_resolved else self.denoised_patience_fraction,
+        doc="Checks without a new minimum of ``fp/denoised_loss`` for (d) (the fraction of max_epochs until ``fit`` "
+            "starts), or ``None``.")
     denoised_best_epoch = property(lambda self: self.rule.denoised_best_epoch,
                                    doc="Completed epochs at the lowest ``fp/denoised_loss`` so far, or ``None``.")
 
@@ -274,6 +280,9 @@ class FrequencyEarlyStopping(*_bases()):
             self._reasons = reasons
         if stage != "fit":
             return
+        if self.denoised_patience_fraction is not None:
+            self.rule.denoised_patience = _patience_of_budget(self.denoised_patience_fraction, trainer.max_epochs)
+            self._patience_resolved = True
         self._monitor = _find_monitor(trainer)
         if self._monitor is None:
             raise RuntimeError("FrequencyEarlyStopping needs a FrequencyPrincipleMonitor in the Trainer's callbacks "
@@ -369,6 +378,9 @@ class FrequencyEarlyStopping(*_bases()):
         Raises:
             KeyError: when ``metrics`` has no key of the low-frequency error.
         """
+        if not self._patience_resolved:
+            raise ValueError(f"`denoised_patience={self.denoised_patience_fraction}` is a fraction of max_epochs, "
+                             "known once `fit` starts; to evaluate checks by hand pass an int number of checks.")
         return self._take(self.rule.update(metrics, epoch))
 
     def _take(self, decision: Decision) -> tuple[bool, str | None]:
@@ -389,6 +401,24 @@ class FrequencyEarlyStopping(*_bases()):
 
 
 # ---------------------------------------------------------------------- helpers (no Lightning state)
+def _patience_checks(patience: int | float | None) -> int | None:
+    """The rule's ``denoised_patience``: an int as given, 1 for a fraction of the budget (resolved at ``setup``)."""
+    if isinstance(patience, float) and not isinstance(patience, bool):
+        if not 0.0 < patience < 1.0:
+            raise ValueError(f"`denoised_patience` as a float is a fraction of max_epochs in (0, 1), got {patience!r}; "
+                             "pass an int for a number of checks.")
+        return 1
+    return patience  # the rule validates it (an int ≥ 1 or None)
+
+
+def _patience_of_budget(fraction: float, max_epochs: int | None) -> int:
+    """``fraction`` of the epoch budget, rounded, at least 2 checks."""
+    if max_epochs is None or max_epochs < 1:
+        raise ValueError(f"`denoised_patience={fraction}` is a fraction of the Trainer's max_epochs, which is "
+                         f"{max_epochs}; set `max_epochs` or pass an int number of checks.")
+    return max(2, round(fraction * max_epochs))
+
+
 def _reason_enum(package: str) -> Any:
     """The ``EarlyStoppingReason`` enum of ``lightning.pytorch`` or of ``pytorch_lightning``."""
     module = "pytorch_lightning" if package == "pytorch_lightning" else "lightning.pytorch"
