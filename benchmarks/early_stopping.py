@@ -89,7 +89,8 @@ QUICK: dict[str, dict[str, Any]] = {
 }
 #: Seeds whose runs chose the defaults ("tuning"); every other seed is "held-out".
 TUNING_SEEDS = (0, 1)
-#: Epochs at which run A records the penultimate features of the whole training set (feature-space smoothing).
+#: Epochs at which run A records the penultimate features of the whole training set (feature-space smoothing);
+#: every epoch with the environment variable FP_FEATURES_EVERY_EPOCH=1.
 FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
@@ -182,7 +183,7 @@ class _Recorder(Callback):
         finally:
             hook.remove()
         self.probe_outputs.append(out.float().numpy())
-        if epoch in FEATURE_EPOCHS:
+        if epoch in FEATURE_EPOCHS or os.environ.get("FP_FEATURES_EVERY_EPOCH") == "1":
             self.probe_features[epoch] = torch.cat(captured).flatten(1).to(torch.float16).numpy()
 
     def _record(self, trainer: Any, module: Any, epoch: int) -> None:
@@ -277,6 +278,11 @@ def denoised_curve(arrays: dict[str, Any], space: str, delta_fraction: float, ha
     """The denoised score of every recorded epoch for one setting (None when the features were not recorded)."""
     from fp_lightning.functional import denoised_loss, leave_one_out_lowpass
 
+    if space == "features@each":  # each epoch: its own features (recorded with FP_FEATURES_EVERY_EPOCH=1)
+        epochs = range(len(arrays["outputs"]))
+        if any(e not in arrays["features"] for e in epochs):
+            return None
+        return np.array([denoised_curve(arrays, f"features@{e}", delta_fraction, hard, key)[e] for e in epochs])
     if space == "features@latest":  # each epoch: the features of the latest recorded epoch at or before it
         recorded = sorted(arrays["features"])
         pieces = {e: denoised_curve(arrays, f"features@{e}", delta_fraction, hard, key) for e in recorded}
@@ -305,7 +311,7 @@ def denoised_curve(arrays: dict[str, Any], space: str, delta_fraction: float, ha
 
 #: The settings the tuning (``--tune-denoised``) tries, one grid over all of them.
 DENOISED_GRID: dict[str, list[Any]] = {
-    "space": ["input", "features@0", "features@3", "features@latest"],
+    "space": ["input", "features@0", "features@3", "features@latest", "features@each"],
     "delta_fraction": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
     "hard": [False, True],
     "patience": [2, 3, 4, 5, 6, 8, 10, None],  # None: no stop, the best-scored epoch of the whole budget
