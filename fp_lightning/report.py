@@ -307,7 +307,7 @@ def _densities(history: dict[str, Any]) -> np.ndarray | None:
 
 def _stage_ratio_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     density = _densities(history)
-    ax.set_title("Theory paper Fig. 1b/d: high-part ratio of the change per stage (low η ≈ 1, falling = F-Principle)")
+    ax.set_title("Share of the change above η, per stage (theory paper Fig. 1b/d)")
     if density is None:
         _no_data(ax, "no loss density in this history (needs ≥ 2 recordings of a current monitor)")
         return
@@ -324,13 +324,14 @@ def _stage_ratio_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) ->
             line.set_color(_STAGE_COLOURS[name])
             line.set_linestyle(style)
     ax.legend(loc="lower left", fontsize="x-small", framealpha=0.8)
+    ax.set_title("Share of the change above η, per stage (theory paper Fig. 1b/d)")  # the plots' own is smaller
     ax.set_ylabel("ratio of the part above η")
 
 
 def _intermediate_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     density = _densities(history)
     cutoff = int(history["cutoff"])
-    ax.set_title(f"Theory paper Eq. (44), Fig. 1c: high-part ratio over [T₁, T₂] at η = {cutoff}")
+    ax.set_title(f"Loss change above η = {cutoff} over [T₁, T₂] (theory paper Eq. (44), Fig. 1c)")
     stages = training_stages(history["delta_f"]) if density is not None else None
     if density is None or stages is None or stages["intermediate"].start >= len(epochs) - 1:
         _no_data(ax, "no loss density in this history, or no recording after the initial stage")
