@@ -54,10 +54,11 @@ class DenoisedLoss(ProbeSetMetric):
             ``docs/early_stopping.md``).
         loss: ``"auto"``, ``"cross_entropy"`` or ``"mse"``.
         hard: compare with the denoised argmax class instead of the soft labels.
-        refit_labels: recompute ŷ (and δ) from the inputs of every ``compute()`` instead of freezing them: for inputs
-            that change between recordings, such as a feature layer of the model being trained (measured on CIFAR-10
-            in ``docs/early_stopping.md``: the only space where the score worked there). Each ``compute()`` then
-            costs one leave-one-out filter pass.
+        refit_labels: recompute ŷ (and δ) from the inputs of every ``compute()`` instead of freezing them, for
+            inputs that change between recordings, such as a feature layer of the model being trained. Each
+            ``compute()`` then costs one leave-one-out filter pass. Measured in ``docs/early_stopping.md``: the
+            features of the current model follow the labels the network memorizes, so the score then keeps falling;
+            this is for experiments, not a recommendation.
         chunk_size: tile edge of the kernel built at once (``None``: the filter bank's memory budget).
         filter_precision: working precision of the distances and kernels, ``"float64"`` (default: the labels are
             computed once, and small δ do not underflow) or ``"float32"`` (``leave_one_out_lowpass``'s ``dtype``).
@@ -162,8 +163,8 @@ class DenoisedLoss(ProbeSetMetric):
                            f"probe's labels (chance: {1 / classes:.0%}): neighbours in this input space rarely share a "
                            "label, "
                            "so the score may stop far too early (as measured on CIFAR-10 pixels, "
-                           "docs/early_stopping.md). Smooth in a feature space instead (the monitor's "
-                           "`input_features`), or use a validation loss.", UserWarning)
+                           "docs/early_stopping.md, where no other space we tried helped either); prefer a "
+                           "validation loss for such data.", UserWarning)
 
     def resolved_loss(self) -> DenoisingLoss | None:
         """The loss in use: the given one, or what ``"auto"`` means for the resolved output transform.
