@@ -168,7 +168,7 @@ def leave_one_out_lowpass(
     dtype = check_dtype("dtype", dtype, (torch.float32, torch.float64))
     bank = GaussianFilterBank(flat, deltas, chunk_size=chunk_size, memory_budget=0, dtype=dtype)
     # the bank's off-diagonal sums are exactly the leave-one-out numerator and denominator
-    sums, weights = bank._neighbour_sums(values)
+    sums, weights = bank.neighbour_sums(values)
     sums, weights = sums[0], weights[0]
     isolated = weights[:, 0] <= 0
     denoised = sums / torch.where(isolated, 1.0, weights[:, 0]).unsqueeze(1)

@@ -264,7 +264,7 @@ class GaussianFilterBank:
             tensor([[0.4378, 0.5622]], dtype=torch.float64)
         """
         v, squeeze = _as_values("values", values, self.n_samples, self._device)
-        sums, weights = self._neighbour_sums(v)
+        sums, weights = self.neighbour_sums(v)
         low = sums.add_(v).div_(weights.add_(1.0))  # (v + S) / (1 + T), in place: no second (M, n, c) array
         return low[..., 0].contiguous() if squeeze else low.contiguous()
 
@@ -298,10 +298,10 @@ class GaussianFilterBank:
         cached = self._target_cache
         if cached is not None and cached[0].shape == y.shape and torch.equal(cached[0], y):
             y_low_norm, y_high_norm = cached[1], cached[2]
-            diff_low_norm, diff_high_norm = self._part_norms(diff, *self._neighbour_sums(diff))
+            diff_low_norm, diff_high_norm = self._part_norms(diff, *self.neighbour_sums(diff))
         else:
             c = y.shape[1]
-            sums, weights = self._neighbour_sums(torch.cat([y, diff], dim=1))
+            sums, weights = self.neighbour_sums(torch.cat([y, diff], dim=1))
             y_low_norm, y_high_norm = self._part_norms(y, sums[..., :c], weights)
             diff_low_norm, diff_high_norm = self._part_norms(diff, sums[..., c:], weights)
             self._check_target_parts(y, y_low_norm, y_high_norm)
@@ -399,10 +399,18 @@ class GaussianFilterBank:
         self._kernels[(rows[0], cols[0])] = stacked
         self._add_products(acc, stacked, w, rows, cols)
 
-    def _neighbour_sums(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def neighbour_sums(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Off-diagonal sums of float64 (n, c) ``v`` for all δ, float64: S_i = Σ_{j≠i} K_ij v_j and T_i = Σ_{j≠i} K_ij.
 
-        Returns S (M, n, c) and T (M, n, 1), from one pass over the upper block triangle (or the cached kernels).
+        K_ij = exp(−‖x_i − x_j‖²/(2δ)) with the self term left out: S / T is the leave-one-out low-pass of ``v``
+        (``leave_one_out_lowpass`` uses it). Returns S (M, n, c) and T (M, n, 1), from one pass over the upper block
+        triangle (or the cached kernels).
+
+        Example:
+            >>> bank = GaussianFilterBank(torch.tensor([[0.0], [1.0], [5.0]]), torch.tensor([0.5]))
+            >>> sums, weights = bank.neighbour_sums(torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64))
+            >>> round(float(sums[0, 0, 0] / weights[0, 0, 0]), 6)   # sample 0's neighbours, weighted: mostly x = 1
+            2.0
         """
         n, c = v.shape
         # A column of ones gives T from the same products as S; zero columns pad the width to a multiple of 12:
