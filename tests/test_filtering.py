@@ -226,8 +226,8 @@ def test_bank_caches_give_fresh_numbers_and_filter_only_outputs(mnist, monkeypat
     bank = Bank64(x, MNIST_DELTAS, chunk_size=64)
     assert bank.caches_distances
     widths = []
-    original = bank._neighbour_sums
-    monkeypatch.setattr(bank, "_neighbour_sums", lambda v: widths.append(v.shape[1]) or original(v))
+    original = bank.neighbour_sums
+    monkeypatch.setattr(bank, "neighbour_sums", lambda v: widths.append(v.shape[1]) or original(v))
     outputs = [torch.from_numpy(h), torch.from_numpy(np.roll(h, 1, axis=1)), torch.from_numpy(0.5 * y + 0.5 * h)]
     for out in outputs:
         got = bank.errors(yt.clone(), out)  # a new tensor with the same values hits the cache
