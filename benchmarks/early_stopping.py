@@ -521,33 +521,60 @@ def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     firsts = {}
     for rec, res in zip(records, results):
         firsts.setdefault(rec["task"], (rec, res))
-    fig, axes = plt.subplots(1, len(firsts), figsize=(4.2 * len(firsts), 3.4), squeeze=False)
+    n_cols = 3
+    n_rows = -(-(len(firsts) + 1) // n_cols)  # one more cell for the legend
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.6 * n_rows), squeeze=False)
     colors = {"dn_stop": "tab:purple", "dn_best": "magenta", "both_best": "tab:olive", "freq": "tab:red",
               "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green"}
-    for ax, (task, (rec, res)) in zip(axes[0], firsts.items()):
+    names = {"dn_stop": "stop on fp/denoised_loss", "dn_best": "same, best epoch restored",
+             "both_best": "FrequencyEarlyStopping (a)-(d), restored", "freq": "FrequencyEarlyStopping (a)-(c)",
+             "last": "no stopping", "val": "validation-loss EarlyStopping", "val_best": "same, best epoch restored",
+             "oracle": "oracle (best test loss)"}
+    cells = list(axes.flat)
+    for ax, (task, (rec, res)) in zip(cells, firsts.items()):
         a, b = rec["A"]["curves"], rec["B"]["curves"]
-        ax.plot(a["epoch"], a["test_loss"], color="0.3", label="test loss (all data)")
-        ax.plot(b["epoch"], b["test_loss"], color="0.7", ls="--", label="test loss (90%, run B)")
+        ax.plot(a["epoch"], a["test_loss"], color="0.25", lw=1.6, label="test loss (all training data)")
+        ax.plot(b["epoch"], b["test_loss"], color="0.65", ls="--", label="test loss (90%, validation run)")
         for rule in RULES:
-            ax.axvline(res["rules"][rule]["epoch"], color=colors[rule], lw=1.2, ls=":" if rule == "last" else "-",
-                       label=rule)
+            ax.axvline(res["rules"][rule]["epoch"], color=colors[rule], lw=1.3, ls=":" if rule == "last" else "-",
+                       label=names.get(rule, rule))
         if "denoised_score" in rec["A"]:  # on its own axis: a loss against other labels, not comparable in level
             twin = ax.twinx()
-            twin.plot(a["epoch"], rec["A"]["denoised_score"], color="magenta", lw=0.8, alpha=0.6)
+            twin.plot(a["epoch"], rec["A"]["denoised_score"], color="magenta", lw=0.9, alpha=0.7)
             twin.set_yscale("log")
-            twin.tick_params(axis="y", colors="magenta", labelsize=7)
+            twin.set_ylabel("fp/denoised_loss", color="magenta", fontsize=8)
+            twin.tick_params(axis="y", colors="magenta", labelsize=7, which="both")
+            _plain_log_ticks(twin, rec["A"]["denoised_score"])
         ax.set_title(f"{task}, seed {rec['seed']}")
         ax.set_xlabel("epoch")
+        ax.set_ylabel("test loss")
         ax.set_yscale("log")
-    axes[0][0].set_ylabel("test loss")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+        ax.tick_params(axis="y", labelsize=7, which="both")
+        _plain_log_ticks(ax, a["test_loss"] + b["test_loss"])
+    legend_ax = cells[len(firsts)]
+    handles, labels = cells[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="magenta", lw=0.9, alpha=0.7))
+    labels.append("fp/denoised_loss (right axis)")
+    legend_ax.legend(handles, labels, loc="center", fontsize=9, frameon=False)
+    for ax in cells[len(firsts):]:
+        ax.axis("off")
+    fig.suptitle("Test loss of run A with each rule's stopping epoch (vertical lines); first seed of each task")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def _plain_log_ticks(ax: Any, values: list[float]) -> None:
+    """Plain numbers on a log axis; minor labels only when the values span less than a decade (else they collide)."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    narrow = bool(finite) and max(finite) / min(finite) < 10
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g") if narrow else NullFormatter())
 
 
 def _parse_fes(items: list[str]) -> dict[str, Any]:
