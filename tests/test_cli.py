@@ -99,7 +99,9 @@ def test_every_paper_experiment_has_a_config() -> None:
     assert names >= {"fig1_mnist_fc.yaml", "fig1_mnist_cnn.yaml", "fig1_cifar10_fc.yaml", "fig1_cifar10_cnn.yaml",
                      "fig2_image_small_init.yaml", "fig2_image_large_init.yaml", "fig3_staircase.yaml",
                      "fig4_sin3.yaml", "fig5a_low_to_high.yaml", "fig5b_high_to_low.yaml", "fig6_noise.yaml",
-                     "fig7a_relu.yaml", "fig7b_random_points.yaml", "fig8_extrapolation.yaml"}
+                     "fig7a_relu.yaml", "fig7b_random_points.yaml", "fig8_extrapolation.yaml",
+                     "fig6_curriculum_low_to_high.yaml", "fig6_curriculum_high_to_low.yaml",
+                     "theory_fig1_mse.yaml", "theory_fig2_l4.yaml"}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
