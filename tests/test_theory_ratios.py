@@ -257,6 +257,9 @@ def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> 
     assert float(trainer.callback_metrics["fp/denoised_loss"]) == pytest.approx(expected, rel=1e-5)
     assert monitor.history.records["denoised_loss"][-1] == pytest.approx(expected, rel=1e-5)
     assert stopper.best_score is not None and math.isfinite(float(stopper.best_score))
+    # the share of probe samples whose denoised class is their own label, saved with the history
+    meta = load_history(next(tmp_path.rglob("fp_history.npz")))["meta"]
+    assert meta["denoised_label_agreement"] == pytest.approx(reference.label_agreement)
 
 
 def test_the_theory_stages_example_reads_a_saved_history(tmp_path) -> None:

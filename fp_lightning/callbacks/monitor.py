@@ -549,7 +549,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
     def _history_meta(self) -> dict[str, Any]:
         cadence = ({"every_n_epochs": self.every_n_epochs} if self.every_n_train_steps is None
                    else {"every_n_train_steps": self.every_n_train_steps})
-        return {"probe_size": len(self.probe or []), **cadence}
+        meta: dict[str, Any] = {"probe_size": len(self.probe or []), **cadence}
+        agreement = None if self.denoised is None else self.denoised.label_agreement
+        if agreement is not None:  # how far fp/denoised_loss can be trusted (docs/early_stopping.md)
+            meta["denoised_label_agreement"] = agreement
+        return meta
 
     def _history_path(self) -> Path | None:
         if self._folder is None or self.history_file is None:
