@@ -288,3 +288,18 @@ def test_the_theory_stages_example_reads_a_saved_history(tmp_path) -> None:
     assert np.all(np.diff(initial) <= 0)  # the ratio above η falls as η grows
     assert example.rank_correlation(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)
     example.draw(loaded, "test").savefig(tmp_path / "stages.png")
+
+
+def test_a_checkpoint_without_the_denoised_score_restores_every_fit(tmp_path) -> None:
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 3, (60,), generator=g)
+    data = TensorDataset(torch.randn(60, 2, generator=g) + labels[:, None].float(), labels)
+    first = FrequencyPrincipleMonitor(probe_size=60, n_freqs=8, every_n_epochs=1, log_images=False,
+                                      denoised_loss=False)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[first], default_root_dir=tmp_path)
+    trainer.fit(BlobClassifier(), DataLoader(data, batch_size=20))
+    resumed = FrequencyPrincipleMonitor(probe_size=60, n_freqs=8, denoised_loss=False)
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.spectral.resolved_output_transform == first.spectral.resolved_output_transform == "softmax"
+    assert torch.equal(resumed.spectral.projection.directions, first.spectral.projection.directions)

@@ -280,10 +280,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if "spectral" in state_dict:
             self.spectral.load_state_dict(state_dict["spectral"])
             self.filtering.load_state_dict(state_dict["filtering"])
-        if self.denoised is not None and state_dict.get("denoised"):
-            self.denoised.load_state_dict(state_dict["denoised"])
         else:
             self._load_fits_of_old_format(state_dict)
+        if self.denoised is not None and state_dict.get("denoised"):  # a checkpoint without it fits the labels anew
+            self.denoised.load_state_dict(state_dict["denoised"])
 
     def _load_fits_of_old_format(self, state_dict: dict[str, Any]) -> None:
         """The fits of a checkpoint whose monitor state held them itself (frequencies, δ and η in the history)."""
