@@ -34,9 +34,10 @@ class FrequencyHistory:
     rows are q(k), k = 0..K−1; ``loss_change_ratio`` (Eq. (38), against the previous recording),
     ``window_change_ratio`` (Eq. (39), over the monitor's ``share_window``) and ``output_change_ratio`` (Eq. (40))
     rows follow the cutoffs η = 0..K−2, NaN where no earlier recording exists. ``denoised_loss`` is the monitor's
-    ``fp/denoised_loss`` (NaN when it was off). File format (``save``): a NumPy
-    ``.npz`` with one array per field and ``meta`` (JSON text), loadable with ``numpy.load`` alone, no fp_lightning
-    needed.
+    ``fp/denoised_loss`` (NaN when it was off).
+
+    File format (``save``): a NumPy ``.npz`` with one array per field and ``meta`` (JSON text), loadable with
+    ``numpy.load`` alone, no fp_lightning needed.
 
     Example:
         >>> h = FrequencyHistory(freqs=[3, 9], deltas=[0.5], cutoff=3, target_amplitude=[1.0, 2.0, 5.0, 1.0])
@@ -56,7 +57,7 @@ class FrequencyHistory:
         return len(self.records["epoch"])
 
     def append(self, **values: Any) -> None:
-        """Add one recording; every per-epoch field must be given, except the theory ratios (NaN when left out)."""
+        """Add one recording; every per-epoch field must be given, except those of ``_OPTIONAL`` (NaN when left out)."""
         n_freqs = len(self.target_amplitude)
         for key, fewer in _OPTIONAL.items():
             values.setdefault(key, float("nan") if fewer is None else [float("nan")] * (n_freqs - fewer))
