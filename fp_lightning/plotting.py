@@ -1,4 +1,4 @@
-"""Matplotlib figures of the Frequency Principle: Δ_F heatmap, spectra, e_low / e_high heatmaps.
+r"""Matplotlib figures of the Frequency Principle: Δ_F heatmap, spectra, e_low / e_high heatmaps.
 
 Colours follow the paper's figures: relative errors on a fixed 0–1 scale, red = small (fitted), blue = large.
 Figures are built on a non-interactive canvas (never through ``pyplot``), so nothing here needs a display and a
@@ -6,7 +6,12 @@ figure is freed as soon as its last reference goes.
 
 Text sizes are relative (``"medium"``, ``"small"``): the caller fixes the base size with
 ``matplotlib.rc_context({"font.size": ...})`` around the call, so the same functions serve small logger panels and
-the one-page report. Tick labels are thinned to what fits the axes, whatever the number of epochs or frequencies.
+the one-page report. Tick labels are thinned to what fits the axes, whatever the number of epochs; the Δ_F heatmap
+labels every tracked k up to :data:`MAX_K_LABELS` of them (a logger panel grows taller to fit them).
+
+Symbols are written in matplotlib's mathtext (``r"$\Delta_F$"``, ``r"$e_{\mathrm{low}}$"``), never with a literal
+underscore. Epochs follow the history's convention, completed epochs: text says "after 15 epochs" and axes
+"epochs completed", so that the recording made after Lightning's ``current_epoch`` 14 is never called "epoch 15".
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import LogFormatter
 
-__all__ = ["CHANGE_RATIO_LABELS", "plot_change_ratios", "plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra",
-           "thinned_ticks"]
+__all__ = ["CHANGE_RATIO_LABELS", "EPOCH_AXIS_LABEL", "MAX_K_LABELS", "epochs_done", "plot_change_ratios",
+           "plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
 
 _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as in the paper
 #: Size of a figure drawn without an ``ax`` (inches at ``_PANEL_DPI``): 360 × 260 px, so that a logger card about
@@ -31,13 +36,23 @@ _PANEL_SIZE = (3.6, 2.6)
 _PANEL_DPI = 100
 #: Legend text of each curve of :func:`plot_change_ratios`, by history field (theory paper Eq. (38), (39), (40)).
 CHANGE_RATIO_LABELS = {
-    "loss_change_ratio": "|ΔL⁺_η| / |ΔL|, last step (38)",
+    "loss_change_ratio": r"$|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$, last step (38)",
     "window_change_ratio": "same, window average (39)",
-    "output_change_ratio": "‖Δĥ‖ k>η / ‖Δĥ‖ (40)",
+    "output_change_ratio": r"$\|\Delta\hat{h}\|_{k>\eta}\,/\,\|\Delta\hat{h}\|$ (40)",
 }
+#: The x axis of every plot against the history's ``epoch`` (completed epochs; 0 = before training).
+EPOCH_AXIS_LABEL = "epochs completed"
+#: The Δ_F heatmap labels every tracked k up to this many; beyond, every 2nd (5th, …) and its axis label says so.
+MAX_K_LABELS = 16
 _CHANGE_RATIO_STYLES = (("tab:red", "-", "o"), ("tab:orange", "--", None), ("tab:blue", ":", "s"))
 # Ratios are drawn on a log scale from this value up: the F-Principle's fall over η spans several decades.
 _RATIO_FLOOR = 1e-4
+# Room above the largest ratio (and below the smallest) on the log axis: a factor, about a fifth of a decade.
+_RATIO_HEADROOM = 1.6
+# Room above the largest amplitude of a log-scale spectrum (a factor: a third of a decade) and of a linear one.
+_LOG_HEADROOM, _LINEAR_HEADROOM = 2.0, 1.1
+# A row of the Δ_F heatmap needs this many tick-label font sizes of height to keep its label clear of its neighbours.
+_ROW_PER_FONT = 1.25
 # A log-scale spectrum is clipped at this fraction of max |F[y]| (the paper's Fig. 3a uses 1e-4 the same way).
 _LOG_FLOOR = 1e-4
 # Tick labels are at least this many characters apart (a gap of two characters between neighbours).
@@ -46,16 +61,31 @@ _TICK_GAP_CHARS = 2.0
 _CHAR_WIDTH = 0.64
 
 
-def _new_axes(ax: Axes | None, margins: tuple[float, float, float, float]) -> tuple[Figure, Axes]:
+def epochs_done(epoch: int) -> str:
+    """How a figure's text names a recording by the history's ``epoch`` (completed epochs; 0 = before training).
+
+    Example:
+        >>> epochs_done(0), epochs_done(1), epochs_done(15)
+        ('before training', 'after 1 epoch', 'after 15 epochs')
+    """
+    epoch = int(epoch)
+    if epoch == 0:
+        return "before training"
+    return f"after {epoch} epoch{'' if epoch == 1 else 's'}"
+
+
+def _new_axes(ax: Axes | None, margins: tuple[float, float, float, float],
+              height: float | None = None) -> tuple[Figure, Axes]:
     """``ax``'s figure, or a new panel-sized figure with fixed margins (left, right, bottom, top) in inches.
 
-    Fixed margins, not a constrained layout: the layout engine cost more than the drawing itself, and the panels
-    are drawn at every recording.
+    ``height`` (inches) replaces the panel's default height. Fixed margins, not a constrained layout: the layout
+    engine cost more than the drawing itself, and the panels are drawn at every recording.
     """
     if ax is not None:
         return ax.figure, ax
-    width, height = _PANEL_SIZE
-    fig = Figure(figsize=_PANEL_SIZE, dpi=_PANEL_DPI)
+    width = _PANEL_SIZE[0]
+    height = _PANEL_SIZE[1] if height is None else height
+    fig = Figure(figsize=(width, height), dpi=_PANEL_DPI)
     left, right, bottom, top = margins
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
     return fig, fig.add_subplot()
@@ -63,29 +93,37 @@ def _new_axes(ax: Axes | None, margins: tuple[float, float, float, float]) -> tu
 
 def plot_delta_f_heatmap(
     delta_f: np.ndarray, freqs: Sequence[int], epochs: Sequence[int], ax: Axes | None = None,
-    title: str = "Δ_F(k) per tracked k",
+    title: str = r"$\Delta_F(k)$ per tracked $k$",
 ) -> tuple[Figure, Axes]:
     """Heatmap of Δ_F, shape (len(freqs), len(epochs)): a row per tracked k (low k at the bottom), a column per epoch.
 
     Colours: Δ_F on a fixed 0–1 scale, red = fitted (Δ_F → 0), blue = not yet (Δ_F ≥ 1), as in the paper's Fig. 1b;
-    the colourbar says so.
+    the colourbar says so. Every tracked k is labelled, up to :data:`MAX_K_LABELS` of them (a figure drawn here,
+    without ``ax``, grows taller to fit them); with more, or on a caller's axes too small for them all, every 2nd
+    (5th, 10th, …) and the axis label says which. ``epochs`` are completed epochs (0 = before training).
 
     Example:
         >>> fig, ax = plot_delta_f_heatmap(np.array([[0.9, 0.2], [1.0, 0.6]]), [2, 7], [0, 1])
         >>> ax.get_ylabel(), [t.get_text() for t in ax.get_yticklabels()]
-        ('k', ['2', '7'])
+        ('tracked $k$', ['2', '7'])
     """
     values = np.asarray(delta_f, dtype=float)
     if values.shape != (len(freqs), len(epochs)):
         expected = (len(freqs), len(epochs))
         raise ValueError(f"`delta_f` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
     panel = ax is None
-    fig, ax = _new_axes(ax, margins=(0.52, 0.52, 0.48, 0.28))
+    margins = (0.52, 0.52, 0.48, 0.28)
+    height = None
+    if panel:  # tall enough for a clear label on every row shown
+        size_pt = FontProperties(size=rcParams["ytick.labelsize"]).get_size_in_points()
+        rows = len(thinned_ticks(len(freqs), MAX_K_LABELS))
+        height = max(_PANEL_SIZE[1], rows * _ROW_PER_FONT * size_pt / 72 + margins[2] + margins[3])
+    fig, ax = _new_axes(ax, margins=margins, height=height)
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
-    _error_colorbar(fig, ax, image, "Δ_F (red = fitted)", panel)  # first: it narrows the axes the ticks must fit
-    _index_ticks(ax, "y", [str(int(k)) for k in freqs])
-    ax.set_ylabel("k")
+    _error_colorbar(fig, ax, image, r"$\Delta_F$ (red = fitted)", panel)  # first: it narrows the axes
+    step = _index_ticks(ax, "y", [str(int(k)) for k in freqs], max_labels=MAX_K_LABELS)
+    ax.set_ylabel("tracked $k$" if step == 1 else f"tracked $k$ (every {_ordinal(step)})")
     _epoch_ticks(ax, epochs)
     ax.set_title(title, fontsize="medium")
     return fig, ax
@@ -95,15 +133,15 @@ def plot_low_high_heatmap(
     e_low: np.ndarray, e_high: np.ndarray, epochs: Sequence[int], delta: float, ax: Axes | None = None,
     title: str | None = None,
 ) -> tuple[Figure, Axes]:
-    """Two-row heatmap (e_low, e_high) × epoch for one filter width δ, on the same 0–1 scale as Δ_F.
+    r"""Two-row heatmap (e_low, e_high) × epoch for one filter width δ, on the same 0–1 scale as Δ_F.
 
-    ``title`` defaults to ``"e_low / e_high, δ=<δ:.3g>"``; pass the δ form of the logged keys for a run whose δ
-    need more digits to stay distinct.
+    ``title`` defaults to ``"filter width $\delta$ = <δ:.3g>"`` (mathtext: an italic δ that cannot be read as a 5);
+    pass the δ form of the logged keys for a run whose δ need more digits to stay distinct.
 
     Example:
         >>> fig, ax = plot_low_high_heatmap(np.array([0.5, 0.1]), np.array([1.0, 0.9]), [0, 1], delta=2.5)
-        >>> ax.get_title()
-        'e_low / e_high, δ=2.5'
+        >>> ax.get_title(), [t.get_text() for t in ax.get_yticklabels()]
+        ('filter width $\\delta$ = 2.5', ['$e_{\\mathrm{low}}$', '$e_{\\mathrm{high}}$'])
     """
     values = np.vstack([np.asarray(e_low, float), np.asarray(e_high, float)])
     panel = ax is None
@@ -111,9 +149,9 @@ def plot_low_high_heatmap(
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
     _error_colorbar(fig, ax, image, "error (red = fitted)", panel)
-    ax.set_yticks([0, 1], ["e_low", "e_high"])
+    ax.set_yticks([0, 1], [r"$e_{\mathrm{low}}$", r"$e_{\mathrm{high}}$"])
     _epoch_ticks(ax, epochs)
-    ax.set_title(title if title is not None else f"e_low / e_high, δ={delta:.3g}", fontsize="medium")
+    ax.set_title(title if title is not None else rf"filter width $\delta$ = {delta:.3g}", fontsize="medium")
     return fig, ax
 
 
@@ -123,38 +161,51 @@ def plot_spectra(
     freqs: Sequence[int],
     ax: Axes | None = None,
     title: str = "|F[y]| and |F[h]| on the first principal direction",
+    cutoff: int | None = None,
+    ymax: float | None = None,
 ) -> tuple[Figure, Axes]:
     """|F[y](k)| and |F[h](k)| against k, the tracked frequencies marked by black dots (paper Fig. 1a).
 
-    Colours: red solid = target |F[y]|, blue dashed = network |F[h]|, black dots = tracked k (in the legend).
-    Log scale when every |F[y](k)| > 0, clipped at 1e-4 · max |F[y]|, with short tick labels (``0.1``,
-    ``1e−05``); a figure drawn here (no ``ax``) leaves the axis name to the title and legend, so the labels keep
-    the narrow panel's left margin.
+    Colours: red solid = target |F[y]|, blue dashed = network |F[h]|, black dots = tracked k (in the legend);
+    ``cutoff``: the η of the loss split as a grey dotted line between k = η and η + 1 (in the legend).
+
+    The y range depends on the target only (it does not change during training), so that the figures of successive
+    recordings share it: up to ``max(2 · max |F[y]|, ymax)`` on a log scale, used when every |F[y](k)| > 0, down to
+    a decade under the smallest |F[y](k)| but not under 1e-4 · max |F[y]| (the paper's Fig. 3a clips the same way),
+    with short tick labels (``0.1``, ``1e−05``); ``0`` to ``1.1 · max(max |F[y]|, ymax)`` on a linear scale. Pass
+    as ``ymax`` the largest |F[h]| over a run's recordings so far, so that an output above the target stays inside.
 
     Example:
         >>> fig, ax = plot_spectra(np.array([5.0, 3.0, 4.0, 1.0]), np.array([4.0, 1.0, 1.0, 0.5]), [2])
         >>> len(ax.lines), [t.get_text() for t in ax.get_legend().get_texts()]
         (3, ['target |F[y]|', 'network |F[h]|', 'tracked k'])
+        >>> ax.get_ylabel(), [float(limit) for limit in ax.get_ylim()]
+        ('|F[y]|, |F[h]|', [0.1, 10.0])
     """
     target = np.asarray(target_amplitude, float)
     k = np.arange(target.shape[0])
-    panel = ax is None
-    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
+    fig, ax = _new_axes(ax, margins=(0.78, 0.1, 0.48, 0.28))
     ax.plot(k, target, color="tab:red", label="target |F[y]|")
     if output_amplitude is not None:
         ax.plot(k, np.asarray(output_amplitude, float), color="tab:blue", linestyle="--", label="network |F[h]|")
     marked = np.asarray(list(freqs), dtype=int)
     ax.plot(marked, target[marked], "o", color="black", markersize=4, label="tracked k")
-    if np.all(target > 0):
+    if cutoff is not None:
+        ax.axvline(int(cutoff) + 0.5, color="gray", linestyle=":", linewidth=1.3, label=rf"cutoff $\eta$ = {cutoff}")
+    finite = target[np.isfinite(target)]
+    top = max(float(finite.max()) if finite.size else 1.0, float(ymax) if ymax is not None else 0.0)
+    if finite.size and np.all(target > 0):
         ax.set_yscale("log")  # the mean (k = 0) and the first peak dwarf the rest, as in the paper's log plots
         # "2×10⁰"-style labels are too wide for a narrow panel; LogFormatter also thins the minor labels
         ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
         # an untrained network's |F[h]| ≈ 0 would stretch the axis over many decades and squash |F[y]|
-        ax.set_ylim(bottom=max(ax.get_ylim()[0], float(target.max()) * _LOG_FLOOR))
+        bottom = max(float(finite.min()) / 10, float(finite.max()) * _LOG_FLOOR)
+        ax.set_ylim(bottom, max(top, float(finite.max()) * _LOG_HEADROOM))
+    elif top > 0:
+        ax.set_ylim(0.0, top * _LINEAR_HEADROOM)
     ax.set_xlabel("frequency k")
-    if not panel:
-        ax.set_ylabel("|F|")
+    ax.set_ylabel("|F[y]|, |F[h]|")
     ax.set_title(title, fontsize="medium")
     ax.legend(loc="upper right", fontsize="small", handlelength=1.5, borderpad=0.3, labelspacing=0.2,
               framealpha=0.8)
@@ -184,13 +235,21 @@ def _next_round_step(step: int) -> int:
     return next(int(f * magnitude) for f in factors if f * magnitude > step)
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:
     _index_ticks(ax, "x", [str(int(e)) for e in epochs])
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(EPOCH_AXIS_LABEL)
 
 
-def _index_ticks(ax: Axes, axis: str, labels: list[str]) -> None:
-    """Label image rows or columns 0..n−1 with ``labels``, thinned so that neighbouring labels never overlap."""
+def _index_ticks(ax: Axes, axis: str, labels: list[str], max_labels: int | None = None) -> int:
+    """Label image rows or columns 0..n−1 with ``labels``, thinned so that neighbouring labels never overlap.
+
+    At most ``max_labels`` labels when given; returns the step between labelled rows or columns (1: all labelled).
+    """
     size_pt = FontProperties(size=rcParams[f"{axis}tick.labelsize"]).get_size_in_points()
     fig = ax.figure
     box = ax.get_position()
@@ -200,10 +259,12 @@ def _index_ticks(ax: Axes, axis: str, labels: list[str]) -> None:
         per_label_pt = (longest + _TICK_GAP_CHARS) * _CHAR_WIDTH * size_pt
     else:
         room_pt = box.height * fig.get_figheight() * 72
-        per_label_pt = 1.6 * size_pt  # a line of text plus a gap
-    positions = thinned_ticks(len(labels), int(room_pt // per_label_pt))
+        per_label_pt = _ROW_PER_FONT * size_pt  # a line of text plus a gap
+    fits = int(room_pt // per_label_pt + 1e-9)
+    positions = thinned_ticks(len(labels), fits if max_labels is None else min(fits, max_labels))
     setter = ax.set_xticks if axis == "x" else ax.set_yticks
     setter(positions, [labels[p] for p in positions])
+    return positions[1] - positions[0] if len(positions) > 1 else 1
 
 
 def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: bool) -> None:
@@ -216,42 +277,61 @@ def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: boo
 def plot_change_ratios(
     ratios: Mapping[str, Sequence[float] | np.ndarray],
     ax: Axes | None = None,
-    title: str = "How the change splits over the cutoff η",
+    title: str = r"How the change splits over the cutoff $\eta$",
+    cutoff: int | None = None,
 ) -> tuple[Figure, Axes]:
-    """Change ratios against the cutoff η = 0 … K − 2, one curve each (theory paper Fig. 1b/d, upper and middle rows).
+    r"""Change ratios against the cutoff η = 0 … K − 2, one curve each (theory paper Fig. 1b/d, upper and middle rows).
 
     Convention: :mod:`fp_lightning.functional.theory`. Colours, in the order of ``ratios``: red solid with dots,
     orange dashed, blue dotted with squares; the legend names each curve (history fields get
-    :data:`CHANGE_RATIO_LABELS`). Log scale from 1e-4 (smaller values sit on the floor); a curve that is all NaN
-    (the first recording has no earlier one) is left out, and an empty plot says so.
+    :data:`CHANGE_RATIO_LABELS`). ``cutoff``: the η of the monitor's loss split (``fp/loss_low``, ``fp/loss_high``)
+    as a grey dotted line, named in the legend.
+
+    Log scale, its range fitted to the finite values of the curves drawn (NaN and ±inf are ignored), with room above
+    the largest and below the smallest and 1 always inside: a loss ratio may exceed 1 where the parts above and below
+    η change in opposite directions. Values under 1e-4 sit on that floor. A curve that is all NaN (the first
+    recording has no earlier one) is left out, and an empty plot says so.
 
     Example:
-        >>> ratios = {"loss_change_ratio": [0.9, 0.2, 0.01], "output_change_ratio": [0.8, 0.1, 0.0]}
-        >>> fig, ax = plot_change_ratios(ratios)
-        >>> [t.get_text() for t in ax.get_legend().get_texts()]
-        ['|ΔL⁺_η| / |ΔL|, last step (38)', '‖Δĥ‖ k>η / ‖Δĥ‖ (40)']
+        >>> ratios = {"loss_change_ratio": [0.9, 4.6, 0.01], "output_change_ratio": [0.8, 0.1, float("nan")]}
+        >>> fig, ax = plot_change_ratios(ratios, cutoff=1)
+        >>> print(*(t.get_text() for t in ax.get_legend().get_texts()), sep="\n")
+        $|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$, last step (38)
+        $\|\Delta\hat{h}\|_{k>\eta}\,/\,\|\Delta\hat{h}\|$ (40)
+        loss split at $\eta$ = 1
+        >>> bool(ax.get_ylim()[1] > 4.6)
+        True
     """
     panel = ax is None
     fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
-    drawn = 0
+    drawn: list[np.ndarray] = []
     for (key, values), (colour, line, marker) in zip(ratios.items(), _CHANGE_RATIO_STYLES * 2):
         curve = np.asarray(values, dtype=float)
         if not np.isfinite(curve).any():
             continue
         eta = np.arange(curve.shape[0])
-        ax.plot(eta, np.clip(curve, _RATIO_FLOOR, None), color=colour, linestyle=line, marker=marker,
-                markersize=3, linewidth=1.3, label=CHANGE_RATIO_LABELS.get(key, key))
-        drawn += 1
+        shown = np.where(np.isfinite(curve), np.clip(curve, _RATIO_FLOOR, None), np.nan)
+        ax.plot(eta, shown, color=colour, linestyle=line, marker=marker, markersize=3, linewidth=1.3,
+                label=CHANGE_RATIO_LABELS.get(key, key))
+        drawn.append(shown[np.isfinite(shown)])
+    if cutoff is not None:
+        ax.axvline(int(cutoff), color="gray", linestyle=":", linewidth=1.3, label=rf"loss split at $\eta$ = {cutoff}")
     ax.set_yscale("log")
-    ax.set_ylim(_RATIO_FLOOR * 0.8, 2.0)
-    ax.set_xlabel("cutoff η")
+    ax.set_ylim(*_ratio_limits(drawn))
+    ax.set_xlabel(r"cutoff $\eta$")
     if not panel:
-        ax.set_ylabel("ratio (high part, k > η)")
+        ax.set_ylabel(r"ratio (high part, $k > \eta$)")
     ax.set_title(title, fontsize="medium")
     if drawn:
-        ax.legend(loc="lower left", fontsize="small", handlelength=1.8, borderpad=0.3, labelspacing=0.2,
-                  framealpha=0.8)
+        ax.legend(loc="best", fontsize="small", handlelength=1.8, borderpad=0.3, labelspacing=0.2, framealpha=0.8)
     else:
         ax.text(0.5, 0.5, "needs two recordings", transform=ax.transAxes, ha="center", va="center",
                 fontsize="small", color="gray")
     return fig, ax
+
+
+def _ratio_limits(curves: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Log-scale y limits around the finite, floored values of ``curves``, 1 always inside."""
+    values = np.concatenate([*curves, [1.0]])
+    low, high = float(values.min()), float(values.max())
+    return max(low / _RATIO_HEADROOM, _RATIO_FLOOR * 0.8), high * _RATIO_HEADROOM

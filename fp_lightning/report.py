@@ -3,7 +3,7 @@
 The page has four panels, all read from the history file a :class:`~fp_lightning.FrequencyPrincipleMonitor` writes
 next to its logs:
 
-1. |F[y](k)| and |F[h](k)| on the first principal direction at the last recorded epoch, the tracked k marked
+1. |F[y](k)| and |F[h](k)| on the first principal direction at the last recording, the tracked k marked
    and the cutoff η of the loss split drawn as a dotted line;
 2. the Δ_F(k) heatmap, tracked frequency × epoch (red = fitted, blue = not yet; the paper's Fig. 1b);
 3. e_low / e_high per filter width δ over the epochs, on the same colour scale;
@@ -11,7 +11,8 @@ next to its logs:
 5. the theory paper's change ratios against every cutoff η, averaged over each stage of training (Fig. 1b/d);
 6. the intermediate-stage ratio at η against the length |T₂ − T₁| of the window (Eq. (44), Fig. 1c).
 
-Panels 5 and 6 need a history that holds ``loss_density``; an older history leaves them with a note.
+Panels 5 and 6 need a history that holds ``loss_density``; an older history leaves them with a note. Epochs are
+the history's completed epochs (0 = before training): the text says "after 15 epochs", the axes "epochs completed".
 
 ``write_report`` is what ``fp-lightning report RUN_DIR`` and the end of ``fp-lightning demo`` call.
 """
@@ -31,10 +32,17 @@ from matplotlib.figure import Figure
 from fp_lightning.callbacks.history import HISTORY_FILE, load_history
 from fp_lightning.callbacks.panels import delta_keys
 from fp_lightning.functional.theory import intermediate_stage_ratio, loss_change_ratio
-from fp_lightning.plotting import plot_change_ratios, plot_delta_f_heatmap, plot_low_high_heatmap, plot_spectra
+from fp_lightning.plotting import (
+    EPOCH_AXIS_LABEL,
+    epochs_done,
+    plot_change_ratios,
+    plot_delta_f_heatmap,
+    plot_low_high_heatmap,
+    plot_spectra,
+)
 
 __all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
-           "history_summary", "is_history_file", "training_stages", "write_report"]
+           "history_summary", "is_history_file", "report_figure", "training_stages", "write_report"]
 
 #: File name of the report written next to the history by ``fp-lightning demo`` / ``fp-lightning report``.
 REPORT_FILE = "fp_report.png"
@@ -202,7 +210,21 @@ def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLik
         FileNotFoundError: ``history_path`` does not exist.
         ValueError: the history holds no recorded epoch.
     """
-    history_path, out_png = Path(history_path), Path(out_png)
+    out_png = Path(out_png)
+    fig = report_figure(history_path)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    return out_png
+
+
+def report_figure(history_path: str | os.PathLike[str]) -> Figure:
+    """The one-page report of a saved history as a matplotlib ``Figure`` (what :func:`write_report` saves).
+
+    Raises:
+        FileNotFoundError: ``history_path`` does not exist.
+        ValueError: the history holds no recorded epoch.
+    """
+    history_path = Path(history_path)
     if not history_path.is_file():
         raise FileNotFoundError(f"no history file at {history_path}")
     history = load_history(history_path)
@@ -224,20 +246,17 @@ def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLik
     _intermediate_panel(fig.add_subplot(grid[2, 1]), history, epochs)
     meta = history.get("meta", {})
     probe = f", probe set of {meta['probe_size']} training samples" if "probe_size" in meta else ""
-    fig.suptitle(f"Frequency Principle report: {_run_name(history_path)} (epochs {epochs[0]}–{epochs[-1]}{probe})",
-                 fontsize="x-large")
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    return out_png
+    fig.suptitle(f"Frequency Principle report: {_run_name(history_path)} ({epochs[0]}–{epochs[-1]} epochs completed"
+                 f"{probe})", fontsize="x-large")
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------- panels
 def _spectra_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     output = history["output_amplitude"][-1] if len(history["output_amplitude"]) else None
-    plot_spectra(history["target_amplitude"], output, history["freqs"], ax=ax,
-                 title=f"Projected spectrum at epoch {epochs[-1]}: target |F[y]| vs network |F[h]|")
     cutoff = int(history["cutoff"])
-    ax.axvline(cutoff + 0.5, color="gray", linestyle=":", linewidth=1.2, label=f"cutoff η = {cutoff}")
+    plot_spectra(history["target_amplitude"], output, history["freqs"], ax=ax, cutoff=cutoff,
+                 title=f"Projected spectrum {epochs_done(epochs[-1])}: target |F[y]| vs network |F[h]|")
     ax.set_xlabel("frequency k (along the first principal direction)")
     ax.set_xlim(-0.5, len(history["target_amplitude"]) - 0.5)
     amplitudes = np.concatenate([np.ravel(history["target_amplitude"]), np.ravel(output if output is not None else [])])
@@ -255,8 +274,8 @@ def _spectra_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> Non
 
 def _delta_f_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     plot_delta_f_heatmap(history["delta_f"].T, history["freqs"].tolist(), epochs.tolist(), ax=ax)
-    ax.set_title("Relative error Δ_F(k) per tracked frequency: low k should turn red first")
-    _relabel_colorbar(ax, "Δ_F   (red = fitted, blue = not yet)")
+    ax.set_title(r"Relative error $\Delta_F(k)$ per tracked frequency: low $k$ should turn red first")
+    _relabel_colorbar(ax, r"$\Delta_F$   (red = fitted, blue = not yet)")
 
 
 def _low_high_panels(axes: list[Axes], history: dict[str, Any], epochs: np.ndarray) -> None:
@@ -265,8 +284,8 @@ def _low_high_panels(axes: list[Axes], history: dict[str, Any], epochs: np.ndarr
         delta = float(history["deltas"][j])
         plot_low_high_heatmap(history["e_low"][:, j], history["e_high"][:, j], epochs.tolist(), delta, ax=ax)
         last_low, last_high = history["e_low"][-1, j], history["e_high"][-1, j]
-        ax.set_title(f"Gaussian filter δ = {keys[j]}: e_low {last_low:.2f}, e_high {last_high:.2f} at the end",
-                     fontsize="medium")
+        ax.set_title(rf"Gaussian filter width $\delta$ = {keys[j]}: $e_{{\mathrm{{low}}}}$ {last_low:.2f}, "
+                     rf"$e_{{\mathrm{{high}}}}$ {last_high:.2f} at the end", fontsize="medium")
         _relabel_colorbar(ax, "error")
         if j < len(axes) - 1:
             ax.set_xlabel("")
@@ -278,12 +297,12 @@ def _low_high_panels(axes: list[Axes], history: dict[str, Any], epochs: np.ndarr
 def _loss_split_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     cutoff = int(history["cutoff"])
     low, high = np.asarray(history["loss_low"], float), np.asarray(history["loss_high"], float)
-    ax.plot(epochs, low, "o-", color="tab:red", label=f"L_low (k ≤ {cutoff})")
-    ax.plot(epochs, high, "s-", color="tab:blue", label=f"L_high (k > {cutoff})")
+    ax.plot(epochs, low, "o-", color="tab:red", label=rf"$L_{{\mathrm{{low}}}}$ ($k \leq \eta$ = {cutoff})")
+    ax.plot(epochs, high, "s-", color="tab:blue", label=rf"$L_{{\mathrm{{high}}}}$ ($k > \eta$ = {cutoff})")
     if np.all(np.concatenate([low, high]) > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("Σ_k |F[h](k) − F[y](k)|²")
+    ax.set_xlabel(EPOCH_AXIS_LABEL)
+    ax.set_ylabel(r"$\sum_k\, |F[h](k) - F[y](k)|^2$")
     share_ax = ax.twinx()
     share = np.asarray(history["low_share"], float)
     share_ax.plot(epochs, share, "^--", color="black", label="low share of the loss decrease")
@@ -292,7 +311,7 @@ def _loss_split_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> 
     lines = ax.get_lines() + share_ax.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3,
               fontsize="small", frameon=False)
-    ax.set_title(f"Loss split at the cutoff η = {cutoff}, and the low-frequency share of its decrease")
+    ax.set_title(rf"Loss split at the cutoff $\eta$ = {cutoff}, and the low-frequency share of its decrease")
     _epoch_ticks(ax, epochs)
 
 
@@ -307,7 +326,9 @@ def _densities(history: dict[str, Any]) -> np.ndarray | None:
 
 def _stage_ratio_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     density = _densities(history)
-    ax.set_title("Share of the change above η, per stage (theory paper Fig. 1b/d)")
+    cutoff = int(history["cutoff"])
+    title = rf"Share of the change above $\eta$, per stage (theory paper Fig. 1b/d; loss split at $\eta$ = {cutoff})"
+    ax.set_title(title)
     if density is None:
         _no_data(ax, "no loss density in this history (needs ≥ 2 recordings of a current monitor)")
         return
@@ -316,22 +337,23 @@ def _stage_ratio_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) ->
         rows = np.arange(len(epochs))[part]
         if len(rows) < 2:
             continue
-        span = f"{name}, epochs {epochs[rows[0]]}–{epochs[rows[-1]]}"
+        span = f"{name}, after {epochs[rows[0]]}–{epochs[rows[-1]]} epochs"
         curves = {f"loss (39), {span}": loss_change_ratio(density[rows]).numpy(),
                   f"output (40), {span}": np.nanmean(output_ratio[rows[1:]], axis=0)}
-        plot_change_ratios(curves, ax=ax, title=ax.get_title())
+        plot_change_ratios(curves, ax=ax, title=title)
         for line, style in zip(ax.get_lines()[-2:], ("-", ":")):
             line.set_color(_STAGE_COLOURS[name])
             line.set_linestyle(style)
+    ax.axvline(cutoff, color="gray", linestyle=":", linewidth=1.3, label=rf"loss split at $\eta$ = {cutoff}")
     ax.legend(loc="lower left", fontsize="x-small", framealpha=0.8)
-    ax.set_title("Share of the change above η, per stage (theory paper Fig. 1b/d)")  # the plots' own is smaller
-    ax.set_ylabel("ratio of the part above η")
+    ax.set_title(title)  # the plots' own is smaller
+    ax.set_ylabel(r"ratio of the part above $\eta$")
 
 
 def _intermediate_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     density = _densities(history)
     cutoff = int(history["cutoff"])
-    ax.set_title(f"Loss change above η = {cutoff} over [T₁, T₂] (theory paper Eq. (44), Fig. 1c)")
+    ax.set_title(rf"Loss change above $\eta$ = {cutoff} over $[T_1, T_2]$ (theory paper Eq. (44), Fig. 1c)")
     stages = training_stages(history["delta_f"]) if density is not None else None
     if density is None or stages is None or stages["intermediate"].start >= len(epochs) - 1:
         _no_data(ax, "no loss density in this history, or no recording after the initial stage")
@@ -339,11 +361,12 @@ def _intermediate_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -
     start = stages["intermediate"].start
     for form, style in (("integral", "o-"), ("difference", "s--")):
         spans, ratios = intermediate_stage_ratio(density, epochs, cutoff, start=start, form=form)
-        label = ("Σ|ΔL⁺_η| / Σ|ΔL| (44)" if form == "integral" else "|L⁺_η(T₁) − L⁺_η(T₂)| / |L(T₁) − L(T₂)| (Fig. 1c)")
+        label = (r"$\sum|\Delta L^{+}_{\eta}|\,/\,\sum|\Delta L|$ (44)" if form == "integral"
+                 else r"$|L^{+}_{\eta}(T_1) - L^{+}_{\eta}(T_2)|\,/\,|L(T_1) - L(T_2)|$ (Fig. 1c)")
         ax.plot(spans.numpy(), ratios.numpy(), style, markersize=3, label=label)
     end = epochs[min(stages["intermediate"].stop, len(epochs)) - 1] - epochs[start]
     ax.axvspan(0, max(end, 0), color=_STAGE_COLOURS["intermediate"], alpha=0.08, label="intermediate stage")
-    ax.set_xlabel(f"|T₂ − T₁| in epochs (T₁ = epoch {epochs[start]}, the end of the initial stage)")
+    ax.set_xlabel(rf"$|T_2 - T_1|$ in epochs ($T_1$: {epochs_done(epochs[start])}, the end of the initial stage)")
     ax.set_ylabel("ratio")
     ax.legend(loc="best", fontsize="small")
 

@@ -141,7 +141,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         target_key: int | str | None = None,
         output_key: int | str | None = None,
         forward_fn: ForwardFn | None = None,
-        input_features: str | Callable[[Any], torch.Tensor] | None = None,
+        input_features: str | tuple[str, int] | Callable[[Any], torch.Tensor] | None = None,
         probe_dataloader: Any = None,
         train_dataloader_key: int | str | None = None,
         probe_inputs: torch.Tensor | None = None,
@@ -150,6 +150,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         history_file: str | None = HISTORY_FILE,
         strict: bool = False,
         denoised_loss: bool | DenoisedLoss = True,
+        ignore_index: int | None = -100,
     ) -> None:
         super().__init__()
         check_int("probe_size", probe_size, 2)
@@ -163,9 +164,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             check_key(name, key)
         if forward_fn is not None and not callable(forward_fn):
             raise ValueError(f"`forward_fn` must be None or a callable (module, batch) -> outputs, got {forward_fn!r}.")
-        if input_features is not None and not (isinstance(input_features, str) or callable(input_features)):
-            raise ValueError("`input_features` must be None, the name of a submodule or a callable, got "
-                             f"{input_features!r}.")
+        self._feature_name, self._feature_call = _feature_choice(input_features)
         if (probe_inputs is None) != (probe_targets is None):
             raise ValueError("`probe_inputs` and `probe_targets` must be given together (or neither).")
         if probe_dataloader is not None and probe_inputs is not None:
@@ -184,13 +183,15 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         # The Metrics validate the remaining arguments at construction, so bad values fail here, not mid-run.
         self.spectral = ProjectedSpectralError(n_freqs=n_freqs, frequencies=frequencies, max_freqs=max_freqs,
                                                cutoff=cutoff, backend=backend, output_transform=output_transform,
-                                               class_dim=class_dim, sync_on_compute=False)
+                                               class_dim=class_dim, ignore_index=ignore_index, sync_on_compute=False)
         # both metrics resolve "auto" on the same samples to the same choice; the user is told once
         self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
-                                               class_dim=class_dim, warn_auto_choice=False,
+                                               class_dim=class_dim, ignore_index=ignore_index, warn_auto_choice=False,
                                                filter_precision=filter_precision, input_components=input_components,
                                                sync_on_compute=False)
-        self.denoised = _denoised_metric(denoised_loss, output_transform, class_dim)
+        self.denoised = _denoised_metric(denoised_loss, output_transform, class_dim, ignore_index)
+        if self.denoised is not None:
+            self.denoised.warn_low_agreement = False  # said by the monitor, which knows whether anyone watches
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))
         self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
@@ -205,6 +206,15 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
     def state_key(self) -> str:
         """Key of this callback's state in a checkpoint; differs between monitors with different probe sets."""
         return self._generate_state_key(**self._state_key_args)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (``ddp_spawn``, ``copy.deepcopy``, pickle) keeps the history and fits; it drops the probe's device
+        # copy and the loader's collate function (a user's lambda would not pickle)
+        state = dict(self.__dict__)
+        state["_device_probe"] = None
+        if state.get("probe") is not None:
+            state["probe"] = state["probe"].without_samples()
+        return state
 
     # ------------------------------------------------------------------ Lightning hooks (glue only)
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -333,8 +343,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             self._warn_once("resume", "FrequencyPrincipleMonitor: the resumed run's probe set differs from the one "
                                       "in the checkpoint (another dataset, `seed` or `probe_size`?); the history "
                                       "goes on with the new probe set.")
-        if len(self.probe) < self.probe_size and self._given_probe is None:
-            self._warn_once("small", f"FrequencyPrincipleMonitor: the training set has {len(self.probe)} samples, "
+        if len(self.probe) < self.probe_size and self._given_probe is None and self.probe_dataloader is None:
+            # a given `probe_dataloader` is used whole, as asked: nothing to warn about
+            self._warn_once("small", f"FrequencyPrincipleMonitor: the training data has {len(self.probe)} samples, "
                                      f"fewer than probe_size={self.probe_size}; the probe set uses all of them.")
 
     def _draw(self, trainer: Any, source: Any) -> ProbeSet:
@@ -389,8 +400,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         with _timed(timing, "forward", pl_module):
             result = probe_forward(trainer, pl_module, self.probe, batch, batch_size=self.batch_size,
                                    output_key=self.output_key, forward_fn=self.forward_fn,
-                                   feature_layer=self._feature_layer())
-            inputs = self._analysis_inputs(batch, result.features)
+                                   feature_layer=self._feature_layer(), feature_call=self._feature_call)
+            self._check_feature_calls(result.feature_calls)
+            inputs = self._analysis_inputs(batch, result.features, result.outputs.device)
         outputs = result.outputs
         self.spectral.reset()
         self.filtering.reset()
@@ -403,7 +415,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             filtering = self._run_safely("filtering", lambda: _vectors(self.filtering.compute()))
         filtering = filtering if filtering is not None else self._missing_filtering()
         with _timed(timing, "denoised", pl_module):
-            denoised = self._denoised_loss(inputs, outputs, targets)
+            denoised = self._denoised_loss(trainer, inputs, outputs, targets)
         history = self._history_for(spectral, filtering)
         low_share = self._low_share(history, float(spectral["loss_low"]), float(spectral["loss_high"]))
         ratios = self._change_ratios(history, spectral["target_spectrum"], spectral["output_spectrum"])
@@ -417,7 +429,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             values["fp/denoised_loss"] = denoised
         return values
 
-    def _denoised_loss(self, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    def _denoised_loss(self, trainer: Any, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """``fp/denoised_loss`` of this recording; NaN when it is off or failed (the recording keeps the rest)."""
         if self.denoised is None:
             return math.nan
@@ -431,7 +443,19 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.denoised.reset()
         self.denoised.update(inputs, outputs, targets)
         value = self._run_safely("denoised loss", lambda: float(self.denoised.compute()["denoised_loss"]))
+        self._tell_agreement(trainer)
         return math.nan if value is None else value
+
+    def _tell_agreement(self, trainer: Any) -> None:
+        """Once per fit: a warning when a callback watches a score whose labels barely agree, else information."""
+        if self.denoised is None or "agreement" in self._warned or not self.denoised.agreement_is_low():
+            return
+        self._warned.add("agreement")
+        message = f"FrequencyPrincipleMonitor: fp/denoised_loss: {self.denoised.agreement_message()}"
+        if _watches_denoised_loss(trainer):
+            rank_zero_warn(message)
+        else:
+            rank_zero_info(message)
 
     def _probe_on(self, device: torch.device) -> tuple[Any, torch.Tensor]:
         """The probe batch and targets on ``device``, copied there once (no host-to-device copy per recording)."""
@@ -442,9 +466,19 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
     def _feature_layer(self) -> str | None:
         """The submodule to capture features from, while the features are not frozen yet."""
-        return self.input_features if isinstance(self.input_features, str) and self._features is None else None
+        return self._feature_name if self._features is None else None
 
-    def _analysis_inputs(self, batch: Any, captured: torch.Tensor | None) -> torch.Tensor:
+    def _check_feature_calls(self, calls: int) -> None:
+        """Say once which call of a feature layer that runs several times per forward is measured."""
+        if calls > 1:
+            name, call = self._feature_name, self._feature_call
+            other = 1 if call == 0 else 0
+            self._warn_once("feature calls", f"FrequencyPrincipleMonitor: `input_features`={name!r} runs {calls} "
+                                             f"times per forward call; the features are its call {call} (0 = "
+                                             f"first). Pass input_features=({name!r}, {other}) to use another "
+                                             "call, or a callable inputs -> (n, d) features.")
+
+    def _analysis_inputs(self, batch: Any, captured: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """The points of the projection and the filter: the probe inputs, or their frozen ``input_features``."""
         if self.input_features is None:
             inputs = self._input_part(batch)
@@ -452,6 +486,12 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                 raise ValueError(f"the probe inputs are a {type(inputs).__name__}, not a tensor; set "
                                  "`input_features` (a submodule name or a callable) to say in which space to "
                                  "measure, or `input_key`.")
+            n = len(self.probe or [])
+            if inputs.ndim == 0 or inputs.shape[0] != n:
+                raise ValueError(f"the probe inputs have {inputs.shape[0] if inputs.ndim else 0} rows for {n} "
+                                 "probe samples (a batch of graphs keeps every node's features in one table); set "
+                                 "`input_features` to a submodule whose output has one row per sample (e.g. the "
+                                 "graph-pooling layer: input_features='pool'), or `input_key`.")
             if inputs.dtype in _ID_DTYPES:
                 self._warn_once("ids", f"FrequencyPrincipleMonitor: the probe inputs are {inputs.dtype} (token ids?); "
                                        "distances between ids mean little, so Δ_F and e_low/e_high are computed on "
@@ -459,11 +499,15 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             return inputs
         if self._features is None:
             self._features = captured if captured is not None else self._callable_features(batch)
-        return self._features.to(_device_of(batch))
+        return self._features.to(device)
 
     def _input_part(self, batch: Any) -> Any:
         assert self.probe is not None
-        return extract_batch(batch, self.probe.input_key, self.probe.target_key)[0]
+        inputs = extract_batch(batch, self.probe.input_key, self.probe.target_key)[0]
+        rows = self.probe.rows
+        if rows is not None and isinstance(inputs, torch.Tensor) and inputs.ndim and inputs.shape[0] > len(rows):
+            inputs = inputs[rows.to(inputs.device)]  # a row probe: the probe's rows (nodes) of the whole batch
+        return inputs
 
     def _callable_features(self, batch: Any) -> torch.Tensor:
         assert callable(self.input_features)
@@ -609,13 +653,38 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
 # ---------------------------------------------------------------------- helpers (no maths, no Lightning state)
 def _denoised_metric(choice: bool | DenoisedLoss, output_transform: OutputTransform,
-                     class_dim: int) -> DenoisedLoss | None:
+                     class_dim: int, ignore_index: int | None) -> DenoisedLoss | None:
     if isinstance(choice, DenoisedLoss):
         return choice
     if not isinstance(choice, bool):
         raise ValueError(f"`denoised_loss` must be True, False or a DenoisedLoss, got {choice!r}.")
-    return DenoisedLoss(output_transform=output_transform, class_dim=class_dim, warn_auto_choice=False,
-                        sync_on_compute=False) if choice else None
+    return DenoisedLoss(output_transform=output_transform, class_dim=class_dim, ignore_index=ignore_index,
+                        warn_auto_choice=False, sync_on_compute=False) if choice else None
+
+
+def _watches_denoised_loss(trainer: Any) -> bool:
+    """Whether a callback of the Trainer decides on ``fp/denoised_loss`` (EarlyStopping, ModelCheckpoint, ...)."""
+    for callback in getattr(trainer, "callbacks", []):
+        if getattr(callback, "monitor", None) == "fp/denoised_loss":
+            return True
+        rule = getattr(callback, "rule", None)
+        if getattr(rule, "denoised_patience", None) is not None:
+            return True
+    return False
+
+
+def _feature_choice(value: Any) -> tuple[str | None, int]:
+    """``input_features`` as (submodule name or None, which call of it per forward)."""
+    if value is None or callable(value):
+        return None, 0
+    if isinstance(value, str):
+        return value, 0
+    if (isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], int) and not isinstance(value[1], bool)):
+        return value[0], value[1]
+    raise ValueError("`input_features` must be None, the name of a submodule (e.g. 'embedding'), a (name, call) "
+                     "pair such as ('embedding', 1) for the second call per forward, or a callable inputs -> "
+                     f"(n, d) tensor; got {value!r}.")
 
 
 def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tuple[int | None, int | None]:
@@ -681,16 +750,6 @@ def _plain_cpu(batch: Any) -> Any:
         return None if any(value is None for value in parts.values()) or not all(
             isinstance(key, (str, int)) for key in parts) else parts
     return None
-
-
-def _device_of(batch: Any) -> torch.device:
-    if isinstance(batch, torch.Tensor):
-        return batch.device
-    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else []
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            return value.device
-    return torch.device("cpu")
 
 
 @contextmanager

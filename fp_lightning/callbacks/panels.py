@@ -11,7 +11,7 @@ Each recording draws every figure once, renders it once to an RGB array and send
 
 Tags: ``fp/delta_f_heatmap``, ``fp/spectra``, ``fp/change_ratios`` (the theory paper's ratios against every cutoff
 η at this recording) and ``fp/low_high_heatmap/delta=<δ>``, ``<δ>`` as in the logged keys (:func:`delta_keys`);
-every figure's title gives the epoch of the recording.
+every figure's title says how many epochs were completed at the recording ("after 15 epochs").
 """
 
 from __future__ import annotations
@@ -99,56 +99,73 @@ def exact_tag_pattern(tag: str) -> str:
     return f"^{re.escape(tag)}$"
 
 
-def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float], denoised: bool = False) -> dict[str, Any]:
-    r"""TensorBoard custom-scalars layout: e_low and e_high of each δ together, Δ_F of every tracked k together.
+def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float], denoised: bool = False,
+                          cutoff: int | None = None) -> dict[str, Any]:
+    r"""TensorBoard custom-scalars layout: one chart per logged series, each titled with what it shows.
 
-    With ``denoised=True`` (the monitor logs ``fp/denoised_loss``) a chart of that score is added.
+    TensorBoard colours a chart's lines by run, not by tag, so two series of one run in one chart could not be told
+    apart: every chart holds one series. Categories (collapsible sections, in this order): Δ_F with a chart per
+    tracked k; one per filter width δ with its e_low and e_high side by side; the loss split at ``cutoff`` η
+    (L_low, L_high, the low share); with ``denoised=True`` (the monitor logs ``fp/denoised_loss``) that score.
 
-    Every tag is an anchored, escaped regular expression (:func:`exact_tag_pattern`), so each line of a chart
-    is exactly one logged key.
+    Every tag is an anchored, escaped regular expression (:func:`exact_tag_pattern`), so each chart's line is
+    exactly one logged key.
 
     Example:
-        >>> layout = custom_scalars_layout([1, 12], [0.1])
-        >>> layout["fp: e_low vs e_high"]["δ=0.1"]
-        ['Multiline', ['^fp/e_low/delta=0\\.1$', '^fp/e_high/delta=0\\.1$']]
-        >>> layout["fp: projected spectrum"]["Δ_F per tracked k"][1]
-        ['^fp/delta_f/k=1$', '^fp/delta_f/k=12$']
+        >>> layout = custom_scalars_layout([1, 12], [0.1], cutoff=4)
+        >>> list(layout)
+        ['fp: Δ_F per tracked k', 'fp: e_low / e_high, filter width δ = 0.1', 'fp: loss split at cutoff η = 4']
+        >>> layout["fp: Δ_F per tracked k"]
+        {'Δ_F at k = 1': ['Multiline', ['^fp/delta_f/k=1$']], 'Δ_F at k = 12': ['Multiline', ['^fp/delta_f/k=12$']]}
+        >>> layout["fp: e_low / e_high, filter width δ = 0.1"]["e_high (δ = 0.1)"]
+        ['Multiline', ['^fp/e_high/delta=0\\.1$']]
     """
-    per_delta = {
-        f"δ={key}": ["Multiline", [exact_tag_pattern(f"fp/e_low/delta={key}"),
-                                   exact_tag_pattern(f"fp/e_high/delta={key}")]]
-        for key in delta_keys(deltas)
-    }
-    layout = {
-        "fp: e_low vs e_high": per_delta,
-        "fp: projected spectrum": {
-            "Δ_F per tracked k": ["Multiline", [exact_tag_pattern(f"fp/delta_f/k={int(k)}") for k in freqs]],
-            "loss split": ["Multiline", [exact_tag_pattern("fp/loss_low"), exact_tag_pattern("fp/loss_high")]],
-            "low share": ["Multiline", [exact_tag_pattern("fp/low_share")]],
-        },
+    def chart(tag: str) -> list[Any]:
+        return ["Multiline", [exact_tag_pattern(tag)]]
+
+    layout: dict[str, Any] = {
+        "fp: Δ_F per tracked k": {f"Δ_F at k = {int(k)}": chart(f"fp/delta_f/k={int(k)}") for k in freqs}}
+    for key in delta_keys(deltas):
+        layout[f"fp: e_low / e_high, filter width δ = {key}"] = {
+            f"e_low (δ = {key})": chart(f"fp/e_low/delta={key}"),
+            f"e_high (δ = {key})": chart(f"fp/e_high/delta={key}")}
+    eta = "η" if cutoff is None else f"{int(cutoff)}"
+    layout["fp: loss split" + ("" if cutoff is None else f" at cutoff η = {int(cutoff)}")] = {
+        f"L_low (k ≤ {eta})": chart("fp/loss_low"),
+        f"L_high (k > {eta})": chart("fp/loss_high"),
+        "low share of the loss decrease": chart("fp/low_share"),
     }
     if denoised:
-        layout["fp: validation-free score"] = {
-            "denoised loss": ["Multiline", [exact_tag_pattern("fp/denoised_loss")]]}
+        layout["fp: validation-free score"] = {"denoised loss": chart("fp/denoised_loss")}
     return layout
 
 
 def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
-    """Every figure of ``history`` by tag, sized and lettered for a logger's image card; titles give the epoch.
+    r"""Every figure of ``history`` by tag, sized and lettered for a logger's image card.
+
+    Titles say when the recording was made in completed epochs (``"after 15 epochs"``, ``"before training"``; the
+    history's convention, one more than Lightning's ``current_epoch`` of the epoch just finished). The spectra keep
+    one y range over a run's recordings (from the target's spectrum and the largest |F[h]| recorded so far), and the
+    spectra and change ratios mark the cutoff η of the loss split.
 
     Example:
         >>> h = FrequencyHistory(freqs=[1, 2], deltas=[0.5], cutoff=1, target_amplitude=[3.0, 2.0, 1.0, 0.5])
         >>> h.append(epoch=0, step=0, delta_f=[1.0, 1.0], e_low=[0.9], e_high=[1.0], loss_low=4.0, loss_high=2.0,
         ...          low_share=float("nan"), output_amplitude=[0.1, 0.1, 0.1, 0.1])
-        >>> {tag: fig.axes[0].get_title() for tag, fig in draw_panels(h).items()}  # doctest: +NORMALIZE_WHITESPACE
-        {'fp/delta_f_heatmap': 'Δ_F(k), epoch 0', 'fp/spectra': '|F[y]|, |F[h]| at epoch 0',
-         'fp/change_ratios': 'Change ratios vs η, epoch 0', 'fp/low_high_heatmap/delta=0.5': 'e_low / e_high, δ=0.5,
-         epoch 0'}
+        >>> h.append(epoch=1, step=10, delta_f=[0.5, 1.0], e_low=[0.4], e_high=[1.0], loss_low=2.0, loss_high=2.0,
+        ...          low_share=float("nan"), output_amplitude=[2.0, 1.0, 0.1, 0.1])
+        >>> for tag, fig in draw_panels(h).items():
+        ...     print(f"{tag}: {fig.axes[0].get_title()}")
+        fp/delta_f_heatmap: $\Delta_F(k)$, after 1 epoch
+        fp/spectra: |F[y]|, |F[h]| after 1 epoch
+        fp/change_ratios: Change ratios vs $\eta$, after 1 epoch
+        fp/low_high_heatmap/delta=0.5: filter width $\delta$ = 0.5, after 1 epoch
     """
     import matplotlib
 
     from fp_lightning.plotting import (
         CHANGE_RATIO_LABELS,
+        epochs_done,
         plot_change_ratios,
         plot_delta_f_heatmap,
         plot_low_high_heatmap,
@@ -159,20 +176,24 @@ def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
     if len(history) == 0:
         raise ValueError("the history holds no recording yet: nothing to draw.")
     epochs = arrays["epoch"].tolist()
-    last = epochs[-1]
+    when = epochs_done(epochs[-1])
+    outputs = np.asarray(arrays["output_amplitude"], dtype=float)
+    output_max = float(np.max(outputs[np.isfinite(outputs)], initial=0.0))  # fixes the spectra's y range
     with matplotlib.rc_context(_PANEL_STYLE):
         figures = {
             "fp/delta_f_heatmap": plot_delta_f_heatmap(arrays["delta_f"].T, history.freqs, epochs,
-                                                       title=f"Δ_F(k), epoch {last}")[0],
-            "fp/spectra": plot_spectra(arrays["target_amplitude"], arrays["output_amplitude"][-1], history.freqs,
-                                       title=f"|F[y]|, |F[h]| at epoch {last}")[0],
+                                                       title=rf"$\Delta_F(k)$, {when}")[0],
+            "fp/spectra": plot_spectra(arrays["target_amplitude"], outputs[-1], history.freqs,
+                                       title=f"|F[y]|, |F[h]| {when}", cutoff=history.cutoff,
+                                       ymax=output_max)[0],
             "fp/change_ratios": plot_change_ratios({key: arrays[key][-1] for key in CHANGE_RATIO_LABELS},
-                                                   title=f"Change ratios vs η, epoch {last}")[0],
+                                                   title=rf"Change ratios vs $\eta$, {when}",
+                                                   cutoff=history.cutoff)[0],
         }
         for j, key in enumerate(delta_keys(history.deltas)):
             figures[f"fp/low_high_heatmap/delta={key}"] = plot_low_high_heatmap(
                 arrays["e_low"][:, j], arrays["e_high"][:, j], epochs, history.deltas[j],
-                title=f"e_low / e_high, δ={key}, epoch {last}")[0]
+                title=rf"filter width $\delta$ = {key}, {when}")[0]
     return figures
 
 
@@ -239,6 +260,14 @@ class PanelWriter:
 
     def reset(self) -> None:
         """Forget which SummaryWriters hold the custom-scalars layout (a new ``fit``)."""
+        self._layout_written = weakref.WeakSet()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a WeakSet does not pickle (``ddp_spawn``, ``copy.deepcopy``); a copy has written no layout yet
+        return {key: value for key, value in self.__dict__.items() if key != "_layout_written"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._layout_written = weakref.WeakSet()
 
     def write(self, loggers: Sequence[Any], history: FrequencyHistory, step: int, folder: Path | None,
@@ -319,7 +348,8 @@ class PanelWriter:
         writer = logger.experiment
         if writer not in self._layout_written:
             denoised = any(not np.isnan(value) for value in history.records["denoised_loss"])
-            writer.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas, denoised))
+            writer.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas, denoised,
+                                                            cutoff=history.cutoff))
             self._layout_written.add(writer)
         for tag, rgb in images.items():
             writer.add_image(tag, rgb, global_step=step, dataformats="HWC")

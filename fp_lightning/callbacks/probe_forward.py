@@ -13,17 +13,28 @@ Convention:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
-from lightning_utilities.core.apply_func import apply_to_collection
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
-from fp_lightning.callbacks.probe_set import ProbeSet, extract_batch, isolated_rng, shard_slice, slice_batch
+from fp_lightning.callbacks.probe_set import (
+    _TARGET_NAMES,
+    ProbeSet,
+    _Attributes,
+    attribute_names,
+    extract_batch,
+    is_sliceable,
+    isolated_rng,
+    shard_slice,
+    slice_batch,
+)
 
-__all__ = ["ForwardFn", "ProbeOutputs", "move_batch", "probe_forward", "select_output"]
+__all__ = ["ForwardFn", "ProbeOutputs", "model_call", "move_batch", "probe_forward", "select_output"]
 
 #: ``forward_fn(module, batch) -> outputs``: how to run the model on a probe batch when ``module(inputs)`` is not it.
 ForwardFn = Callable[[torch.nn.Module, Any], Any]
@@ -89,10 +100,11 @@ def _describe(outputs: Any) -> str:
 
 
 class ProbeOutputs(NamedTuple):
-    """The gathered probe outputs (n, ...) and, when a feature layer was named, its outputs (n, d)."""
+    """The gathered probe outputs (n, ...), the feature layer's outputs (n, d) and how often it ran per forward."""
 
     outputs: torch.Tensor
     features: torch.Tensor | None
+    feature_calls: int = 0
 
 
 def probe_forward(
@@ -105,12 +117,20 @@ def probe_forward(
     output_key: int | str | None = None,
     forward_fn: ForwardFn | None = None,
     feature_layer: str | None = None,
+    feature_call: int = 0,
 ) -> ProbeOutputs:
     """Run the model on the whole probe set (``batch``: the probe batch already on the module's device).
 
     See the module's Convention for sharding, padding, precision and what is restored. ``feature_layer`` names a
-    submodule whose output on the probe is captured from the same forward calls (the first tensor it returns).
-    Under several processes the shards are gathered, so every rank returns the same tensors.
+    submodule whose output on the probe is captured from the same forward calls (the first tensor it returns);
+    when the submodule runs several times per forward (a shared embedding of source and target), call number
+    ``feature_call`` (0: the first, -1: the last) is kept and :attr:`ProbeOutputs.feature_calls` says how many there
+    were. Under several processes the shards are gathered, so every rank returns the same tensors. A row probe
+    (``probe.rows``, e.g. nodes of one graph) runs the model once on the whole batch on every rank.
+
+    The model is called as ``forward_fn(module, batch)`` when given, else by its signature
+    (:func:`model_call`): ``module(**fields)`` when every required parameter of ``forward`` is a field of a dict or
+    object batch (HF models, ``torch_geometric`` models taking ``x, edge_index``), else ``module(inputs)``.
 
     Example:
         >>> from types import SimpleNamespace
@@ -124,6 +144,9 @@ def probe_forward(
         >>> result.outputs.shape, result.features.shape
         (torch.Size([10, 1]), torch.Size([10, 4]))
     """
+    call = forward_fn if forward_fn is not None else model_call(module, probe)
+    if probe.rows is not None:
+        return _row_forward(trainer, module, probe, batch, call, output_key, feature_layer, feature_call)
     rank, world = trainer.global_rank, trainer.world_size
     shard = shard_slice(len(probe), rank, world)
     longest = math.ceil(len(probe) / world)
@@ -131,23 +154,154 @@ def probe_forward(
     # repeat a sample to the longest shard's length: the same number of forward calls on every rank
     filler = own[-1:] if len(own) else torch.zeros(1, dtype=torch.long)
     index = torch.cat([own, filler.repeat(longest - len(own))])
-    outputs, features = [], []
+    outputs, features, calls = [], [], 0
     with _eval_mode(module), torch.no_grad(), isolated_rng(), _captured(module, feature_layer) as captured:
         for start in range(0, longest, batch_size):
-            chunk = trainer.precision_plugin.convert_input(slice_batch(batch, index[start:start + batch_size]))
-            with trainer.precision_plugin.forward_context():
-                out = forward_fn(module, chunk) if forward_fn is not None else module(
-                    extract_batch(chunk, probe.input_key, probe.target_key)[0])
+            chunk = _chunk(probe, batch, index[start:start + batch_size], module)
+            out = _run(trainer, module, call, chunk, forward_fn is None)
             outputs.append(_as_float(select_output(out, output_key)))
             if feature_layer is not None:
-                features.append(_as_float(captured.pop()).reshape(outputs[-1].shape[0], -1))
+                calls = max(calls, len(captured))
+                features.append(_feature_of_call(captured, feature_layer, feature_call, outputs[-1].shape[0]))
+                captured.clear()
     local = _concat(outputs, "output")[: len(own)]
     local_features = _concat(features, "feature")[: len(own)] if feature_layer is not None else None
     if world == 1:
-        return ProbeOutputs(local, local_features)
+        return ProbeOutputs(local, local_features, calls)
     gathered = _gather(trainer, local, len(probe))
     gathered_features = None if local_features is None else _gather(trainer, local_features, len(probe))
-    return ProbeOutputs(gathered, gathered_features)
+    return ProbeOutputs(gathered, gathered_features, calls)
+
+
+def _row_forward(trainer: Any, module: torch.nn.Module, probe: ProbeSet, batch: Any, call: ForwardFn,
+                 output_key: int | str | None, feature_layer: str | None, feature_call: int) -> ProbeOutputs:
+    """One forward call on the whole batch (every rank alike), the outputs and features taken at ``probe.rows``."""
+    assert probe.rows is not None
+    with _eval_mode(module), torch.no_grad(), isolated_rng(), _captured(module, feature_layer) as captured:
+        out = _as_float(select_output(_run(trainer, module, call, batch, True), output_key))
+        total = int(out.shape[0])
+        feature = (None if feature_layer is None else _feature_of_call(captured, feature_layer, feature_call, total))
+    rows = probe.rows.to(out.device)
+    if total <= int(probe.rows.max()):
+        raise ValueError(f"the model's output has {total} rows, but the probe's targets have a row per node or item "
+                         f"(at least {int(probe.rows.max()) + 1}); select the per-row output with `output_key` or "
+                         "`forward_fn`.")
+    return ProbeOutputs(out[rows], None if feature is None else feature[rows.to(feature.device)], len(captured))
+
+
+def _chunk(probe: ProbeSet, batch: Any, index: torch.Tensor, module: torch.nn.Module) -> Any:
+    """Samples ``index`` of the probe batch: sliced, or collated anew from the samples when slicing cannot reach."""
+    if probe.samples is None or probe.collate is None:
+        if is_sliceable(batch):
+            return slice_batch(batch, index)
+        if torch.equal(index, torch.arange(len(probe))):
+            return batch  # the whole probe in one call: nothing to slice
+        raise ValueError(f"the probe batch is a {type(batch).__name__}, which cannot be cut into chunks; set "
+                         f"`probe_batch_size` ≥ {len(probe)} or pass `forward_fn`.")
+    with isolated_rng():
+        chunk = probe.collate([probe.samples[int(i)] for i in index])
+    first = next(module.parameters(), None)
+    return chunk if first is None else move_batch(chunk, first.device)
+
+
+def _run(trainer: Any, module: torch.nn.Module, call: ForwardFn, chunk: Any, by_signature: bool) -> Any:
+    """One forward call through the precision plugin; a failing default call names ``forward_fn``."""
+    chunk = trainer.precision_plugin.convert_input(chunk)
+    try:
+        with trainer.precision_plugin.forward_context():
+            return call(module, chunk)
+    except Exception as error:
+        if not by_signature:
+            raise
+        how = getattr(call, "description", "module(inputs)")
+        raise ValueError(f"the model failed on a probe batch called as {how}: {type(error).__name__}: "
+                         f"{str(error).rstrip('.')}. Pass `forward_fn` to say how to run it, e.g. "
+                         f"forward_fn={_forward_fn_example(chunk)}") from error
+
+
+def _forward_fn_example(batch: Any) -> str:
+    if isinstance(batch, Mapping):
+        return "lambda module, batch: module(**batch)"
+    if isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
+        return "lambda module, batch: module(batch[0])"
+    fields = attribute_names(batch)[:2]
+    inside = ", ".join(f"batch.{name}" for name in fields) if fields else "batch"
+    return f"lambda module, batch: module({inside}) (or module(batch))"
+
+
+class _SignatureCall:
+    """``module(**fields)`` or ``module(inputs)``, as decided by :func:`model_call` (picklable, describes itself)."""
+
+    def __init__(self, names: tuple[str, ...] | None, input_key: int | str | None, target_key: int | str | None,
+                 everything: bool = False) -> None:
+        self.names, self.input_key, self.target_key, self.everything = names, input_key, target_key, everything
+        if names is None:
+            self.description = "module(inputs)"
+        elif everything:
+            self.description = "module(**batch)"
+        else:
+            self.description = "module(" + ", ".join(f"{name}=batch.{name}" for name in names) + ")"
+
+    def __call__(self, module: torch.nn.Module, batch: Any) -> Any:
+        if self.names is None:
+            return module(extract_batch(batch, self.input_key, self.target_key)[0])
+        fields = batch if isinstance(batch, Mapping) else _Attributes(batch)
+        if self.everything:
+            return module(**dict(fields))
+        return module(**{name: fields[name] for name in self.names if name in fields})
+
+
+def model_call(module: torch.nn.Module, probe: ProbeSet) -> ForwardFn:
+    """How the monitor calls ``module`` on a probe batch when no ``forward_fn`` is given.
+
+    Convention: for a dict batch or an object batch (attributes), when ``forward`` names at least one field of the
+    batch and every parameter without a default is one of them, the model is called with those fields as keyword
+    arguments (``model(**batch)``, as HF models and ``torch_geometric`` models expect; the target field only when
+    ``forward`` requires it). A ``forward(**kwargs)`` with a dict batch gets the whole dict. Anything else:
+    ``module(inputs)`` with the input part of the batch.
+
+    Example:
+        >>> class Tagger(torch.nn.Module):
+        ...     def forward(self, input_ids, attention_mask=None, labels=None):
+        ...         return input_ids.float()
+        >>> from fp_lightning.callbacks.probe_set import ProbeSet
+        >>> batch = {"input_ids": torch.ones(2, 3), "attention_mask": torch.ones(2, 3), "labels": torch.zeros(2)}
+        >>> model_call(Tagger(), ProbeSet(batch, None, batch["labels"], torch.arange(2))).description
+        'module(input_ids=batch.input_ids, attention_mask=batch.attention_mask)'
+    """
+    positional = _SignatureCall(None, probe.input_key, probe.target_key)
+    batch = probe.batch
+    if isinstance(batch, Mapping):
+        fields = set(map(str, batch))
+    elif is_sliceable(batch) or isinstance(batch, torch.Tensor):
+        return positional
+    else:
+        fields = set(attribute_names(batch))
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return positional
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not named and any(p.kind is p.VAR_KEYWORD for p in parameters) and isinstance(batch, Mapping):
+        return _SignatureCall((), probe.input_key, probe.target_key, everything=True)
+    required = {p.name for p in named if p.default is p.empty}
+    target_name = probe.target_key if isinstance(probe.target_key, str) else next(
+        (name for name in _TARGET_NAMES if name in fields), None)
+    chosen = tuple(p.name for p in named if p.name in fields and (p.name != target_name or p.name in required))
+    if not chosen or not required <= set(chosen):
+        return positional
+    return _SignatureCall(chosen, probe.input_key, probe.target_key)
+
+
+def _feature_of_call(captured: list[torch.Tensor], name: str, call: int, rows: int) -> torch.Tensor:
+    """The output of call ``call`` of the feature layer in one forward, (rows, d)."""
+    if not captured:
+        raise ValueError(f"`input_features`={name!r} did not run during the forward pass; name a submodule the "
+                         "forward calls, or pass a callable.")
+    if not -len(captured) <= call < len(captured):
+        raise ValueError(f"`input_features` asks for call {call} of {name!r}, which ran {len(captured)} time(s) per "
+                         "forward.")
+    return _as_float(captured[call]).reshape(rows, -1)
 
 
 def _as_float(tensor: torch.Tensor) -> torch.Tensor:
@@ -219,10 +373,10 @@ def _gather(trainer: Any, local: torch.Tensor, total: int) -> torch.Tensor:
 
 
 def move_batch(batch: Any, device: torch.device) -> Any:
-    """Every tensor of a (nested) batch on ``device``.
+    """Every tensor of a (nested) batch on ``device``, and objects with a ``to`` method (``torch_geometric`` batches).
 
     Example:
         >>> move_batch((torch.zeros(2), "a"), torch.device("cpu"))[1]
         'a'
     """
-    return apply_to_collection(batch, torch.Tensor, lambda tensor: tensor.to(device))
+    return move_data_to_device(batch, device)

@@ -22,8 +22,9 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
-__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "extract_batch", "is_stream", "isolated_rng", "probe_set_from_loader",
-           "sample_probe_set", "shard_slice", "slice_batch", "stream_probe_set"]
+__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "attribute_names", "extract_batch", "is_sliceable", "is_stream",
+           "isolated_rng", "probe_set_from_loader", "sample_probe_set", "shard_slice", "slice_batch",
+           "stream_probe_set"]
 
 _INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data")
 _TARGET_NAMES = ("y", "target", "targets", "label", "labels")
@@ -44,6 +45,13 @@ class ProbeSet:
     ``input_key`` / ``target_key`` where input and target sit in ``batch``; ``from_stream`` whether it was drawn
     from a stream (a resume then reuses the saved batch instead of drawing again).
 
+    Two kinds of batch need more than slicing along dim 0. A batch that is an object slicing cannot reach (a
+    ``torch_geometric`` ``Batch`` of graphs, a custom batch class) keeps its uncollated ``samples`` and the
+    ``collate`` function, so a chunk of the probe is collated anew from its samples. A batch whose targets have
+    more rows than it has samples (the nodes of one graph, a dataset whose single item holds many rows) is a
+    *row probe*: ``rows`` are the probe's rows among the batch's, the model runs once on the whole ``batch`` and
+    ``inputs``, ``targets`` and the outputs are taken at ``rows``.
+
     Example:
         >>> x, y = torch.zeros(3, 2), torch.ones(3)
         >>> probe = ProbeSet((x, y), x, y, torch.arange(3), input_key=0, target_key=1)
@@ -58,9 +66,16 @@ class ProbeSet:
     input_key: int | str | None = None
     target_key: int | str | None = None
     from_stream: bool = False
+    samples: list[Any] | None = None
+    collate: Collate | None = None
+    rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+    def without_samples(self) -> ProbeSet:
+        """The same probe set without ``samples`` and ``collate`` (which a user's lambda may make unpicklable)."""
+        return dataclasses.replace(self, samples=None, collate=None)
 
 
 @contextmanager
@@ -113,11 +128,60 @@ def extract_batch(batch: Any, input_key: int | str | None, target_key: int | str
                              f"(positions {i} and {t}). A dataset with no targets cannot be monitored; pass "
                              "`probe_dataloader` or `probe_inputs`/`probe_targets`.")
         return batch[i], batch[t]
-    if isinstance(batch, torch.Tensor) or not hasattr(batch, "__dict__"):
+    if isinstance(batch, (torch.Tensor, int, float, bool, str, bytes)) or batch is None:
         raise ValueError(f"the dataset yields a bare {type(batch).__name__}: no target to compare with. "
                          "Yield (input, target) pairs or pass `probe_dataloader` or `probe_inputs`/`probe_targets`.")
-    return (_pick(vars(batch), input_key, _INPUT_NAMES, "input_key"),
-            _pick(vars(batch), target_key, _TARGET_NAMES, "target_key"))
+    fields = _Attributes(batch)
+    return (_pick(fields, input_key, _INPUT_NAMES, "input_key"),
+            _pick(fields, target_key, _TARGET_NAMES, "target_key"))
+
+
+class _Attributes(Mapping):
+    """An object's data attributes as a read-only mapping, read by attribute access.
+
+    Properties, ``__slots__`` and classes that store their fields elsewhere (``torch_geometric``'s ``Data``) work.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, str):
+            raise KeyError(key)
+        try:
+            value = getattr(self._obj, key)
+        except AttributeError:
+            raise KeyError(key) from None
+        if value is None or callable(value):
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(attribute_names(self._obj))
+
+    def __len__(self) -> int:
+        return len(attribute_names(self._obj))
+
+
+def attribute_names(obj: Any) -> list[str]:
+    """The data fields of an object batch: ``keys()`` where it has them (``torch_geometric``), else its attributes.
+
+    Example:
+        >>> class Pair:
+        ...     __slots__ = ("x", "y")
+        ...     def __init__(self): self.x, self.y = 1, 2
+        >>> attribute_names(Pair())
+        ['x', 'y']
+    """
+    keys = getattr(obj, "keys", None)
+    if callable(keys):
+        try:
+            return sorted(str(key) for key in keys())
+        except TypeError:
+            pass
+    slots = [name for cls in type(obj).__mro__ for name in getattr(cls, "__slots__", ())]
+    names = list(getattr(obj, "__dict__", {})) + [name for name in slots if hasattr(obj, name)]
+    return sorted({name for name in names if not name.startswith("_")})
 
 
 def _pick(batch: Mapping[str, Any], key: int | str | None, names: Sequence[str], arg: str) -> Any:
@@ -148,11 +212,11 @@ def sample_probe_set(
         (torch.Size([4, 1]), True)
     """
     n = len(dataset)
-    if n < 2:
-        raise ValueError(f"the training dataset has {n} sample(s); the probe set needs at least 2.")
+    if n < 1:
+        raise ValueError("the training dataset is empty; the probe set needs at least 2 samples.")
     generator = torch.Generator().manual_seed(seed)
     indices = torch.randperm(n, generator=generator)[: min(size, n)].sort().values
-    if type(dataset) is TensorDataset and collate_fn in (None, default_collate):
+    if type(dataset) is TensorDataset and collate_fn in (None, default_collate) and n >= 2:
         # one indexing per tensor: what default_collate would stack from the samples, without the per-sample loop
         batch = tuple(tensor[indices] for tensor in dataset.tensors)
         return _split(batch, indices, input_key, target_key)
@@ -161,7 +225,7 @@ def sample_probe_set(
             samples = list(dataset.__getitems__(indices.tolist()))
         else:
             samples = [dataset[int(i)] for i in indices]
-    return _collated(samples, indices, input_key, target_key, collate_fn)
+    return _collated(samples, indices, input_key, target_key, collate_fn, size=size, seed=seed)
 
 
 def stream_probe_set(
@@ -236,21 +300,66 @@ def probe_set_from_loader(
 
 
 def _collated(samples: list[Any], indices: torch.Tensor, input_key: int | str | None, target_key: int | str | None,
-              collate_fn: Collate | None) -> ProbeSet:
+              collate_fn: Collate | None, size: int | None = None, seed: int = 0) -> ProbeSet:
+    collate = collate_fn or default_collate
     with isolated_rng():
-        batch = (collate_fn or default_collate)(samples)
-    return _split(batch, indices, input_key, target_key)
+        batch = collate(samples)
+    probe = _split(batch, indices, input_key, target_key, size=size, seed=seed)
+    if probe.rows is None and not is_sliceable(batch):
+        # chunks of this batch are collated anew from their samples: slicing cannot reach inside the object
+        probe = dataclasses.replace(probe, samples=samples, collate=collate)
+    return probe
 
 
-def _split(batch: Any, indices: torch.Tensor, input_key: int | str | None, target_key: int | str | None) -> ProbeSet:
+def _split(batch: Any, indices: torch.Tensor, input_key: int | str | None, target_key: int | str | None,
+           size: int | None = None, seed: int = 0) -> ProbeSet:
     inputs, targets = extract_batch(batch, input_key, target_key)
     if not isinstance(targets, torch.Tensor):
         raise ValueError(f"the probe targets collate to a {type(targets).__name__}, not a tensor; set `target_key` "
                          "or pass `probe_inputs`/`probe_targets`.")
-    if targets.ndim == 0 or targets.shape[0] != len(indices):
-        raise ValueError(f"the collated probe targets have shape {tuple(targets.shape)} for {len(indices)} samples; "
-                         "the collate function must stack samples along dim 0 (set `target_key`).")
-    return ProbeSet(batch, inputs, targets, indices, input_key, target_key)
+    if targets.ndim == 0:
+        raise ValueError(f"the collated probe targets are a scalar for {len(indices)} samples; the collate "
+                         "function must stack samples along dim 0 (set `target_key`).")
+    if targets.shape[0] == len(indices) and len(indices) >= 2:
+        return ProbeSet(batch, inputs, targets, indices, input_key, target_key)
+    if targets.shape[0] > len(indices) and size is not None:
+        return _row_probe(batch, inputs, targets, input_key, target_key, size, seed)
+    if len(indices) < 2:
+        raise ValueError(f"the training data has {len(indices)} sample(s) whose targets have "
+                         f"{targets.shape[0]} row(s); the probe set needs at least 2 samples (or one sample whose "
+                         "targets have a row per node or item). Pass `probe_dataloader` or `probe_inputs`/"
+                         "`probe_targets`.")
+    raise ValueError(f"the collated probe targets have shape {tuple(targets.shape)} for {len(indices)} samples; "
+                     "the collate function must stack samples along dim 0 (set `target_key`).")
+
+
+def _row_probe(batch: Any, inputs: Any, targets: torch.Tensor, input_key: int | str | None,
+               target_key: int | str | None, size: int, seed: int) -> ProbeSet:
+    """A row probe: ``size`` seeded rows (e.g. nodes of a graph) of a batch whose targets have a row per item."""
+    total = targets.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(total, generator=generator)[: min(size, total)].sort().values
+    row_inputs = inputs[rows] if isinstance(inputs, torch.Tensor) and inputs.ndim and inputs.shape[0] == total \
+        else inputs
+    return ProbeSet(batch, row_inputs, targets[rows], rows, input_key, target_key, rows=rows)
+
+
+def is_sliceable(batch: Any) -> bool:
+    """Whether ``slice_batch`` reaches every tensor of a batch: tensors in (nested) dicts, lists, tuples, dataclasses.
+
+    Example:
+        >>> is_sliceable({"x": torch.zeros(2), "meta": ["a", "b"]}), is_sliceable(object())
+        (True, False)
+    """
+    if isinstance(batch, (torch.Tensor, str, bytes, int, float, bool)) or batch is None:
+        return True
+    if isinstance(batch, Mapping):
+        return all(is_sliceable(value) for value in batch.values())
+    if isinstance(batch, Sequence):
+        return all(is_sliceable(value) for value in batch)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return all(is_sliceable(getattr(batch, field.name)) for field in dataclasses.fields(batch))
+    return False
 
 
 def slice_batch(batch: Any, index: torch.Tensor | slice) -> Any:

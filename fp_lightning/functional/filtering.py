@@ -269,11 +269,16 @@ class GaussianFilterBank:
         return low[..., 0].contiguous() if squeeze else low.contiguous()
 
     @torch.no_grad()
-    def errors(self, target: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def errors(self, target: torch.Tensor, output: torch.Tensor,
+               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """e_low and e_high, (M,) float64 each, of ``output`` h against ``target`` y, both (n,) or (n, c).
 
         The norms of y^{low} and y^{high} are cached for the last target seen (compared by value), so calling
         this every epoch with the same target only filters h − y.
+
+        ``mask`` (shaped like ``target``, 1 = kept, 0 = ignored, e.g. padding labels) leaves entries out: each
+        column is filtered over its kept samples only, v^{low}_i = Σ_{j kept} G_ij v_j / Σ_{j kept} G_ij, and the
+        norms run over the kept entries only.
 
         Raises:
             ValueError: shapes differ, non-finite values, or y^{low} or y^{high} is (numerically) zero for some δ
@@ -295,6 +300,8 @@ class GaussianFilterBank:
         y, _ = _as_values("target", target, self.n_samples, self._device)
         h, _ = _as_values("output", output, self.n_samples, self._device)
         diff = h - y  # by linearity (h − y)^{low} = h^{low} − y^{low}: no cancellation between filtered arrays
+        if mask is not None:
+            return self._masked_errors(y, diff, mask)
         cached = self._target_cache
         if cached is not None and cached[0].shape == y.shape and torch.equal(cached[0], y):
             y_low_norm, y_high_norm = cached[1], cached[2]
@@ -307,6 +314,25 @@ class GaussianFilterBank:
             self._check_target_parts(y, y_low_norm, y_high_norm)
             self._target_cache = (y.clone(), y_low_norm, y_high_norm)
         return diff_low_norm / y_low_norm, diff_high_norm / y_high_norm
+
+    def _masked_errors(self, y: torch.Tensor, diff: torch.Tensor,
+                       mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``errors`` over the kept entries only (normalized convolution: the weights are summed over kept j)."""
+        keep, _ = _as_values("mask", mask.to(torch.float64), self.n_samples, self._device)
+        if keep.shape != y.shape:
+            raise ValueError(f"`mask` shape {tuple(mask.shape)} must equal `target` shape {tuple(y.shape)}.")
+        y, diff, c = y * keep, diff * keep, y.shape[1]
+        sums, _ = self.neighbour_sums(torch.cat([y, diff, keep], dim=1))
+        weights = keep + sums[..., 2 * c:]  # Σ_{j kept} G_ij, self term included
+        safe = torch.where(weights > 0, weights, torch.ones_like(weights))
+        norms = []
+        for v, s in ((y, sums[..., :c]), (diff, sums[..., c:2 * c])):
+            low = (v + s) / safe * keep  # v is 0 where not kept, so (v_i + S_i) sums the kept j only
+            high = (v * sums[..., 2 * c:] - s) / safe * keep  # = v − v^{low} on kept entries
+            norms.append((torch.linalg.vector_norm(low, dim=(1, 2)), torch.linalg.vector_norm(high, dim=(1, 2))))
+        (y_low, y_high), (diff_low, diff_high) = norms
+        self._check_target_parts(y, y_low, y_high)
+        return diff_low / y_low, diff_high / y_high
 
     def _check_target_parts(self, y: torch.Tensor, low_norm: torch.Tensor, high_norm: torch.Tensor) -> None:
         ratio = _DEGENERATE_RATIO[self.dtype]

@@ -20,6 +20,7 @@ __all__ = [
     "RESOLVED_TRANSFORMS",
     "OutputTransform",
     "check_class_dim",
+    "prepare_masked_targets",
     "prepare_targets",
     "resolve_output_transform",
     "validate_output_transform",
@@ -37,7 +38,8 @@ _SUM_TOLERANCE = 1e-4
 
 
 def prepare_targets(
-    preds: torch.Tensor, target: torch.Tensor, output_transform: OutputTransform = "auto", class_dim: int = 1
+    preds: torch.Tensor, target: torch.Tensor, output_transform: OutputTransform = "auto", class_dim: int = 1,
+    ignore_index: int | None = -100,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(y, h)`` as float64 (n, c) arrays that the spectrum and the filters compare.
 
@@ -59,6 +61,9 @@ def prepare_targets(
         target: integer labels (see above), or 0/1, soft-label or real values with the outputs' per-sample size.
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
         class_dim: the class axis of ``preds`` (not 0, the sample axis); negative values count from the end.
+        ignore_index: class labels with this value are left out: their entries of y and h are 0
+            (``prepare_masked_targets`` also returns which entries are kept). Default -100, as torch's
+            ``cross_entropy``; ``None``: every label counts.
 
     Raises:
         ValueError: lengths differ, labels out of range, non-finite values, or shapes that do not match (naming
@@ -76,16 +81,44 @@ def prepare_targets(
         >>> y
         tensor([[0., 0., 1., 1., 0., 0.]], dtype=torch.float64)
     """
+    y, h, _ = prepare_masked_targets(preds, target, output_transform, class_dim, ignore_index)
+    return y, h
+
+
+def prepare_masked_targets(
+    preds: torch.Tensor, target: torch.Tensor, output_transform: OutputTransform = "auto", class_dim: int = 1,
+    ignore_index: int | None = -100,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``prepare_targets``, and which entries of ``y`` and ``h`` are kept: ``(y, h, mask)``.
+
+    Convention:
+        Integer class labels equal to ``ignore_index`` (torch's ``CrossEntropyLoss`` convention: -100 pads HF token
+        labels; segmentation often marks void pixels with 255) are left out: their C columns are 0 in y, in h and
+        in ``mask`` (float64 (n, c), 1 = kept). ``mask`` is ``None`` when nothing is ignored. Other targets
+        (real values, 0/1 floats) have no ignored entries.
+
+    Example:
+        >>> y, h, mask = prepare_masked_targets(torch.zeros(1, 2, 3), torch.tensor([[2, -100]]), class_dim=-1)
+        >>> mask
+        tensor([[1., 1., 1., 0., 0., 0.]], dtype=torch.float64)
+        >>> h
+        tensor([[0.3333, 0.3333, 0.3333, 0.0000, 0.0000, 0.0000]], dtype=torch.float64)
+    """
     validate_output_transform(output_transform)
-    arranged = _arrange(preds, target, class_dim)
+    arranged = _arrange(preds, target, class_dim, ignore_index)
     if output_transform == "auto":
         output_transform, _ = _resolve(arranged, class_dim)
     h = _apply_transform(preds, arranged, output_transform)
-    return arranged.y.reshape(arranged.y.shape[0], -1), h
+    n = arranged.y.shape[0]
+    y = arranged.y.reshape(n, -1)
+    if arranged.kept is None:
+        return y, h, None
+    mask = arranged.kept.unsqueeze(-1).expand(arranged.y.shape).reshape(n, -1).to(torch.float64)
+    return y * mask, h * mask, mask
 
 
 def resolve_output_transform(
-    preds: torch.Tensor, target: torch.Tensor, class_dim: int = 1
+    preds: torch.Tensor, target: torch.Tensor, class_dim: int = 1, ignore_index: int | None = -100
 ) -> tuple[str, str | None]:
     """Name the transform that ``output_transform="auto"`` applies to these outputs, and say why when it guessed.
 
@@ -108,6 +141,7 @@ def resolve_output_transform(
         preds: model outputs, (n,) or (n, ...).
         target: targets, as for ``prepare_targets``.
         class_dim: the class axis of ``preds``.
+        ignore_index: class labels left out, as for ``prepare_targets``.
 
     Returns:
         ``(name, reason)``: a name from ``RESOLVED_TRANSFORMS`` and a message or ``None``.
@@ -119,7 +153,7 @@ def resolve_output_transform(
         >>> name, "output_transform" in reason
         ('sigmoid', True)
     """
-    return _resolve(_arrange(preds, target, class_dim), class_dim)
+    return _resolve(_arrange(preds, target, class_dim, ignore_index), class_dim)
 
 
 def validate_output_transform(output_transform: OutputTransform) -> None:
@@ -164,9 +198,11 @@ class _Arranged:
     target_dtype: torch.dtype
     #: the axis of the original ``preds`` that was moved last (``None``: preds were only reshaped)
     moved_axis: int | None
+    #: bool (n, *positions): labels not equal to ``ignore_index`` (``None``: every label is kept)
+    kept: torch.Tensor | None = None
 
 
-def _arrange(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -> _Arranged:
+def _arrange(preds: torch.Tensor, target: torch.Tensor, class_dim: int, ignore_index: int | None) -> _Arranged:
     check_tensor("preds", preds)
     check_tensor("target", target)
     check_same_length(("preds", "target"), preds, target)
@@ -176,8 +212,14 @@ def _arrange(preds: torch.Tensor, target: torch.Tensor, class_dim: int) -> _Arra
         axis = _label_axis(preds, target, class_dim)
         if axis is not None:
             labels = target.reshape(preds.shape[:axis] + preds.shape[axis + 1:])
-            y = _one_hot("target", labels, preds.shape[axis])
-            return _Arranged(y, preds.movedim(axis, -1), is_labels=True, target_dtype=target.dtype, moved_axis=axis)
+            kept = None if ignore_index is None else labels != ignore_index
+            if kept is not None and bool(kept.all()):
+                kept = None
+            if kept is not None:
+                labels = torch.where(kept, labels, torch.zeros_like(labels))
+            y = _one_hot("target", labels, preds.shape[axis], ignore_index)
+            return _Arranged(y, preds.movedim(axis, -1), is_labels=True, target_dtype=target.dtype, moved_axis=axis,
+                             kept=kept)
     return _arrange_values(preds, target, class_dim)
 
 
@@ -251,11 +293,16 @@ def _is_integer(target: torch.Tensor) -> bool:
     return not target.is_floating_point() and not target.is_complex() and target.dtype != torch.bool
 
 
-def _one_hot(name: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def _one_hot(name: str, labels: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
     labels = labels.long()
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        outside = labels[(labels < 0) | (labels >= num_classes)]
+        values = sorted({int(v) for v in outside.unique()[:5]})
+        hint = (f" If {values[0]} marks positions to leave out (padding, void pixels), pass ignore_index={values[0]}"
+                f" (now {ignore_index})." if len(values) == 1 else
+                " If one value marks positions to leave out (padding, void pixels), pass it as `ignore_index`.")
         raise ValueError(f"`{name}` holds labels in [{int(labels.min())}, {int(labels.max())}], outside "
-                         f"[0, {num_classes - 1}] for {num_classes} outputs.")
+                         f"[0, {num_classes - 1}] for {num_classes} outputs (values outside: {values}).{hint}")
     return torch.nn.functional.one_hot(labels, num_classes).to(torch.float64)
 
 

@@ -14,7 +14,7 @@ from fp_lightning.functional.targets import (
     RESOLVED_TRANSFORMS,
     OutputTransform,
     check_class_dim,
-    prepare_targets,
+    prepare_masked_targets,
     resolve_output_transform,
     validate_output_transform,
 )
@@ -45,6 +45,10 @@ class ProbeSetMetric(Metric):
     Args:
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable.
         class_dim: the class axis of the outputs (not 0, the sample axis).
+        ignore_index: integer class labels with this value are left out of every quantity (default -100, as
+            torch's ``CrossEntropyLoss``, torchmetrics and HF; 255 for void pixels in many segmentation sets;
+            ``None``: every label counts). A sample whose every label is ignored is dropped; within a sample
+            (tokens, pixels) the ignored positions are 0 in y and h and out of the filter's sums and norms.
         warn_auto_choice: emit that warning; ``False`` for a second metric on the same samples, which makes the
             same choice (so a user sees it once).
         kwargs: forwarded to ``torchmetrics.Metric``.
@@ -67,6 +71,7 @@ class ProbeSetMetric(Metric):
         self,
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
+        ignore_index: int | None = -100,
         warn_auto_choice: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -74,6 +79,9 @@ class ProbeSetMetric(Metric):
         validate_output_transform(output_transform)
         self.output_transform = output_transform
         self.class_dim = check_class_dim(class_dim)
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise ValueError(f"`ignore_index` must be an int or None, got {ignore_index!r}.")
+        self.ignore_index = ignore_index
         self.warn_auto_choice = bool(warn_auto_choice)
         self._auto_choice: str | None = None
         self.add_state("inputs", default=[], dist_reduce_fx="cat")
@@ -198,11 +206,18 @@ class ProbeSetMetric(Metric):
         if index is not None:
             self.index.append(index.detach().long())
 
-    def _gathered(self, float64_inputs: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(x (n, d), y (n, c) float64, h (n, c) float64)`` of all stored samples.
+    def _has_samples(self) -> bool:
+        """Whether any sample was stored (``compute()`` before ``update()`` then gives NaN, as torchmetrics' do)."""
+        return not (isinstance(self.inputs, list) and not self.inputs)
+
+    def _gathered(
+        self, float64_inputs: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Return ``(x (n, d), y (n, c) float64, h (n, c) float64, mask)`` of all stored samples.
 
         x is float64, or in its stored dtype with ``float64_inputs=False`` for callers that convert blocks
-        themselves (a float64 copy of 5,000 CIFAR images is 123 MB per epoch).
+        themselves (a float64 copy of 5,000 CIFAR images is 123 MB per epoch). Samples whose every label is
+        ``ignore_index`` are dropped; ``mask`` (n, c) marks the kept entries of the rest (``None``: all kept).
         """
         # after a DDP sync the list states are single concatenated tensors
         if isinstance(self.inputs, list) and not self.inputs:
@@ -213,16 +228,26 @@ class ProbeSetMetric(Metric):
         if index is not None and index.numel() > 0:
             order = _first_occurrence_order(index)
             x, preds, target = x[order], preds[order], target[order]
-        y, h = prepare_targets(preds, target, self._frozen_transform(preds, target), self.class_dim)
+        y, h, mask = prepare_masked_targets(preds, target, self._frozen_transform(preds, target), self.class_dim,
+                                            self.ignore_index)
         x = x.reshape(x.shape[0], -1)
-        return (x.to(torch.float64) if float64_inputs else x), y, h
+        if mask is not None:
+            rows = mask.any(dim=1)
+            if int(rows.sum()) < 2:
+                raise ValueError(f"{int(rows.sum())} of {rows.numel()} probe samples have a label other than "
+                                 f"ignore_index={self.ignore_index}; at least 2 are needed.")
+            if not bool(rows.all()):
+                x, y, h, mask = x[rows.to(x.device)], y[rows], h[rows], mask[rows]
+            if bool((mask == 1).all()):
+                mask = None
+        return (x.to(torch.float64) if float64_inputs else x), y, h, mask
 
     def _frozen_transform(self, preds: torch.Tensor, target: torch.Tensor) -> OutputTransform:
         """The given transform, or the ``"auto"`` choice made on the first call and frozen."""
         if self.output_transform != "auto":
             return self.output_transform
         if self._auto_choice is None:
-            self._auto_choice, reason = resolve_output_transform(preds, target, self.class_dim)
+            self._auto_choice, reason = resolve_output_transform(preds, target, self.class_dim, self.ignore_index)
             if reason is not None and self.warn_auto_choice:
                 rank_zero_warn(reason, UserWarning)
         return self._auto_choice

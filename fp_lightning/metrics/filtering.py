@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,6 +47,8 @@ class LowHighFrequencyError(ProbeSetMetric):
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable; ``"auto"`` is
             resolved on the first ``compute()`` and frozen (see ``ProbeSetMetric``).
         class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
+        ignore_index: class labels left out of every quantity (default -100, as torch and HF; 255 for
+            void pixels; ``None``: all count); see :class:`~fp_lightning.metrics._probe.ProbeSetMetric`.
         input_components: ``None`` (default: exact) or m ≥ 1: filter the raw scores (x − mean) V of the inputs on
             their top m principal directions instead of x (``principal_components``, fitted on the first
             ``compute()`` and frozen like δ; state keys ``_input_mean``, ``_input_directions``,
@@ -76,12 +79,14 @@ class LowHighFrequencyError(ProbeSetMetric):
         filter_precision: FilterPrecision = "float32",
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
+        ignore_index: int | None = -100,
         *,
         input_components: int | None = None,
         filter_dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(output_transform=output_transform, class_dim=class_dim, **kwargs)
+        super().__init__(output_transform=output_transform, class_dim=class_dim, ignore_index=ignore_index,
+                         **kwargs)
         self.n_deltas = check_int("n_deltas", n_deltas, 1)
         self.chunk_size = check_optional_int("chunk_size", chunk_size, 1)
         if filter_dtype is not None:
@@ -165,15 +170,19 @@ class LowHighFrequencyError(ProbeSetMetric):
         return scores
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """e_low and e_high for every δ on all stored samples."""
-        x, y, h = self._gathered(float64_inputs=False)  # the filter bank centres and converts block by block
+        """e_low and e_high for every δ on all stored samples (NaN before any ``update()``)."""
+        if not self._has_samples():
+            known = self.fitted_deltas if self.fitted_deltas is not None else torch.empty(0, dtype=torch.float64)
+            nan = torch.full((len(known),), math.nan, dtype=torch.float64)
+            return {"e_low": nan, "e_high": nan.clone(), "deltas": known}
+        x, y, h, mask = self._gathered(float64_inputs=False)  # the filter bank centres and converts by block
         x = self._filter_inputs(x)
         deltas = self.fitted_deltas
         if deltas is None:
             deltas = default_deltas(x, self.n_deltas)
             self.fitted_deltas = deltas
         bank = self._filter_bank(x, deltas)
-        e_low, e_high = bank.errors(y, h)
+        e_low, e_high = bank.errors(y, h, mask)
         return {"e_low": e_low, "e_high": e_high, "deltas": deltas.to(e_low.device)}
 
     def _filter_bank(self, x: torch.Tensor, deltas: torch.Tensor) -> GaussianFilterBank:

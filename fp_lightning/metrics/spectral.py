@@ -51,6 +51,8 @@ class ProjectedSpectralError(ProbeSetMetric):
         output_transform: ``"auto"``, ``"softmax"``, ``"sigmoid"``, ``"identity"`` or a callable; ``"auto"`` is
             resolved on the first ``compute()`` and frozen (see ``ProbeSetMetric``).
         class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
+        ignore_index: class labels left out of every quantity (default -100, as torch and HF; 255 for
+            void pixels; ``None``: all count); see :class:`~fp_lightning.metrics._probe.ProbeSetMetric`.
         kwargs: ``warn_auto_choice`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict: ``delta_f`` (M,), ``freqs`` (M,), ``target_spectrum`` and ``output_spectrum``
@@ -78,9 +80,11 @@ class ProjectedSpectralError(ProbeSetMetric):
         backend: Backend = "auto",
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
+        ignore_index: int | None = -100,
         **kwargs: Any,
     ) -> None:
-        super().__init__(output_transform=output_transform, class_dim=class_dim, **kwargs)
+        super().__init__(output_transform=output_transform, class_dim=class_dim, ignore_index=ignore_index,
+                         **kwargs)
         self.n_freqs = check_int("n_freqs", n_freqs, 3)  # 3: a peak needs a neighbour on each side
         self.max_freqs = check_optional_int("max_freqs", max_freqs, 1)
         # checked here, so a typo fails at construction and not mid-training
@@ -168,7 +172,7 @@ class ProjectedSpectralError(ProbeSetMetric):
     def compute(self) -> dict[str, torch.Tensor]:
         """Δ_F at the tracked frequencies, the two spectra and the loss split on all stored samples."""
         # x in its stored dtype (e.g. uint8 images): the projection converts it to float64 block by block
-        x, y, h = self._gathered(float64_inputs=False)
+        x, y, h, _ = self._gathered(float64_inputs=False)  # ignored entries are 0 in y and h: out of the sums
         projection = self.projection
         if projection is None:
             projection = principal_projection(x)
