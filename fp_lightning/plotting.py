@@ -171,7 +171,8 @@ def plot_spectra(
 
     The y range depends on the target only (it does not change during training), so that the figures of successive
     recordings share it: up to ``max(2 · max |F[y]|, ymax)`` on a log scale, used when every |F[y](k)| > 0, down to
-    a decade under the smallest |F[y](k)| but not under 1e-4 · max |F[y]| (the paper's Fig. 3a clips the same way),
+    the power of ten a decade or more under the smallest |F[y](k)| but not under 1e-4 · max |F[y]| (the paper's
+    Fig. 3a clips the same way),
     with short tick labels (``0.1``, ``1e−05``); ``0`` to ``1.1 · max(max |F[y]|, ymax)`` on a linear scale. Pass
     as ``ymax`` the largest |F[h]| over a run's recordings so far, so that an output above the target stays inside.
 
@@ -200,7 +201,8 @@ def plot_spectra(
         ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
         # an untrained network's |F[h]| ≈ 0 would stretch the axis over many decades and squash |F[y]|
-        bottom = max(float(finite.min()) / 10, float(finite.max()) * _LOG_FLOOR)
+        decade_under = 10.0 ** math.floor(math.log10(float(finite.min()) / 10))  # a labelled tick at the bottom
+        bottom = max(decade_under, float(finite.max()) * _LOG_FLOOR)
         ax.set_ylim(bottom, max(top, float(finite.max()) * _LOG_HEADROOM))
     elif top > 0:
         ax.set_ylim(0.0, top * _LINEAR_HEADROOM)
@@ -260,7 +262,7 @@ def _index_ticks(ax: Axes, axis: str, labels: list[str], max_labels: int | None 
     else:
         room_pt = box.height * fig.get_figheight() * 72
         per_label_pt = _ROW_PER_FONT * size_pt  # a line of text plus a gap
-    fits = int(room_pt // per_label_pt + 1e-9)
+    fits = int(room_pt / per_label_pt + 1e-6)  # a panel sized for n labels fits n, rounding aside
     positions = thinned_ticks(len(labels), fits if max_labels is None else min(fits, max_labels))
     setter = ax.set_xticks if axis == "x" else ax.set_yticks
     setter(positions, [labels[p] for p in positions])

@@ -302,7 +302,7 @@ def _loss_split_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> 
     if np.all(np.concatenate([low, high]) > 0):
         ax.set_yscale("log")
     ax.set_xlabel(EPOCH_AXIS_LABEL)
-    ax.set_ylabel(r"$\sum_k\, |F[h](k) - F[y](k)|^2$")
+    ax.set_ylabel(r"$\Sigma_k\, |F[h](k) - F[y](k)|^2$")
     share_ax = ax.twinx()
     share = np.asarray(history["low_share"], float)
     share_ax.plot(epochs, share, "^--", color="black", label="low share of the loss decrease")
@@ -327,7 +327,7 @@ def _densities(history: dict[str, Any]) -> np.ndarray | None:
 def _stage_ratio_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
     density = _densities(history)
     cutoff = int(history["cutoff"])
-    title = rf"Share of the change above $\eta$, per stage (theory paper Fig. 1b/d; loss split at $\eta$ = {cutoff})"
+    title = r"Share of the change above $\eta$, per stage (theory paper Fig. 1b/d)"
     ax.set_title(title)
     if density is None:
         _no_data(ax, "no loss density in this history (needs ≥ 2 recordings of a current monitor)")

@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
+from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.callbacks.panels import (
     PANEL_FOLDER,
     custom_scalars_layout,
@@ -147,10 +148,19 @@ def test_custom_scalars_patterns_match_exactly_one_logged_key(tmp_path):
                 matched += hits
     # every fp/ scalar is on exactly one line of the layout
     assert sorted(matched) == sorted(logged)
-    titles = {chart.title for category in layout.category for chart in category.chart}
-    assert {f"δ={key}" for key in delta_keys(DELTAS)} <= titles
+    # TensorBoard colours lines by run: one series per chart, or two lines of a run could not be told apart
+    assert all(len(chart.multiline.tag) == 1 for category in layout.category for chart in category.chart)
+    titles = {chart.title: chart.multiline.tag[0] for category in layout.category for chart in category.chart}
+    for key in delta_keys(DELTAS):
+        assert titles[f"e_low (δ = {key})"] == f"^fp/e_low/delta={re.escape(key)}$"
+        assert titles[f"e_high (δ = {key})"] == f"^fp/e_high/delta={re.escape(key)}$"
+    for k in (1, 2, 12):
+        assert titles[f"Δ_F at k = {k}"] == f"^fp/delta_f/k={k}$"
+    cutoff = monitor.history.cutoff
+    assert f"fp: loss split at cutoff η = {cutoff}" in [category.title for category in layout.category]
+    assert {f"L_low (k ≤ {cutoff})", f"L_high (k > {cutoff})"} <= set(titles)
     # the same patterns as the public function gives
-    expected = custom_scalars_layout(monitor.history.freqs, monitor.history.deltas, denoised=True)
+    expected = custom_scalars_layout(monitor.history.freqs, monitor.history.deltas, denoised=True, cutoff=cutoff)
     assert [list(c.multiline.tag) for cat in layout.category for c in cat.chart] == [
         chart[1] for charts in expected.values() for chart in charts.values()]
 
@@ -214,13 +224,24 @@ def test_no_logger_writes_png_files_in_the_root_folder(tmp_path):
     assert files == sorted(f"{panel_file_stem(tag)}.png" for tag in expected_tags())
 
 
-def test_panel_titles_give_the_epoch(tmp_path):
+def test_panel_titles_give_the_completed_epochs(tmp_path):
     trainer, monitor = fit(tmp_path, False, log_images=False)
     assert not (tmp_path / PANEL_FOLDER).exists()  # log_images=False draws nothing
-    titles = {tag: figure.axes[0].get_title() for tag, figure in draw_panels(monitor.history).items()}
+    figures = draw_panels(monitor.history)
+    titles = {tag: figure.axes[0].get_title() for tag, figure in figures.items()}
     assert list(titles) == expected_tags()
-    assert all(title.endswith(f"epoch {EPOCHS}") for title in titles.values())
-    assert titles["fp/low_high_heatmap/delta=0.12"].startswith("e_low / e_high, δ=0.12,")
+    # the history counts completed epochs: the recording after the last epoch (Lightning's current_epoch
+    # EPOCHS - 1) holds EPOCHS, and the titles say "after EPOCHS epochs", never "epoch EPOCHS"
+    assert monitor.history.records["epoch"][-1] == EPOCHS
+    assert all(title.endswith(f"after {EPOCHS} epochs") for title in titles.values())
+    assert titles["fp/low_high_heatmap/delta=0.12"].startswith(r"filter width $\delta$ = 0.12,")
+    for tag in ("fp/delta_f_heatmap", "fp/low_high_heatmap/delta=0.1"):
+        assert figures[tag].axes[0].get_xlabel() == "epochs completed"
+    history = monitor.history
+    first = FrequencyHistory(freqs=history.freqs, deltas=history.deltas, cutoff=history.cutoff,
+                             target_amplitude=history.target_amplitude)
+    first.append(**{key: values[0] for key, values in history.records.items()})
+    assert all(figure.axes[0].get_title().endswith("before training") for figure in draw_panels(first).values())
 
 
 # ------------------------------------------------------------------------------------------------ W&B, MLflow
@@ -266,8 +287,6 @@ def test_mlflow_gets_a_png_artifact_per_tag_and_step(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ legibility
 def long_history(recordings=300, every=50, n_freqs=30, deltas=(0.00431, 0.0151)):
-    from fp_lightning.callbacks.history import FrequencyHistory
-
     rng = np.random.default_rng(0)
     freqs = list(range(1, 2 * n_freqs, 2))
     history = FrequencyHistory(freqs=freqs, deltas=list(deltas), cutoff=9,
@@ -312,7 +331,7 @@ def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
             assert "red = fitted" in figure.axes[1].get_ylabel()
     spectra = draw_panels(long_history(recordings))["fp/spectra"]
     assert [t.get_text() for t in spectra.axes[0].get_legend().get_texts()] == [
-        "target |F[y]|", "network |F[h]|", "tracked k"]
+        "target |F[y]|", "network |F[h]|", "tracked k", r"cutoff $\eta$ = 9"]
 
 
 # ------------------------------------------------------------------------------------------------ keys of a run
@@ -329,9 +348,10 @@ def test_logged_keys_layout_and_image_tags_share_the_delta_form(tmp_path, deltas
         f"fp/low_high_heatmap/delta={key}" for key in keys)
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
     for key in keys:
-        lines = charts[f"δ={key}"]
-        shown = sorted(tag for tag in events.Tags()["scalars"] if any(re.search(p, tag) for p in lines))
-        assert shown == sorted([f"fp/e_low/delta={key}", f"fp/e_high/delta={key}"])
+        for part in ("e_low", "e_high"):
+            lines = charts[f"{part} (δ = {key})"]
+            shown = [tag for tag in events.Tags()["scalars"] if any(re.search(p, tag) for p in lines)]
+            assert shown == [f"fp/{part}/delta={key}"]
     # the e_low of each δ is the history's value for that δ (not another δ's, as a key collision would give)
     for j, key in enumerate(keys):
         assert float(trainer.callback_metrics[f"fp/e_low/delta={key}"]) == pytest.approx(
