@@ -53,6 +53,8 @@ _RATIO_HEADROOM = 1.6
 _LOG_HEADROOM, _LINEAR_HEADROOM = 2.0, 1.1
 # A row of the Δ_F heatmap needs this many tick-label font sizes of height to keep its label clear of its neighbours.
 _ROW_PER_FONT = 1.25
+# Height of a legend row, in font sizes (mathtext with super- and subscripts is taller than plain text).
+_LEGEND_ROW_PER_FONT = 1.6
 # A log-scale spectrum is clipped at this fraction of max |F[y]| (the paper's Fig. 3a uses 1e-4 the same way).
 _LOG_FLOOR = 1e-4
 # Tick labels are at least this many characters apart (a gap of two characters between neighbours).
@@ -149,7 +151,8 @@ def plot_low_high_heatmap(
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
     _error_colorbar(fig, ax, image, "error (red = fitted)", panel)
-    ax.set_yticks([0, 1], [r"$e_{\mathrm{low}}$", r"$e_{\mathrm{high}}$"])
+    # larger than the other tick labels: the subscripts stay legible at a logger card's size
+    ax.set_yticks([0, 1], [r"$e_{\mathrm{low}}$", r"$e_{\mathrm{high}}$"], fontsize="large")
     _epoch_ticks(ax, epochs)
     ax.set_title(title if title is not None else rf"filter width $\delta$ = {delta:.3g}", fontsize="medium")
     return fig, ax
@@ -287,7 +290,8 @@ def plot_change_ratios(
     Convention: :mod:`fp_lightning.functional.theory`. Colours, in the order of ``ratios``: red solid with dots,
     orange dashed, blue dotted with squares; the legend names each curve (history fields get
     :data:`CHANGE_RATIO_LABELS`). ``cutoff``: the η of the monitor's loss split (``fp/loss_low``, ``fp/loss_high``)
-    as a grey dotted line, named in the legend.
+    as a grey dotted line, named in the legend. A figure drawn here (no ``ax``) has its legend under the axes, where
+    it hides no curve, and is taller by the legend's height; on a caller's axes the legend goes where it fits best.
 
     Log scale, its range fitted to the finite values of the curves drawn (NaN and ±inf are ignored), with room above
     the largest and below the smallest and 1 always inside: a loss ratio may exceed 1 where the parts above and below
@@ -305,7 +309,13 @@ def plot_change_ratios(
         True
     """
     panel = ax is None
-    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
+    margins = (0.62, 0.1, 0.48, 0.28)
+    legend_in = 0.0
+    if panel:  # the legend goes under the axes, where it hides no curve: room for one row per possible entry
+        size_pt = FontProperties(size="small").get_size_in_points()
+        legend_in = (len(ratios) + (cutoff is not None)) * _LEGEND_ROW_PER_FONT * size_pt / 72 + 0.12
+    fig, ax = _new_axes(ax, margins=(margins[0], margins[1], margins[2] + legend_in, margins[3]),
+                        height=_PANEL_SIZE[1] + legend_in if panel else None)
     drawn: list[np.ndarray] = []
     for (key, values), (colour, line, marker) in zip(ratios.items(), _CHANGE_RATIO_STYLES * 2):
         curve = np.asarray(values, dtype=float)
@@ -324,7 +334,10 @@ def plot_change_ratios(
     if not panel:
         ax.set_ylabel(r"ratio (high part, $k > \eta$)")
     ax.set_title(title, fontsize="medium")
-    if drawn:
+    if drawn and panel:
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure, fontsize="small",
+                  handlelength=1.8, borderpad=0.3, labelspacing=0.3, frameon=False)
+    elif drawn:
         ax.legend(loc="best", fontsize="small", handlelength=1.8, borderpad=0.3, labelspacing=0.2, framealpha=0.8)
     else:
         ax.text(0.5, 0.5, "needs two recordings", transform=ax.transAxes, ha="center", va="center",

@@ -146,12 +146,13 @@ def history_summary(history_path: str | os.PathLike[str]) -> str:
         return "no recorded epochs"
     columns = [0, 1, len(epochs) - 1] if len(epochs) > 2 else list(range(len(epochs)))
     thresholds = (2 * FIT_THRESHOLD, FIT_THRESHOLD)
-    header = "   k " + "".join(f"  epoch {int(epochs[c]):>3}" for c in columns)
+    header = "   k " + "".join(f"{f'after {int(epochs[c])} ep':>12}" for c in columns)
     header += "".join(f"   1st epoch <{t:g}" for t in thresholds)
-    lines = ["Δ_F(k) = ‖F[y](k) − F[h](k)‖ / ‖F[y](k)‖ at the tracked frequencies (low k first):", header]
+    lines = ["Δ_F(k) = ‖F[y](k) − F[h](k)‖ / ‖F[y](k)‖ at the tracked frequencies (low k first); epochs are",
+             "completed (0 = before training; n = after the n-th, whose Lightning current_epoch is n − 1):", header]
     reached = [fitting_epochs(delta_f, epochs, t) for t in thresholds]
     for j, k in enumerate(freqs.tolist()):
-        values = "".join(f"  {delta_f[c, j]:>9.3f}" for c in columns)
+        values = "".join(f"  {delta_f[c, j]:>10.3f}" for c in columns)
         firsts = "".join(f"   {'not yet' if r[j] is None else r[j]:>13}" for r in reached)
         lines.append(f"{k:>4} {values}{firsts}")
     rho = frequency_order_correlation(freqs, fitting_epochs(delta_f, epochs, 0.05))

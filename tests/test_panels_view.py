@@ -49,7 +49,13 @@ def test_change_ratio_range_holds_every_finite_value():
                                   "output_change_ratio": [0.8, float("inf"), 0.1, 0.002]})
     low, high = ax.get_ylim()
     assert low <= 0.002 and high >= 4.6 and np.isfinite(high)
-    panel = draw_panels(history())["fp/change_ratios"].axes[0]
+    figure = draw_panels(history())["fp/change_ratios"]
+    panel = figure.axes[0]
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    legend = panel.get_legend().get_window_extent(canvas.get_renderer())
+    below = panel.xaxis.label.get_window_extent(canvas.get_renderer())
+    assert legend.y1 <= below.y0 and legend.y0 >= figure.bbox.y0  # under the axes, hiding no curve, on the page
     drawn = np.concatenate([line.get_ydata() for line in panel.get_lines() if len(line.get_ydata()) > 2])
     assert np.nanmax(drawn[np.isfinite(drawn)]) == pytest.approx(4.6)
     assert panel.get_ylim()[0] <= np.nanmin(drawn) and panel.get_ylim()[1] > 4.6
