@@ -26,7 +26,7 @@ __all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "attribute_names", "extract_batch",
            "isolated_rng", "probe_set_from_loader", "sample_probe_set", "shard_slice", "slice_batch",
            "stream_probe_set"]
 
-_INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data")
+_INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data", "pixel_values", "input_ids")
 _TARGET_NAMES = ("y", "target", "targets", "label", "labels")
 #: A stream's probe set is a seeded reservoir sample over its first ``STREAM_POOL_FACTOR × probe_size`` items: a
 #: stream may be endless, and the head of a shuffled stream is as good a sample as any; the factor keeps the probe
@@ -103,7 +103,7 @@ def extract_batch(batch: Any, input_key: int | str | None, target_key: int | str
     """Split a sample or batch into (input, target).
 
     Tuples and lists use positions (default 0 and 1), dicts use names (default: the first of ``x``, ``input``,
-    ``inputs``, ``image``, ``images``, ``data`` and of ``y``, ``target``, ``targets``, ``label``, ``labels``);
+    ``inputs``, ``image``, ``images``, ``data``, ``pixel_values``, ``input_ids`` and of ``y``, ``target``, ``targets``, ``label``, ``labels``);
     other objects (a dataclass, a custom batch class) use attribute names.
 
     Raises:
