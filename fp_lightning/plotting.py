@@ -51,10 +51,13 @@ _RATIO_FLOOR = 1e-4
 _RATIO_HEADROOM = 1.6
 # Room above the largest amplitude of a log-scale spectrum (a factor: a third of a decade) and of a linear one.
 _LOG_HEADROOM, _LINEAR_HEADROOM = 2.0, 1.1
-# A row of the Δ_F heatmap needs this many tick-label font sizes of height to keep its label clear of its neighbours.
-_ROW_PER_FONT = 1.25
-# Height of a legend row, in font sizes (mathtext with super- and subscripts is taller than plain text).
-_LEGEND_ROW_PER_FONT = 1.6
+# A labelled row of the Δ_F heatmap needs this many font sizes of height to keep its label clear of its neighbours.
+_ROW_PER_FONT = 1.12
+# The k labels of the Δ_F heatmap shrink to fit every tracked k, down to this size (points); beyond, they are thinned.
+_MIN_K_FONT = 7.5
+# Height of a legend row, in font sizes (mathtext with super- and subscripts is taller than plain text), and the
+# legend's padding in points.
+_LEGEND_ROW_PER_FONT, _LEGEND_PAD_PT = 1.45, 6.0
 # A log-scale spectrum is clipped at this fraction of max |F[y]| (the paper's Fig. 3a uses 1e-4 the same way).
 _LOG_FLOOR = 1e-4
 # Tick labels are at least this many characters apart (a gap of two characters between neighbours).
@@ -76,18 +79,17 @@ def epochs_done(epoch: int) -> str:
     return f"after {epoch} epoch{'' if epoch == 1 else 's'}"
 
 
-def _new_axes(ax: Axes | None, margins: tuple[float, float, float, float],
-              height: float | None = None) -> tuple[Figure, Axes]:
+def _new_axes(ax: Axes | None, margins: tuple[float, float, float, float]) -> tuple[Figure, Axes]:
     """``ax``'s figure, or a new panel-sized figure with fixed margins (left, right, bottom, top) in inches.
 
-    ``height`` (inches) replaces the panel's default height. Fixed margins, not a constrained layout: the layout
-    engine cost more than the drawing itself, and the panels are drawn at every recording.
+    Every panel has the same size: TensorBoard fits an image into its card's box, so a taller image would be shown
+    smaller, its text with it. Fixed margins, not a constrained layout: the layout engine cost more than the drawing
+    itself, and the panels are drawn at every recording.
     """
     if ax is not None:
         return ax.figure, ax
-    width = _PANEL_SIZE[0]
-    height = _PANEL_SIZE[1] if height is None else height
-    fig = Figure(figsize=(width, height), dpi=_PANEL_DPI)
+    width, height = _PANEL_SIZE
+    fig = Figure(figsize=_PANEL_SIZE, dpi=_PANEL_DPI)
     left, right, bottom, top = margins
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
     return fig, fig.add_subplot()
@@ -100,9 +102,9 @@ def plot_delta_f_heatmap(
     """Heatmap of Δ_F, shape (len(freqs), len(epochs)): a row per tracked k (low k at the bottom), a column per epoch.
 
     Colours: Δ_F on a fixed 0–1 scale, red = fitted (Δ_F → 0), blue = not yet (Δ_F ≥ 1), as in the paper's Fig. 1b;
-    the colourbar says so. Every tracked k is labelled, up to :data:`MAX_K_LABELS` of them (a figure drawn here,
-    without ``ax``, grows taller to fit them); with more, or on a caller's axes too small for them all, every 2nd
-    (5th, 10th, …) and the axis label says which. ``epochs`` are completed epochs (0 = before training).
+    the colourbar says so. Every tracked k is labelled, up to :data:`MAX_K_LABELS` of them (in a smaller font
+    where the rows need it, down to 7.5 pt); with more, or on axes too small for them all, every 2nd (5th, 10th, …)
+    and the axis label says which. ``epochs`` are completed epochs (0 = before training).
 
     Example:
         >>> fig, ax = plot_delta_f_heatmap(np.array([[0.9, 0.2], [1.0, 0.6]]), [2, 7], [0, 1])
@@ -114,17 +116,11 @@ def plot_delta_f_heatmap(
         expected = (len(freqs), len(epochs))
         raise ValueError(f"`delta_f` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
     panel = ax is None
-    margins = (0.52, 0.52, 0.48, 0.28)
-    height = None
-    if panel:  # tall enough for a clear label on every row shown
-        size_pt = FontProperties(size=rcParams["ytick.labelsize"]).get_size_in_points()
-        rows = len(thinned_ticks(len(freqs), MAX_K_LABELS))
-        height = max(_PANEL_SIZE[1], rows * _ROW_PER_FONT * size_pt / 72 + margins[2] + margins[3])
-    fig, ax = _new_axes(ax, margins=margins, height=height)
+    fig, ax = _new_axes(ax, margins=(0.52, 0.52, 0.45, 0.26))
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
     _error_colorbar(fig, ax, image, r"$\Delta_F$ (red = fitted)", panel)  # first: it narrows the axes
-    step = _index_ticks(ax, "y", [str(int(k)) for k in freqs], max_labels=MAX_K_LABELS)
+    step = _k_ticks(ax, [str(int(k)) for k in freqs])
     ax.set_ylabel("tracked $k$" if step == 1 else f"tracked $k$ (every {_ordinal(step)})")
     _epoch_ticks(ax, epochs)
     ax.set_title(title, fontsize="medium")
@@ -250,11 +246,28 @@ def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:
     ax.set_xlabel(EPOCH_AXIS_LABEL)
 
 
-def _index_ticks(ax: Axes, axis: str, labels: list[str], max_labels: int | None = None) -> int:
-    """Label image rows or columns 0..n−1 with ``labels``, thinned so that neighbouring labels never overlap.
+def _k_ticks(ax: Axes, labels: list[str]) -> int:
+    """Label the heatmap's rows with ``labels``; returns the step between labelled rows (1: all labelled).
 
-    At most ``max_labels`` labels when given; returns the step between labelled rows or columns (1: all labelled).
+    All of them up to ``MAX_K_LABELS``, in a font small enough to keep neighbours apart (not under ``_MIN_K_FONT``),
+    else every 2nd, 5th, ….
     """
+    base = FontProperties(size=rcParams["ytick.labelsize"]).get_size_in_points()
+    row_pt = ax.get_position().height * ax.figure.get_figheight() * 72 / max(len(labels), 1)
+    max_labels = MAX_K_LABELS
+    while True:
+        positions = thinned_ticks(len(labels), max_labels)
+        step = positions[1] - positions[0] if len(positions) > 1 else 1
+        size = min(base, step * row_pt / _ROW_PER_FONT)
+        if size >= _MIN_K_FONT or len(positions) <= 1:
+            break
+        max_labels = len(positions) - 1
+    ax.set_yticks(positions, [labels[p] for p in positions], fontsize=size)
+    return step
+
+
+def _index_ticks(ax: Axes, axis: str, labels: list[str]) -> None:
+    """Label image rows or columns 0..n−1 with ``labels``, thinned so that neighbouring labels never overlap."""
     size_pt = FontProperties(size=rcParams[f"{axis}tick.labelsize"]).get_size_in_points()
     fig = ax.figure
     box = ax.get_position()
@@ -264,12 +277,10 @@ def _index_ticks(ax: Axes, axis: str, labels: list[str], max_labels: int | None 
         per_label_pt = (longest + _TICK_GAP_CHARS) * _CHAR_WIDTH * size_pt
     else:
         room_pt = box.height * fig.get_figheight() * 72
-        per_label_pt = _ROW_PER_FONT * size_pt  # a line of text plus a gap
-    fits = int(room_pt / per_label_pt + 1e-6)  # a panel sized for n labels fits n, rounding aside
-    positions = thinned_ticks(len(labels), fits if max_labels is None else min(fits, max_labels))
+        per_label_pt = 1.6 * size_pt  # a line of text plus a gap
+    positions = thinned_ticks(len(labels), int(room_pt // per_label_pt))
     setter = ax.set_xticks if axis == "x" else ax.set_yticks
     setter(positions, [labels[p] for p in positions])
-    return positions[1] - positions[0] if len(positions) > 1 else 1
 
 
 def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: bool) -> None:
@@ -290,12 +301,12 @@ def plot_change_ratios(
     Convention: :mod:`fp_lightning.functional.theory`. Colours, in the order of ``ratios``: red solid with dots,
     orange dashed, blue dotted with squares; the legend names each curve (history fields get
     :data:`CHANGE_RATIO_LABELS`). ``cutoff``: the η of the monitor's loss split (``fp/loss_low``, ``fp/loss_high``)
-    as a grey dotted line, named in the legend. A figure drawn here (no ``ax``) has its legend under the axes, where
-    it hides no curve, and is taller by the legend's height; on a caller's axes the legend goes where it fits best.
+    as a grey dotted line, named in the legend.
 
     Log scale, its range fitted to the finite values of the curves drawn (NaN and ±inf are ignored), with room above
     the largest and below the smallest and 1 always inside: a loss ratio may exceed 1 where the parts above and below
-    η change in opposite directions. Values under 1e-4 sit on that floor. A curve that is all NaN (the first
+    η change in opposite directions. Values under 1e-4 sit on that floor. A figure drawn here (no ``ax``) also keeps
+    a band under the curves for the legend, down to the floor. A curve that is all NaN (the first
     recording has no earlier one) is left out, and an empty plot says so.
 
     Example:
@@ -309,13 +320,7 @@ def plot_change_ratios(
         True
     """
     panel = ax is None
-    margins = (0.62, 0.1, 0.48, 0.28)
-    legend_in = 0.0
-    if panel:  # the legend goes under the axes, where it hides no curve: room for one row per possible entry
-        size_pt = FontProperties(size="small").get_size_in_points()
-        legend_in = (len(ratios) + (cutoff is not None)) * _LEGEND_ROW_PER_FONT * size_pt / 72 + 0.12
-    fig, ax = _new_axes(ax, margins=(margins[0], margins[1], margins[2] + legend_in, margins[3]),
-                        height=_PANEL_SIZE[1] + legend_in if panel else None)
+    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
     drawn: list[np.ndarray] = []
     for (key, values), (colour, line, marker) in zip(ratios.items(), _CHANGE_RATIO_STYLES * 2):
         curve = np.asarray(values, dtype=float)
@@ -329,15 +334,17 @@ def plot_change_ratios(
     if cutoff is not None:
         ax.axvline(int(cutoff), color="gray", linestyle=":", linewidth=1.3, label=rf"loss split at $\eta$ = {cutoff}")
     ax.set_yscale("log")
-    ax.set_ylim(*_ratio_limits(drawn))
+    legend_share = 0.0
+    if panel and drawn:  # the share of the axes' height the legend takes, kept free of curves below them
+        rows = len(drawn) + (cutoff is not None)
+        legend_pt = rows * _LEGEND_ROW_PER_FONT * FontProperties(size="small").get_size_in_points() + _LEGEND_PAD_PT
+        legend_share = min(legend_pt / (ax.get_position().height * fig.get_figheight() * 72), 0.6)
+    ax.set_ylim(*_ratio_limits(drawn, legend_share))
     ax.set_xlabel(r"cutoff $\eta$")
     if not panel:
         ax.set_ylabel(r"ratio (high part, $k > \eta$)")
     ax.set_title(title, fontsize="medium")
-    if drawn and panel:
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure, fontsize="small",
-                  handlelength=1.8, borderpad=0.3, labelspacing=0.3, frameon=False)
-    elif drawn:
+    if drawn:
         ax.legend(loc="best", fontsize="small", handlelength=1.8, borderpad=0.3, labelspacing=0.2, framealpha=0.8)
     else:
         ax.text(0.5, 0.5, "needs two recordings", transform=ax.transAxes, ha="center", va="center",
@@ -345,8 +352,12 @@ def plot_change_ratios(
     return fig, ax
 
 
-def _ratio_limits(curves: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Log-scale y limits around the finite, floored values of ``curves``, 1 always inside."""
+def _ratio_limits(curves: Sequence[np.ndarray], legend_share: float = 0.0) -> tuple[float, float]:
+    """Log-scale y limits around the finite, floored values of ``curves``, 1 always inside.
+
+    ``legend_share``: the fraction of the axes' height under the curves kept free for a legend (not below the floor).
+    """
     values = np.concatenate([*curves, [1.0]])
-    low, high = float(values.min()), float(values.max())
-    return max(low / _RATIO_HEADROOM, _RATIO_FLOOR * 0.8), high * _RATIO_HEADROOM
+    top, bottom = float(values.max()) * _RATIO_HEADROOM, float(values.min()) / _RATIO_HEADROOM
+    decades = math.log10(top / bottom) / (1.0 - legend_share)
+    return max(top / 10.0**decades, _RATIO_FLOOR * 0.8), top

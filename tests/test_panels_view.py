@@ -49,16 +49,23 @@ def test_change_ratio_range_holds_every_finite_value():
                                   "output_change_ratio": [0.8, float("inf"), 0.1, 0.002]})
     low, high = ax.get_ylim()
     assert low <= 0.002 and high >= 4.6 and np.isfinite(high)
-    figure = draw_panels(history())["fp/change_ratios"]
-    panel = figure.axes[0]
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    legend = panel.get_legend().get_window_extent(canvas.get_renderer())
-    below = panel.xaxis.label.get_window_extent(canvas.get_renderer())
-    assert legend.y1 <= below.y0 and legend.y0 >= figure.bbox.y0  # under the axes, hiding no curve, on the page
+    panel = draw_panels(history())["fp/change_ratios"].axes[0]
     drawn = np.concatenate([line.get_ydata() for line in panel.get_lines() if len(line.get_ydata()) > 2])
     assert np.nanmax(drawn[np.isfinite(drawn)]) == pytest.approx(4.6)
     assert panel.get_ylim()[0] <= np.nanmin(drawn) and panel.get_ylim()[1] > 4.6
+
+
+def test_change_ratio_legend_leaves_the_curves_visible():
+    eta = np.arange(40)
+    curves = {"loss_change_ratio": np.r_[0.9, 4.6, np.linspace(0.9, 0.05, 38)],
+              "window_change_ratio": np.linspace(1.0, 0.1, 40), "output_change_ratio": np.linspace(0.8, 0.2, 40)}
+    figure, ax = plot_change_ratios(curves, cutoff=CUTOFF)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    legend = ax.get_legend().get_window_extent(canvas.get_renderer())
+    points = np.concatenate([ax.transData.transform(np.c_[eta, values]) for values in curves.values()])
+    assert legend.y1 < points[:, 1].min()  # a band under the curves holds the legend
+    assert figure.get_size_inches().tolist() == [3.6, 2.6]  # the size of every panel: TensorBoard fits it to a card
 
 
 def test_spectra_keep_one_range_over_the_recordings():
