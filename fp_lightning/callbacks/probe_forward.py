@@ -224,9 +224,7 @@ def _forward_fn_example(batch: Any) -> str:
         return "lambda module, batch: module(**batch)"
     if isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
         return "lambda module, batch: module(batch[0])"
-    fields = attribute_names(batch)[:2]
-    inside = ", ".join(f"batch.{name}" for name in fields) if fields else "batch"
-    return f"lambda module, batch: module({inside}) (or module(batch))"
+    return "lambda module, batch: module(batch)"
 
 
 class _SignatureCall:
