@@ -1,7 +1,7 @@
-"""The monitor on the model classes of the libraries users train with: HF transformers, torch_geometric, Lightning's demos.
+"""The monitor on the model classes of the libraries users train with: HF, torch_geometric, Lightning's demos.
 
-Each test builds the client's own model class, trains it in a real ``Trainer`` with the monitor added as the README says,
-and checks the monitor's last Δ_F against a direct sum F[v](k) = Σ_j v_j exp(−2πi k x_j) over the probe, computed here
+Each test builds the client's own model class, trains it in a real ``Trainer`` with the monitor added as the README
+says, and checks the monitor's last Δ_F against a direct sum F[v](k) = Σ_j v_j exp(−2πi k x_j) over the probe, computed here
 from the model's own outputs (and, where it names the space, its own feature layer).
 """
 
