@@ -1,4 +1,4 @@
-"""Every public callback and Metric pickles and deep-copies, before and after a fit; ``ddp_spawn`` measures as one process.
+"""Every public callback and Metric pickles and deep-copies, before and after a fit; ``ddp_spawn`` equals one process.
 
 ``ddp_spawn`` pickles the callbacks into 2 fresh CPU processes, so the modules of this file are defined at its top level
 (a spawned process imports them by name).

@@ -1,8 +1,8 @@
 """The monitor on the model classes of the libraries users train with: HF, torch_geometric, Lightning's demos.
 
 Each test builds the client's own model class, trains it in a real ``Trainer`` with the monitor added as the README
-says, and checks the monitor's last Δ_F against a direct sum F[v](k) = Σ_j v_j exp(−2πi k x_j) over the probe, computed here
-from the model's own outputs (and, where it names the space, its own feature layer).
+says, and checks the monitor's last Δ_F against a direct sum F[v](k) = Σ_j v_j exp(−2πi k x_j) over the probe,
+computed here from the model's own outputs (and, where it names the space, its own feature layer).
 """
 
 import copy

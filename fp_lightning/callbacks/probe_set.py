@@ -103,8 +103,9 @@ def extract_batch(batch: Any, input_key: int | str | None, target_key: int | str
     """Split a sample or batch into (input, target).
 
     Tuples and lists use positions (default 0 and 1), dicts use names (default: the first of ``x``, ``input``,
-    ``inputs``, ``image``, ``images``, ``data``, ``pixel_values``, ``input_ids`` and of ``y``, ``target``, ``targets``, ``label``, ``labels``);
-    other objects (a dataclass, a custom batch class) use attribute names.
+    ``inputs``, ``image``, ``images``, ``data``, ``pixel_values``, ``input_ids`` and of ``y``, ``target``,
+    ``targets``, ``label``, ``labels``); other objects (a dataclass, a ``torch_geometric`` ``Data``, a custom batch
+    class, slotted or not) use attribute access.
 
     Raises:
         ValueError: the batch holds no target (a bare tensor, a 1-tuple, a dict without a known target name).
