@@ -91,11 +91,14 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         output_key: which part of the model's output is compared with the targets when ``forward`` returns a tuple,
             dict or ``ModelOutput`` (position or name; ``None``: the tensor, ``logits``, or the first tensor).
         forward_fn: ``forward_fn(module, batch) -> outputs`` to run the model on a probe batch (as the train
-            DataLoader collates it) when ``module(inputs)`` is not how it runs (Python only).
+            DataLoader collates it) when the default call is not how it runs (Python only). The default:
+            ``module(**fields)`` for a dict or object batch whose fields ``forward`` names (HF, torch_geometric),
+            else ``module(inputs)``.
         input_features: the space of the projection and the Gaussian filter when the inputs are not points in a
             vector space (token ids, graphs): the name of a submodule whose output on the probe is used (e.g.
-            ``"embedding"``), or a callable ``inputs -> (n, d) tensor``. Computed once, at the first recording, and
-            frozen, so every recording uses the same frequency axis.
+            ``"embedding"``; its first call per forward, or call i with ``("embedding", i)``), or a callable
+            ``inputs -> (n, d) tensor``. Computed once, at the first recording, and frozen, so every recording uses
+            the same frequency axis.
         probe_dataloader: a DataLoader (or Dataset) to draw the probe set from instead of the training data, e.g. a
             fixed or held-out set; its ``collate_fn`` builds the probe batch.
         train_dataloader_key: with several train dataloaders (a dict or list), which one feeds the probe set (key
@@ -110,6 +113,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             :class:`~fp_lightning.DenoisedLoss` and docs/early_stopping.md): ``True`` (default settings, in the
             space of the projection and filter, i.e. the inputs or ``input_features``), ``False``, or a configured
             ``DenoisedLoss``. Its labels are computed once, at the first recording, and frozen.
+        ignore_index: integer class labels left out of every quantity (default -100, as torch's
+            ``CrossEntropyLoss`` and HF; 255 for void pixels in many segmentation sets; ``None``: all count).
 
     Example:
         >>> import lightning.pytorch as L
