@@ -335,9 +335,9 @@ def test_real_fig6_run_stops_near_the_best_test_loss():
     """The paper's Fig. 6 task (noisy sin staircase, 1-200-200-200-100-1 tanh net, full-batch Adam), defaults only.
 
     Honest scope: with lr 1e-3 (the paper's 2e-5 is too slow for a test) the test loss falls until epoch ~190 and is
-    then flat within 1% for hundreds of epochs (benchmarks/early_stopping.py), so "smaller test loss than the last
-    epoch" cannot be asserted on a short budget. Asserted instead: it stops on its own before max_epochs, after the
-    fit of the dominant low frequency, within 2% of the best test loss seen during the run.
+    then flat within 1% for hundreds of epochs (examples/experiments/early_stopping.py), so "smaller test loss than
+    the last epoch" cannot be asserted on a short budget. Asserted instead: it stops on its own before max_epochs,
+    after the fit of the dominant low frequency, within 2% of the best test loss seen during the run.
     """
     import torch.nn.functional as F
 

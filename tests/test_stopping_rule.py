@@ -267,7 +267,7 @@ def test_bad_input_to_update_replay_and_load():
 
 # ------------------------------------------------------------------------------------------ (d) on a recorded run
 # fp/denoised_loss (δ = m/1000, input space) and the clean test loss of a recorded MNIST run (3,000 images, 20%
-# label noise, FC tanh net, Adam 1e-3; benchmarks/early_stopping.py, mnist-20 seed 0), epochs 0..15
+# label noise, FC tanh net, Adam 1e-3; examples/experiments/early_stopping.py, mnist-20 seed 0), epochs 0..15
 RECORDED_DENOISED = [2.2978, 1.4267, 1.2816, 1.2206, 1.2002, 1.1809, 1.177, 1.1476, 1.1802, 1.1812, 1.1622, 1.171,
                      1.1738, 1.1733, 1.2051, 1.2164]
 RECORDED_TEST_LOSS = [2.2982, 0.981, 0.7018, 0.5932, 0.5807, 0.5513, 0.5591, 0.5179, 0.5504, 0.5627, 0.5448, 0.5162,

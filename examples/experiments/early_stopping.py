@@ -27,17 +27,21 @@ Then every stopping rule is evaluated on the recorded curves:
 
 Seeds 0 and 1 of every task chose the settings ("tuning"); the others are "held-out".
 
-Outputs: ``benchmarks/results/early_stopping.json`` (settings, recorded curves, per-rule results, summary),
-``docs/early_stopping.png`` (test curves with the stopping epochs) and a table on stdout. ``--replay FILE[,FILE]``
-re-evaluates the rules on saved JSON files without training (with the ``.npz`` files present it recomputes the
-denoised score for the current ``DENOISED`` settings); ``--tune-denoised OUT.json`` tries every ``DENOISED_GRID``
-setting on them and prints a ranking on the tuning seeds with the held-out numbers.
+Outputs: ``benchmarks/results/early_stopping.json`` (settings, recorded curves, per-rule results, summary; about
+2 MB, not kept in git), its summary ``benchmarks/results/early_stopping_summary.json`` (everything but the recorded
+curves, kept in git), ``docs/early_stopping.png`` (test curves with the stopping epochs) and a table on stdout.
+``--replay FILE[,FILE]`` re-evaluates the rules on saved JSON files without training (with the ``.npz`` files
+present it recomputes the denoised score for the current ``DENOISED`` settings); ``--tune-denoised OUT.json`` tries
+every ``DENOISED_GRID`` setting on them, prints a ranking on the tuning seeds with the held-out numbers and writes
+the rows to OUT.json (about 2 MB, not kept in git) and the tables of docs/early_stopping.md to OUT_summary.md.
 
 Usage::
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/early_stopping.py       # full (hours on 2 shared cores)
-    nice -n 10 python benchmarks/early_stopping.py --quick    # a few minutes: fig6 and MNIST-20%, 1 seed, short
-    python benchmarks/early_stopping.py --replay benchmarks/results/early_stopping.json --markdown
+    OMP_NUM_THREADS=1 nice -n 10 python examples/experiments/early_stopping.py   # full (hours on 2 shared cores)
+    nice -n 10 python examples/experiments/early_stopping.py --quick   # a few minutes: fig6 and MNIST-20%, 1 seed
+    python examples/experiments/early_stopping.py --replay benchmarks/results/early_stopping.json --markdown
+    python examples/experiments/early_stopping.py --replay benchmarks/results/early_stopping.json \
+        --tune-denoised benchmarks/results/early_stopping_denoised_grid.json        # needs the .npz files
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import lightning.pytorch as L  # noqa: E402
@@ -354,6 +358,11 @@ def tune_denoised(records: list[dict[str, Any]], settings: dict[str, Any], resul
 
 def print_tuning(rows: list[dict[str, Any]], top: int = 15) -> None:
     """The settings ranked by the mean restore-best ratio on the tuning runs, with their held-out numbers."""
+    print("\n".join(tuning_ranking(rows, top)))
+
+
+def tuning_ranking(rows: list[dict[str, Any]], top: int = 15) -> list[str]:
+    """Lines of :func:`print_tuning`: the ``top`` settings by the tuning runs' mean ratio, restore-best then stop."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["space"], row["delta_fraction"], row["hard"], row["patience"]), []).append(row)
@@ -375,13 +384,65 @@ def print_tuning(rows: list[dict[str, Any]], top: int = 15) -> None:
             continue
         table.append((key, {w: stats(tune, w) for w in ("best", "stop")},
                       {w: stats(held, w) for w in ("best", "stop")} if held else None))
+    lines = []
     for which in ("best", "stop"):
-        print(f"--- ranked by the tuning runs' mean ratio of {'restore-best' if which == 'best' else 'the stop'}")
+        what = "restore-best" if which == "best" else "the stop"
+        lines.append(f"--- ranked by the tuning runs' mean ratio of {what}")
         for key, tune, held in sorted(table, key=lambda t: t[1][which][0])[:top]:
             t = tune[which]
             h = held[which] if held else None
             held_text = f" | held-out mean {h[0]:.3f} max {h[1]:.3f} ok {h[2]}/{h[3]}" if h else ""
-            print(f"{key!s:42s} tuning mean {t[0]:.3f} max {t[1]:.3f} ok {t[2]}/{t[3]}{held_text}")
+            lines.append(f"{key!s:42s} tuning mean {t[0]:.3f} max {t[1]:.3f} ok {t[2]}/{t[3]}{held_text}")
+    return lines
+
+
+def tuning_markdown(rows: list[dict[str, Any]]) -> str:
+    """The summary of a ``--tune-denoised`` run: the restore-best tables of docs/early_stopping.md and the ranking.
+
+    One table per split; a row per (space, δ / m, labels), a column per task: the mean (max) ratio of the test loss
+    at the best-scored epoch of the whole budget to the oracle's, and the mean over all the row's runs.
+    """
+    tasks = sorted({r["task"] for r in rows})
+    out = ["# Denoised-score settings (`--tune-denoised`)", ""]
+    for split in ("tuning", "held-out"):
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["split"] == split and row["patience"] is None:
+                groups.setdefault((row["space"], row["delta_fraction"], row["hard"]), []).append(row)
+        if not groups:
+            continue
+        out += [f"## {split} runs: restore-best ratio, mean (max)", "",
+                "| space | δ / m | labels | " + " | ".join(tasks) + " | mean |",
+                "|---|---|---|" + "---|" * (len(tasks) + 1)]
+        for (space, fraction, hard), items in groups.items():
+            cells = []
+            for task in tasks:
+                ratios = [r["best_ratio"] for r in items if r["task"] == task]
+                cells.append(f"{np.mean(ratios):.3f} ({np.max(ratios):.3f})" if ratios else "–")
+            mean = np.mean([r["best_ratio"] for r in items])
+            out.append(f"| {space} | {fraction:g} | {'hard' if hard else 'soft'} | " + " | ".join(cells)
+                       + f" | {mean:.3f} |")
+        out.append("")
+    out += ["## Ranking over every patience (tuning runs; held-out numbers beside)", "", "```",
+            *tuning_ranking(rows), "```", ""]
+    return "\n".join(out)
+
+
+def summary_file(path: str | Path) -> Path:
+    """Where the small summary of a results file goes: ``NAME.json`` -> ``NAME_summary.json`` (``.md`` for a grid)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_summary{path.suffix}")
+
+
+def _rounded(tree: Any, digits: int = 4) -> Any:
+    """A JSON tree with its floats at ``digits`` significant digits (the summary's size)."""
+    if isinstance(tree, dict):
+        return {key: _rounded(value, digits) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_rounded(value, digits) for value in tree]
+    if isinstance(tree, float) and math.isfinite(tree):
+        return float(f"{tree:.{digits}g}")
+    return tree
 
 
 def patience_stop(curve: list[float] | np.ndarray, patience: int) -> tuple[int, int]:
@@ -654,6 +715,7 @@ def main() -> None:
     if args.tune_denoised:
         rows = tune_denoised(records, settings, results_dir, tuning_seeds)
         Path(args.tune_denoised).write_text(json.dumps({"grid": DENOISED_GRID, "rows": rows}))
+        summary_file(args.tune_denoised).with_suffix(".md").write_text(tuning_markdown(rows))
         print_tuning(rows)
         return
     for rec in records:
@@ -695,6 +757,14 @@ def main() -> None:
            "records": records}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out))
+    # the full file (recorded curves) is not kept in git; the summary (every number the docs cite) is
+    # (per rule: epoch, run, ratio and accuracy difference; the test loss is the ratio times oracle_loss)
+    summary = {key: value for key, value in out.items() if key != "records"}
+    summary["results"] = [{**res, "rules": {rule: ({k: v for k, v in row.items() if k not in ("test_loss", "test_acc")}
+                                                    if isinstance(row, dict) else row)
+                                             for rule, row in res["rules"].items()}}
+                          for res in results]
+    summary_file(args.out).write_text(json.dumps(_rounded(summary), indent=None, separators=(",", ":")) + "\n")
     if args.plot:
         plot(records, results, Path(args.plot))
 
