@@ -148,11 +148,8 @@ def test_fit_setters_validate_and_accept_sequences():
     assert lowhigh.fitted_deltas.dtype == torch.float64
 
 
-def test_filter_precision_names_the_dtype_and_filter_dtype_is_deprecated():
+def test_filter_precision_names_the_dtype():
     assert LowHighFrequencyError(filter_precision="float64").filter_dtype is torch.float64
-    with pytest.warns(DeprecationWarning, match="pass `filter_precision="):
-        metric = LowHighFrequencyError(filter_dtype=torch.float64)
-    assert metric.filter_precision == "float64"
     with pytest.raises(ValueError, match="`filter_precision`"):
         LowHighFrequencyError(filter_precision="half")
 
@@ -195,16 +192,6 @@ def _train(root: Path, epochs: int, monitor: FrequencyPrincipleMonitor, ckpt_pat
     trainer.fit(_Regressor(), _loader(), ckpt_path=ckpt_path)
 
 
-def _old_format(state: dict, monitor: FrequencyPrincipleMonitor) -> dict:
-    """The monitor state as checkpoints held it before the Metrics kept their fits."""
-    projection = monitor.spectral.projection
-    old = {key: state[key] for key in ("history", "probe_indices", "probe_batch", "features")}
-    old["auto_output_transform"] = state["spectral"]["_extra_state"]["resolved_output_transform"]
-    old["projection"] = {"directions": projection.directions, "offset": projection.offset, "scale": projection.scale,
-                         "eigenvalues": projection.eigenvalues}
-    return old
-
-
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FrequencyPrincipleMonitor]:
     """Two epochs of a run, checkpointed, and its monitor."""
@@ -224,14 +211,8 @@ def test_checkpoint_holds_the_metrics_state_and_loads_weights_only(interrupted):
     assert state["filtering"]["_fitted_deltas"].tolist() == first.history.deltas
 
 
-@pytest.mark.parametrize("checkpoint_format", ["current", "old"])
-def test_resume_equals_an_uninterrupted_run(interrupted, tmp_path, checkpoint_format):
+def test_resume_equals_an_uninterrupted_run(interrupted, tmp_path):
     path, first = interrupted
-    if checkpoint_format == "old":
-        checkpoint = torch.load(path, weights_only=True)
-        checkpoint["callbacks"][first.state_key] = _old_format(checkpoint["callbacks"][first.state_key], first)
-        path = tmp_path / "old.ckpt"
-        torch.save(checkpoint, path)
     full = _monitor()
     _train(tmp_path / "full", 4, full)
     resumed = _monitor()
@@ -245,19 +226,3 @@ def test_resume_equals_an_uninterrupted_run(interrupted, tmp_path, checkpoint_fo
                                np.array(full.history.records["e_low"]), rtol=1e-6)
 
 
-def test_old_format_state_gives_the_same_metric_state(interrupted):
-    path, first = interrupted
-    state = torch.load(path, weights_only=True)["callbacks"][first.state_key]
-    from_new, from_old = _monitor(), _monitor()
-    from_new.load_state_dict(state)
-    from_old.load_state_dict(_old_format(state, first))
-    # both carry the interrupted run's fits, not empty ones
-    assert torch.equal(from_new.spectral.projection.directions, first.spectral.projection.directions)
-    assert from_new.spectral.fitted_freqs.tolist() == first.history.freqs
-    assert from_new.spectral.fitted_cutoff == first.history.cutoff
-    assert from_new.filtering.fitted_deltas.tolist() == first.history.deltas
-    for new, old in ((from_new.spectral, from_old.spectral), (from_new.filtering, from_old.filtering)):
-        new_state, old_state = new.state_dict(), old.state_dict()
-        assert new_state.keys() == old_state.keys()
-        for key, value in new_state.items():
-            assert torch.equal(value, old_state[key]) if isinstance(value, torch.Tensor) else value == old_state[key]

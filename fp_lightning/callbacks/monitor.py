@@ -27,7 +27,6 @@ from fp_lightning.callbacks.probe_set import (
 )
 from fp_lightning.functional._validation import check_int, check_key
 from fp_lightning.functional.filtering import FilterPrecision
-from fp_lightning.functional.projection import PrincipalProjection
 from fp_lightning.functional.spectrum import Backend
 from fp_lightning.functional.targets import OutputTransform, validate_output_transform
 from fp_lightning.functional.theory import (
@@ -281,40 +280,17 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the history and freeze the same projection, frequencies, δ, cutoff and probe set as before.
-
-        Also reads the format written before the Metrics kept their fits (``projection``, ``auto_output_transform``
-        and the fits taken from the history), so such a checkpoint still resumes.
-        """
+        """Restore the history and freeze the same projection, frequencies, δ, cutoff and probe set as before."""
         if not state_dict:
             return
         self.history = FrequencyHistory.from_state_dict(state_dict["history"])
         self._saved_probe = (state_dict.get("probe_indices"), state_dict.get("probe_batch"))
         self._features = state_dict.get("features")
         self._last_output_spectrum = state_dict.get("last_output_spectrum")
-        if "spectral" in state_dict:
-            self.spectral.load_state_dict(state_dict["spectral"])
-            self.filtering.load_state_dict(state_dict["filtering"])
-        else:
-            self._load_fits_of_old_format(state_dict)
+        self.spectral.load_state_dict(state_dict["spectral"])
+        self.filtering.load_state_dict(state_dict["filtering"])
         if self.denoised is not None and state_dict.get("denoised"):  # a checkpoint without it fits the labels anew
             self.denoised.load_state_dict(state_dict["denoised"])
-
-    def _load_fits_of_old_format(self, state_dict: dict[str, Any]) -> None:
-        """The fits of a checkpoint whose monitor state held them itself (frequencies, δ and η in the history)."""
-        assert self.history is not None
-        self.spectral.fitted_freqs = torch.tensor(self.history.freqs, dtype=torch.long)
-        self.spectral.fitted_cutoff = self.history.cutoff
-        self.filtering.fitted_deltas = torch.tensor(self.history.deltas, dtype=torch.float64)
-        # the same "auto" choice of output transform as before the checkpoint (it must not flip on a resume)
-        choice = state_dict.get("auto_output_transform")
-        self.spectral.resolved_output_transform = choice
-        self.filtering.resolved_output_transform = choice
-        saved = state_dict.get("projection")
-        if saved is not None:
-            self.spectral.projection = PrincipalProjection(saved["directions"], saved["offset"], saved["scale"],
-                                                           torch.empty(0, saved["directions"].shape[1]),
-                                                           saved["eigenvalues"])
 
     # ------------------------------------------------------------------ run state
     def _start_fresh(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,7 +55,6 @@ class LowHighFrequencyError(ProbeSetMetric):
             approximate, and the distance products cost m instead of d per pair: faster for large n and d.
             ``"auto"`` δ then come from the reduced inputs. Measured on MNIST and CIFAR-10 in
             ``docs/performance.md`` ("Scale").
-        filter_dtype: deprecated, the torch dtype instead of ``filter_precision``'s name.
         kwargs: ``warn_auto_choice`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict with ``e_low`` (M,), ``e_high`` (M,) and ``deltas`` (M,).
@@ -82,15 +80,12 @@ class LowHighFrequencyError(ProbeSetMetric):
         ignore_index: int | None = -100,
         *,
         input_components: int | None = None,
-        filter_dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(output_transform=output_transform, class_dim=class_dim, ignore_index=ignore_index,
                          **kwargs)
         self.n_deltas = check_int("n_deltas", n_deltas, 1)
         self.chunk_size = check_optional_int("chunk_size", chunk_size, 1)
-        if filter_dtype is not None:
-            filter_precision = _precision_of_dtype(filter_dtype)
         self.filter_precision = check_choice("filter_precision", filter_precision, tuple(FILTER_PRECISIONS))
         self._add_fit_state("_fitted_deltas", torch.float64)
         self.fitted_deltas = _check_deltas(deltas)
@@ -221,16 +216,6 @@ class LowHighFrequencyError(ProbeSetMetric):
 
 #: The parts of a ``PrincipalComponents``, in the order of its fields; each is a buffer ``_input_<part>``.
 _REDUCTION_PARTS = ("mean", "directions", "eigenvalues")
-
-
-def _precision_of_dtype(filter_dtype: torch.dtype) -> str:
-    """The ``filter_precision`` name of a dtype given through the deprecated ``filter_dtype``."""
-    warnings.warn("`filter_dtype` is deprecated; pass `filter_precision='float32'` or 'float64' (a name, as the "
-                  "monitor takes it).", DeprecationWarning, stacklevel=3)
-    names = {dtype: name for name, dtype in FILTER_PRECISIONS.items()}
-    if filter_dtype not in names:
-        raise ValueError(f"`filter_dtype` must be torch.float32 or torch.float64, got {filter_dtype!r}.")
-    return names[filter_dtype]
 
 
 def _check_deltas(deltas: Literal["auto"] | Sequence[float]) -> torch.Tensor | None:
