@@ -38,7 +38,7 @@ _PANEL_DPI = 100
 CHANGE_RATIO_LABELS = {
     "loss_change_ratio": r"$|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$, last step (38)",
     "window_change_ratio": "same, window average (39)",
-    "output_change_ratio": r"$\|\Delta\hat{h}\|_{k>\eta}\,/\,\|\Delta\hat{h}\|$ (40)",
+    "output_change_ratio": r"$\|\Delta h\|_{k>\eta}\,/\,\|\Delta h\|$ (40)",
 }
 #: The x axis of every plot against the history's ``epoch`` (completed epochs; 0 = before training).
 EPOCH_AXIS_LABEL = "epochs completed"
@@ -314,7 +314,7 @@ def plot_change_ratios(
         >>> fig, ax = plot_change_ratios(ratios, cutoff=1)
         >>> print(*(t.get_text() for t in ax.get_legend().get_texts()), sep="\n")
         $|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$, last step (38)
-        $\|\Delta\hat{h}\|_{k>\eta}\,/\,\|\Delta\hat{h}\|$ (40)
+        $\|\Delta h\|_{k>\eta}\,/\,\|\Delta h\|$ (40)
         loss split at $\eta$ = 1
         >>> bool(ax.get_ylim()[1] > 4.6)
         True
