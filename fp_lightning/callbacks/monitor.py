@@ -16,14 +16,22 @@ import torch
 from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
 from fp_lightning.callbacks.history import HISTORY_FILE, FrequencyHistory
 from fp_lightning.callbacks.panels import PanelWriter, delta_keys
-from fp_lightning.callbacks.probe_forward import ForwardFn, move_batch, probe_forward
+from fp_lightning.callbacks.probe_forward import (
+    ForwardFn,
+    callable_features,
+    feature_calls_message,
+    feature_choice,
+    move_batch,
+    probe_forward,
+    probe_points,
+)
 from fp_lightning.callbacks.probe_set import (
     ProbeSet,
-    extract_batch,
-    is_stream,
-    isolated_rng,
-    probe_set_from_loader,
-    slice_batch,
+    draw_probe_set,
+    given_probe_set,
+    resumed_stream_probe,
+    saved_probe_batch,
+    train_loader,
 )
 from fp_lightning.functional._validation import check_int, check_key
 from fp_lightning.functional.filtering import FilterPrecision
@@ -38,9 +46,6 @@ from fp_lightning.functional.theory import (
 from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, ProjectedSpectralError
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
-
-#: Integer input dtypes that are ids rather than coordinates (uint8 images are coordinates).
-_ID_DTYPES = (torch.int16, torch.int32, torch.int64)
 
 
 class FrequencyPrincipleMonitor(*CALLBACK_BASES):
@@ -168,7 +173,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             check_key(name, key)
         if forward_fn is not None and not callable(forward_fn):
             raise ValueError(f"`forward_fn` must be None or a callable (module, batch) -> outputs, got {forward_fn!r}.")
-        self._feature_name, self._feature_call = _feature_choice(input_features)
+        self._feature_name, self._feature_call = feature_choice(input_features)
         if (probe_inputs is None) != (probe_targets is None):
             raise ValueError("`probe_inputs` and `probe_targets` must be given together (or neither).")
         if probe_dataloader is not None and probe_inputs is not None:
@@ -183,7 +188,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.probe_dataloader, self.train_dataloader_key = probe_dataloader, train_dataloader_key
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.history_file = history_file
-        self._given_probe = _given_probe_set(probe_inputs, probe_targets)
+        self._given_probe = given_probe_set(probe_inputs, probe_targets)
         # The Metrics validate the remaining arguments at construction, so bad values fail here, not mid-run.
         self.spectral = ProjectedSpectralError(n_freqs=n_freqs, frequencies=frequencies, max_freqs=max_freqs,
                                                cutoff=cutoff, backend=backend, output_transform=output_transform,
@@ -269,7 +274,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         return {
             "history": self.history.state_dict(),
             "probe_indices": None if self.probe is None else self.probe.indices.tolist(),
-            "probe_batch": self._saved_probe_batch(),
+            "probe_batch": saved_probe_batch(self.probe),
             "features": None if self._features is None else self._features.cpu(),
             # the Metrics' own state: their frozen fits and "auto" choice (the sample lists are not persistent)
             "spectral": _cpu_state(self.spectral.state_dict()),
@@ -314,12 +319,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self._given_probe is not None:
             self.probe = self._given_probe
         elif saved_batch is not None:  # a resumed stream: the same samples as before, not a new draw
-            inputs, targets = extract_batch(saved_batch, self.input_key, self.target_key)
-            self.probe = ProbeSet(saved_batch, inputs, targets, torch.tensor(saved_indices), self.input_key,
-                                  self.target_key, from_stream=True)
+            self.probe = resumed_stream_probe(saved_batch, saved_indices, self.input_key, self.target_key)
         else:
-            source = self.probe_dataloader if self.probe_dataloader is not None else self._train_loader(trainer)
-            self.probe = self._draw(trainer, source)
+            source = (self.probe_dataloader if self.probe_dataloader is not None
+                      else train_loader(trainer, self.train_dataloader_key))
+            self.probe = draw_probe_set(trainer, source, self.probe_size, self.seed, self.input_key, self.target_key)
         if saved_indices is not None and self.probe.indices.tolist() != list(saved_indices):
             self._warn_once("resume", "FrequencyPrincipleMonitor: the resumed run's probe set differs from the one "
                                       "in the checkpoint (another dataset, `seed` or `probe_size`?); the history "
@@ -328,38 +332,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             # a given `probe_dataloader` is used whole, as asked: nothing to warn about
             self._warn_once("small", f"FrequencyPrincipleMonitor: the training data has {len(self.probe)} samples, "
                                      f"fewer than probe_size={self.probe_size}; the probe set uses all of them.")
-
-    def _draw(self, trainer: Any, source: Any) -> ProbeSet:
-        """Draw the probe set; a stream under several processes is drawn on rank 0 and broadcast.
-
-        A stream may be sharded by rank (each process reads its own part), so every rank drawing its own probe set
-        would give each rank other samples; rank 0's draw is sent to all of them instead.
-        """
-        def draw() -> ProbeSet:
-            return probe_set_from_loader(source, self.probe_size, self.seed, self.input_key, self.target_key)
-
-        if trainer.world_size == 1 or not is_stream(source):
-            return draw()
-        probe, error = None, None
-        if trainer.is_global_zero:
-            try:
-                probe = draw()
-            except Exception as exc:  # every rank must still take part in the broadcast
-                error = exc
-        probe = trainer.strategy.broadcast(probe, src=0)
-        if error is not None:
-            raise error
-        if probe is None:
-            raise ValueError("rank 0 could not draw the probe set from the stream (see its warning).")
-        return probe
-
-    def _train_loader(self, trainer: Any) -> Any:
-        loaders = trainer.train_dataloader
-        if loaders is None and trainer.datamodule is not None:
-            loaders = trainer.datamodule.train_dataloader()
-        if loaders is None:
-            raise ValueError("no train dataloader found; pass `probe_dataloader` to the monitor.")
-        return _pick_loader(loaders, self.train_dataloader_key)
 
     # ------------------------------------------------------------------ one recording
     def _record(self, trainer: Any, pl_module: Any, epoch: int) -> None:
@@ -382,7 +354,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             result = probe_forward(trainer, pl_module, self.probe, batch, batch_size=self.batch_size,
                                    output_key=self.output_key, forward_fn=self.forward_fn,
                                    feature_layer=self._feature_layer(), feature_call=self._feature_call)
-            self._check_feature_calls(result.feature_calls)
+            message = feature_calls_message(self._feature_name, self._feature_call, result.feature_calls)
+            if message is not None:
+                self._warn_once("feature calls", message)
             inputs = self._analysis_inputs(batch, result.features, result.outputs.device)
         outputs = result.outputs
         self.spectral.reset()
@@ -449,58 +423,15 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         """The submodule to capture features from, while the features are not frozen yet."""
         return self._feature_name if self._features is None else None
 
-    def _check_feature_calls(self, calls: int) -> None:
-        """Say once which call of a feature layer that runs several times per forward is measured."""
-        if calls > 1:
-            name, call = self._feature_name, self._feature_call
-            other = 1 if call == 0 else 0
-            self._warn_once("feature calls", f"FrequencyPrincipleMonitor: `input_features`={name!r} runs {calls} "
-                                             f"times per forward call; the features are its call {call} (0 = "
-                                             f"first). Pass input_features=({name!r}, {other}) to use another "
-                                             "call, or a callable inputs -> (n, d) features.")
-
     def _analysis_inputs(self, batch: Any, captured: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """The points of the projection and the filter: the probe inputs, or their frozen ``input_features``."""
-        if self.input_features is None:
-            inputs = self._input_part(batch)
-            if not isinstance(inputs, torch.Tensor):
-                raise ValueError(f"the probe inputs are a {type(inputs).__name__}, not a tensor; set "
-                                 "`input_features` (a submodule name or a callable) to say in which space to "
-                                 "measure, or `input_key`.")
-            n = len(self.probe or [])
-            if inputs.ndim == 0 or inputs.shape[0] != n:
-                raise ValueError(f"the probe inputs have {inputs.shape[0] if inputs.ndim else 0} rows for {n} "
-                                 "probe samples (a batch of graphs keeps every node's features in one table); set "
-                                 "`input_features` to a submodule whose output has one row per sample (e.g. the "
-                                 "graph-pooling layer: input_features='pool'), or `input_key`.")
-            if inputs.dtype in _ID_DTYPES:
-                self._warn_once("ids", f"FrequencyPrincipleMonitor: the probe inputs are {inputs.dtype} (token ids?); "
-                                       "distances between ids mean little, so Δ_F and e_low/e_high are computed on "
-                                       "the raw ids. Set `input_features` (e.g. the embedding layer's name).")
-            return inputs
-        if self._features is None:
-            self._features = captured if captured is not None else self._callable_features(batch)
-        return self._features.to(device)
-
-    def _input_part(self, batch: Any) -> Any:
         assert self.probe is not None
-        inputs = extract_batch(batch, self.probe.input_key, self.probe.target_key)[0]
-        rows = self.probe.rows
-        if rows is not None and isinstance(inputs, torch.Tensor) and inputs.ndim and inputs.shape[0] > len(rows):
-            inputs = inputs[rows.to(inputs.device)]  # a row probe: the probe's rows (nodes) of the whole batch
-        return inputs
-
-    def _callable_features(self, batch: Any) -> torch.Tensor:
-        assert callable(self.input_features)
-        inputs = self._input_part(batch)
-        n = len(self.probe or [])
-        with torch.no_grad(), isolated_rng():
-            parts = [self.input_features(slice_batch(inputs, slice(s, s + self.batch_size)))
-                     for s in range(0, n, self.batch_size)]
-        features = torch.cat([torch.as_tensor(part).reshape(part.shape[0], -1) for part in parts])
-        if features.shape[0] != n:
-            raise ValueError(f"`input_features` returned {features.shape[0]} rows for {n} probe samples.")
-        return features if features.is_floating_point() else features.float()
+        if self.input_features is None:
+            return probe_points(self.probe, batch, self._warn_once)
+        if self._features is None:
+            self._features = captured if captured is not None else callable_features(
+                self.input_features, self.probe, batch, self.batch_size)
+        return self._features.to(device)
 
     def _missing_filtering(self) -> dict[str, torch.Tensor]:
         """NaN e_low / e_high for a recording whose filtering failed (the history keeps its shape)."""
@@ -598,12 +529,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             folder = None if os.path.abspath(root) == os.getcwd() else root
         return None if folder is None else Path(folder)
 
-    def _saved_probe_batch(self) -> Any:
-        """The probe batch of a stream, for a resume (a map-style dataset is redrawn from ``probe_indices``)."""
-        if self.probe is None or not self.probe.from_stream:
-            return None
-        return _plain_cpu(self.probe.batch)
-
     # ------------------------------------------------------------------ fault handling
     def _run_safely(self, what: str, action: Callable[[], Any]) -> Any:
         """Run ``action``; on a fault warn once and return None (``strict=True`` re-raises)."""
@@ -654,20 +579,6 @@ def _watches_denoised_loss(trainer: Any) -> bool:
     return False
 
 
-def _feature_choice(value: Any) -> tuple[str | None, int]:
-    """``input_features`` as (submodule name or None, which call of it per forward)."""
-    if value is None or callable(value):
-        return None, 0
-    if isinstance(value, str):
-        return value, 0
-    if (isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str)
-            and isinstance(value[1], int) and not isinstance(value[1], bool)):
-        return value[0], value[1]
-    raise ValueError("`input_features` must be None, the name of a submodule (e.g. 'embedding'), a (name, call) "
-                     "pair such as ('embedding', 1) for the second call per forward, or a callable inputs -> "
-                     f"(n, d) tensor; got {value!r}.")
-
-
 def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tuple[int | None, int | None]:
     """``(every_n_epochs, every_n_train_steps)``: one of them, as Lightning's ``ModelCheckpoint`` takes them."""
     if every_n_epochs is not None and every_n_train_steps is not None:
@@ -687,50 +598,6 @@ def _cpu_state(state: dict[str, Any]) -> dict[str, Any]:
 
 def _is_data_source(value: Any) -> bool:
     return isinstance(value, (torch.utils.data.DataLoader, torch.utils.data.Dataset)) or hasattr(value, "__getitem__")
-
-
-def _given_probe_set(inputs: torch.Tensor | None, targets: torch.Tensor | None) -> ProbeSet | None:
-    if inputs is None or targets is None:
-        return None
-    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
-        raise ValueError("`probe_inputs` and `probe_targets` must be tensors.")
-    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] < 2:
-        raise ValueError(f"`probe_inputs` ({inputs.shape[0]}) and `probe_targets` ({targets.shape[0]}) must have "
-                         "the same number (≥ 2) of samples.")
-    return ProbeSet((inputs, targets), inputs, targets, torch.arange(inputs.shape[0]), 0, 1)
-
-
-def _pick_loader(loaders: Any, key: int | str | None) -> Any:
-    """The train dataloader that feeds the probe set: ``key`` of a dict, position in a list, else the first."""
-    if isinstance(loaders, dict):
-        if not loaders:
-            raise ValueError("the dict of train dataloaders is empty; pass `probe_dataloader`.")
-        if key is None:
-            return next(iter(loaders.values()))
-        if key not in loaders:
-            raise ValueError(f"`train_dataloader_key`={key!r} is not one of the train dataloaders {list(loaders)}.")
-        return loaders[key]
-    if isinstance(loaders, (list, tuple)):
-        position = 0 if key is None else key
-        if not isinstance(position, int) or not -len(loaders) <= position < len(loaders):
-            raise ValueError(f"`train_dataloader_key`={key!r} is not a position among the {len(loaders)} train "
-                             "dataloaders.")
-        return loaders[position]
-    return loaders
-
-
-def _plain_cpu(batch: Any) -> Any:
-    """The batch on the CPU when it holds only tensors in dicts, lists and tuples (safe for ``weights_only``)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.cpu()
-    if type(batch) in (list, tuple):
-        parts = [_plain_cpu(item) for item in batch]
-        return None if any(part is None for part in parts) else type(batch)(parts)
-    if type(batch) is dict:
-        parts = {key: _plain_cpu(value) for key, value in batch.items()}
-        return None if any(value is None for value in parts.values()) or not all(
-            isinstance(key, (str, int)) for key in parts) else parts
-    return None
 
 
 @contextmanager

@@ -34,10 +34,13 @@ from fp_lightning.callbacks.probe_set import (
     slice_batch,
 )
 
-__all__ = ["ForwardFn", "ProbeOutputs", "model_call", "move_batch", "probe_forward", "select_output"]
+__all__ = ["ForwardFn", "ProbeOutputs", "callable_features", "feature_calls_message", "feature_choice", "model_call",
+           "move_batch", "probe_forward", "probe_points", "select_output"]
 
 #: ``forward_fn(module, batch) -> outputs``: how to run the model on a probe batch when ``module(inputs)`` is not it.
 ForwardFn = Callable[[torch.nn.Module, Any], Any]
+#: Integer input dtypes that are ids rather than coordinates (uint8 images are coordinates).
+_ID_DTYPES = (torch.int16, torch.int32, torch.int64)
 _DEFAULT_OUTPUT_NAMES = ("logits", "preds", "prediction", "predictions", "output", "outputs", "y_hat", "out")
 
 
@@ -378,3 +381,104 @@ def move_batch(batch: Any, device: torch.device) -> Any:
         'a'
     """
     return move_data_to_device(batch, device)
+
+
+# ---------------------------------------------------------------------- the space the monitor measures in
+def feature_choice(value: Any) -> tuple[str | None, int]:
+    """``input_features`` as (submodule name or ``None``, which of its calls per forward to keep).
+
+    Example:
+        >>> feature_choice("embedding"), feature_choice(("model.embedding", 1)), feature_choice(None)
+        (('embedding', 0), ('model.embedding', 1), (None, 0))
+    """
+    if value is None or callable(value):
+        return None, 0
+    if isinstance(value, str):
+        return value, 0
+    if (isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], int) and not isinstance(value[1], bool)):
+        return value[0], value[1]
+    raise ValueError("`input_features` must be None, the name of a submodule (e.g. 'embedding'), a (name, call) "
+                     "pair such as ('embedding', 1) for the second call per forward, or a callable inputs -> "
+                     f"(n, d) tensor; got {value!r}.")
+
+
+def feature_calls_message(name: str | None, call: int, calls: int) -> str | None:
+    """What to tell a user whose feature layer runs several times per forward (``None`` when it ran once).
+
+    Example:
+        >>> feature_calls_message("embedding", 0, 1) is None
+        True
+    """
+    if name is None or calls <= 1:
+        return None
+    other = 1 if call == 0 else 0
+    return (f"FrequencyPrincipleMonitor: `input_features`={name!r} runs {calls} times per forward call; the "
+            f"features are its call {call} (0 = first). Pass input_features=({name!r}, {other}) to use another "
+            "call, or a callable inputs -> (n, d) features.")
+
+
+def input_part(probe: ProbeSet, batch: Any) -> Any:
+    """The input part of the probe batch; for a row probe, its rows (nodes) of the whole batch.
+
+    Example:
+        >>> from fp_lightning.callbacks.probe_set import ProbeSet
+        >>> x, y = torch.zeros(3, 2), torch.ones(3)
+        >>> input_part(ProbeSet((x, y), x, y, torch.arange(3)), (x, y)).shape
+        torch.Size([3, 2])
+    """
+    inputs = extract_batch(batch, probe.input_key, probe.target_key)[0]
+    rows = probe.rows
+    if rows is not None and isinstance(inputs, torch.Tensor) and inputs.ndim and inputs.shape[0] > len(rows):
+        inputs = inputs[rows.to(inputs.device)]
+    return inputs
+
+
+def probe_points(probe: ProbeSet, batch: Any, warn: Callable[[str, str], None]) -> torch.Tensor:
+    """The probe inputs as points of the projection and the filter, checked (one row per probe sample).
+
+    ``warn(key, message)`` receives the notice for integer id inputs (token ids).
+
+    Example:
+        >>> from fp_lightning.callbacks.probe_set import ProbeSet
+        >>> x, y = torch.zeros(3, 2), torch.ones(3)
+        >>> probe_points(ProbeSet((x, y), x, y, torch.arange(3)), (x, y), warn=print).shape
+        torch.Size([3, 2])
+    """
+    inputs = input_part(probe, batch)
+    if not isinstance(inputs, torch.Tensor):
+        raise ValueError(f"the probe inputs are a {type(inputs).__name__}, not a tensor; set `input_features` (a "
+                         "submodule name or a callable) to say in which space to measure, or `input_key`.")
+    n = len(probe)
+    if inputs.ndim == 0 or inputs.shape[0] != n:
+        raise ValueError(f"the probe inputs have {inputs.shape[0] if inputs.ndim else 0} rows for {n} probe "
+                         "samples (a batch of graphs keeps every node's features in one table); set "
+                         "`input_features` to a submodule whose output has one row per sample (e.g. the "
+                         "graph-pooling layer: input_features='pool'), or `input_key`.")
+    if inputs.dtype in _ID_DTYPES:
+        warn("ids", f"FrequencyPrincipleMonitor: the probe inputs are {inputs.dtype} (token ids?); distances "
+                    "between ids mean little, so Δ_F and e_low/e_high are computed on the raw ids. Set "
+                    "`input_features` (e.g. the embedding layer's name).")
+    return inputs
+
+
+def callable_features(function: Callable[[Any], torch.Tensor], probe: ProbeSet, batch: Any,
+                      batch_size: int) -> torch.Tensor:
+    """``function(inputs)`` over the probe in chunks of ``batch_size``, as (n, d) floats (``no_grad``, RNG kept).
+
+    Example:
+        >>> from fp_lightning.callbacks.probe_set import ProbeSet
+        >>> x, y = torch.arange(6.0).reshape(3, 2), torch.ones(3)
+        >>> callable_features(lambda v: v.sum(1, keepdim=True), ProbeSet((x, y), x, y, torch.arange(3)), (x, y), 2)
+        tensor([[1.],
+                [5.],
+                [9.]])
+    """
+    inputs = input_part(probe, batch)
+    n = len(probe)
+    with torch.no_grad(), isolated_rng():
+        parts = [function(slice_batch(inputs, slice(s, s + batch_size))) for s in range(0, n, batch_size)]
+    features = torch.cat([torch.as_tensor(part).reshape(part.shape[0], -1) for part in parts])
+    if features.shape[0] != n:
+        raise ValueError(f"`input_features` returned {features.shape[0]} rows for {n} probe samples.")
+    return features if features.is_floating_point() else features.float()

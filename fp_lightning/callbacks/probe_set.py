@@ -22,9 +22,9 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
-__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "attribute_names", "extract_batch", "is_sliceable", "is_stream",
-           "isolated_rng", "probe_set_from_loader", "sample_probe_set", "shard_slice", "slice_batch",
-           "stream_probe_set"]
+__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "attribute_names", "draw_probe_set", "extract_batch", "given_probe_set",
+           "is_sliceable", "is_stream", "isolated_rng", "probe_set_from_loader", "resumed_stream_probe",
+           "sample_probe_set", "saved_probe_batch", "shard_slice", "slice_batch", "stream_probe_set", "train_loader"]
 
 _INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data", "pixel_values", "input_ids")
 _TARGET_NAMES = ("y", "target", "targets", "label", "labels")
@@ -383,3 +383,126 @@ def shard_slice(n: int, rank: int, world_size: int) -> slice:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (1 if rank < extra else 0))
+
+
+# ---------------------------------------------------------------------- where a run's probe set comes from
+def train_loader(trainer: Any, key: int | str | None = None) -> Any:
+    """The train dataloader that feeds the probe set: ``key`` of a dict, position in a list, else the first.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> train_loader(SimpleNamespace(train_dataloader={"a": 1, "b": 2}, datamodule=None), "b")
+        2
+    """
+    loaders = trainer.train_dataloader
+    if loaders is None and trainer.datamodule is not None:
+        loaders = trainer.datamodule.train_dataloader()
+    if loaders is None:
+        raise ValueError("no train dataloader found; pass `probe_dataloader` to the monitor.")
+    if isinstance(loaders, dict):
+        if not loaders:
+            raise ValueError("the dict of train dataloaders is empty; pass `probe_dataloader`.")
+        if key is None:
+            return next(iter(loaders.values()))
+        if key not in loaders:
+            raise ValueError(f"`train_dataloader_key`={key!r} is not one of the train dataloaders {list(loaders)}.")
+        return loaders[key]
+    if isinstance(loaders, (list, tuple)):
+        position = 0 if key is None else key
+        if not isinstance(position, int) or not -len(loaders) <= position < len(loaders):
+            raise ValueError(f"`train_dataloader_key`={key!r} is not a position among the {len(loaders)} train "
+                             "dataloaders.")
+        return loaders[position]
+    return loaders
+
+
+def draw_probe_set(trainer: Any, source: Any, size: int, seed: int, input_key: int | str | None = None,
+                   target_key: int | str | None = None) -> ProbeSet:
+    """Draw the probe set from ``source``; a stream under several processes is drawn on rank 0 and broadcast.
+
+    A stream may be sharded by rank (each process reads its own part), so every rank drawing its own probe set
+    would give each rank other samples; rank 0's draw is sent to all of them instead.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> data = torch.utils.data.TensorDataset(torch.rand(20, 3), torch.rand(20, 1))
+        >>> len(draw_probe_set(SimpleNamespace(world_size=1), data, 8, seed=0))
+        8
+    """
+    def draw() -> ProbeSet:
+        return probe_set_from_loader(source, size, seed, input_key, target_key)
+
+    if trainer.world_size == 1 or not is_stream(source):
+        return draw()
+    probe, error = None, None
+    if trainer.is_global_zero:
+        try:
+            probe = draw()
+        except Exception as exc:  # every rank must still take part in the broadcast
+            error = exc
+    probe = trainer.strategy.broadcast(probe, src=0)
+    if error is not None:
+        raise error
+    if probe is None:
+        raise ValueError("rank 0 could not draw the probe set from the stream (see its warning).")
+    return probe
+
+
+def given_probe_set(inputs: torch.Tensor | None, targets: torch.Tensor | None) -> ProbeSet | None:
+    """A probe set given as tensors (``probe_inputs``, ``probe_targets``), or ``None`` when neither is given.
+
+    Example:
+        >>> len(given_probe_set(torch.zeros(4, 2), torch.ones(4)))
+        4
+    """
+    if inputs is None or targets is None:
+        return None
+    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise ValueError("`probe_inputs` and `probe_targets` must be tensors.")
+    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] < 2:
+        raise ValueError(f"`probe_inputs` ({inputs.shape[0]}) and `probe_targets` ({targets.shape[0]}) must have "
+                         "the same number (≥ 2) of samples.")
+    return ProbeSet((inputs, targets), inputs, targets, torch.arange(inputs.shape[0]), 0, 1)
+
+
+def resumed_stream_probe(batch: Any, indices: Sequence[int], input_key: int | str | None,
+                         target_key: int | str | None) -> ProbeSet:
+    """The probe set of a stream, rebuilt from the batch a checkpoint saved (a stream is not drawn again).
+
+    Example:
+        >>> probe = resumed_stream_probe((torch.zeros(3, 2), torch.ones(3)), [4, 9, 12], None, None)
+        >>> probe.indices.tolist(), probe.from_stream
+        ([4, 9, 12], True)
+    """
+    inputs, targets = extract_batch(batch, input_key, target_key)
+    return ProbeSet(batch, inputs, targets, torch.tensor(list(indices)), input_key, target_key, from_stream=True)
+
+
+def saved_probe_batch(probe: ProbeSet | None) -> Any:
+    """What a checkpoint keeps of a stream's probe batch: tensors in dicts, lists and tuples, on the CPU, else None.
+
+    A map-style dataset is redrawn from the saved indices instead; only plain containers load with
+    ``weights_only=True``.
+
+    Example:
+        >>> x, y = torch.zeros(2, 1), torch.ones(2)
+        >>> saved_probe_batch(ProbeSet((x, y), x, y, torch.arange(2), from_stream=True))[1].tolist()
+        [1.0, 1.0]
+    """
+    if probe is None or not probe.from_stream:
+        return None
+    return _plain_cpu(probe.batch)
+
+
+def _plain_cpu(batch: Any) -> Any:
+    """The batch on the CPU when it holds only tensors in dicts, lists and tuples (safe for ``weights_only``)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.cpu()
+    if type(batch) in (list, tuple):
+        parts = [_plain_cpu(item) for item in batch]
+        return None if any(part is None for part in parts) else type(batch)(parts)
+    if type(batch) is dict:
+        parts = {key: _plain_cpu(value) for key, value in batch.items()}
+        return None if any(value is None for value in parts.values()) or not all(
+            isinstance(key, (str, int)) for key in parts) else parts
+    return None
