@@ -33,6 +33,7 @@ Backends
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from typing import Literal, get_args
 
@@ -77,12 +78,26 @@ def _finufft_importable() -> bool:
 
 
 @functools.cache
-def _cufinufft_importable() -> bool:
+def _cufinufft_import_error() -> str | None:
+    """Why ``import cufinufft`` fails here (the error's type and text), or ``None`` when it imports."""
     try:
         import cufinufft  # noqa: F401
-    except Exception:  # ImportError, or OSError when the CUDA libraries are missing
-        return False
-    return True
+    except Exception as exc:  # ImportError, or OSError when the CUDA libraries are missing
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _cufinufft_importable() -> bool:
+    return _cufinufft_import_error() is None
+
+
+@functools.cache
+def _log_direct_fallback() -> None:
+    """Say once per process that ``backend="auto"`` on a CUDA tensor uses the direct sum, and why."""
+    reason = _cufinufft_import_error() or "not importable"
+    logging.getLogger(__name__).info(
+        "cufinufft is not importable (%s); backend='auto' uses the exact direct sum on the CUDA device instead "
+        "(`pip install fp-lightning[cuda]` for the NUFFT).", reason)
 
 
 def available_backends(device: torch.device | str | None = None) -> tuple[str, ...]:
@@ -205,7 +220,10 @@ def _resolve_backend(backend: object, device: torch.device) -> str:
     on_cuda = device.type == "cuda"
     if backend == "auto":
         if on_cuda:
-            return "cufinufft" if _cufinufft_importable() else "direct"
+            if _cufinufft_importable():
+                return "cufinufft"
+            _log_direct_fallback()
+            return "direct"
         return "finufft" if _finufft_importable() else "direct"
     if backend == "finufft" and not _finufft_importable():
         raise ImportError(
