@@ -12,7 +12,7 @@ import yaml
 
 from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.cli import main
-from tests._paths import REPO_ROOT, SHARED_DATA
+from tests._paths import REPO_ROOT, SHARED_DATA, require_shared
 
 CONFIGS = sorted((REPO_ROOT / "examples" / "configs").glob("*.yaml"))
 TINY_DEMO = ["--epochs", "1", "--subset-size", "300", "--probe-size", "200", "--accelerator", "cpu"]
@@ -112,8 +112,7 @@ def test_config_fits_a_short_version(config: Path, tmp_path: Path) -> None:
     if config.stem.startswith("fig1"):
         args += ["--data.init_args.subset_size=128", "--trainer.limit_train_batches=2"]
     if "cifar10" in config.stem:
-        if not (SHARED_DATA / "cifar-10-batches-py" / "test_batch").is_file():
-            pytest.skip(f"no CIFAR-10 test batch under {SHARED_DATA}")
+        require_shared("cifar-10-batches-py/test_batch")
         args.append(f"--data.init_args.data_dir={SHARED_DATA}")
     code, printed = _run(args)
     assert code == 0

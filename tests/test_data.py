@@ -45,15 +45,15 @@ from fp_lightning.data import (
 )
 from fp_lightning.data._download import download_file
 from fp_lightning.data.mnist import EMBEDDED_DIR, MNIST_FILES
-from tests._paths import SHARED_DATA
+from tests._paths import CIFAR_DIR, MNIST_RAW, SHARED_DATA, needs_shared
 
-MNIST_RAW = SHARED_DATA / "MNIST" / "raw"
-CIFAR_DIR = SHARED_DATA / "cifar-10-batches-py"
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 CIFAR_BATCH1_COUNTS = [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]
 
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"offline data not found at {SHARED_DATA}")
+# the full MNIST and CIFAR-10 files are read from ../shared/data: these tests skip, saying why, without them
+needs_mnist = needs_shared("MNIST/raw")
+needs_cifar = needs_shared("cifar-10-batches-py")
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -124,7 +124,7 @@ def _tiny_cifar_archive(folder: Path) -> tuple[Path, dict, dict]:
 
 
 # ---------------------------------------------------------------------------------------------------- readers
-@needs_shared
+@needs_mnist
 def test_mnist_test_split_shapes_dtypes_and_class_counts() -> None:
     images, labels = load_mnist(SHARED_DATA, "test", download=False)
     assert images.shape == (10000, 28, 28) and images.dtype == torch.uint8
@@ -133,14 +133,14 @@ def test_mnist_test_split_shapes_dtypes_and_class_counts() -> None:
     assert int(images.max()) == 255 and int(images.min()) == 0
 
 
-@needs_shared
+@needs_mnist
 def test_mnist_train_split_class_counts() -> None:
     images, labels = load_mnist(SHARED_DATA, "train", download=False)
     assert images.shape == (60000, 28, 28) and images.dtype == torch.uint8
     assert torch.bincount(labels).tolist() == MNIST_TRAIN_COUNTS
 
 
-@needs_shared
+@needs_mnist
 @pytest.mark.parametrize(("name", "magic"), [("t10k-images-idx3-ubyte", 2051), ("t10k-labels-idx1-ubyte", 2049)])
 def test_read_idx_gz_and_raw_agree(name: str, magic: int) -> None:
     raw = read_idx(MNIST_RAW / name, expected_magic=magic)
@@ -203,7 +203,7 @@ def test_load_mnist_missing_train_without_download(tmp_path: Path) -> None:
         load_mnist(tmp_path, "validation")
 
 
-@needs_shared
+@needs_mnist
 def test_embedded_copy_equals_shared_one(tmp_path: Path) -> None:
     for name, md5 in MNIST_FILES["test"]:
         assert md5sum(EMBEDDED_DIR / (name + ".gz")) == md5 == md5sum(MNIST_RAW / (name + ".gz"))
@@ -221,7 +221,7 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert torch.bincount(load_mnist(split="test")[1]).tolist() == MNIST_TEST_COUNTS  # embedded, via the env dir
 
 
-@needs_shared
+@needs_cifar
 def test_cifar_train_uses_present_batches_and_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cifar_mod, "_WARNED", set())
     with pytest.warns(UserWarning, match=r"data_batch_2, data_batch_3, data_batch_4, data_batch_5 missing"):
@@ -237,7 +237,7 @@ def test_cifar_train_uses_present_batches_and_warns_once(monkeypatch: pytest.Mon
     assert np.array_equal(images[7, 1].numpy(), raw[7, 1024:2048].reshape(32, 32))
 
 
-@needs_shared
+@needs_cifar
 def test_cifar_test_split() -> None:
     images, labels = load_cifar10(SHARED_DATA, "test", download=False)
     assert images.shape == (10000, 3, 32, 32)
@@ -255,7 +255,7 @@ def test_cifar_loader_refuses_foreign_pickles(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- downloads
-@needs_shared
+@needs_mnist
 def test_download_mnist_from_local_mirror(tmp_path: Path, serve: callable) -> None:
     served = tmp_path / "served"
     served.mkdir()
@@ -271,7 +271,7 @@ def test_download_mnist_from_local_mirror(tmp_path: Path, serve: callable) -> No
     assert torch.bincount(labels).tolist() == MNIST_TEST_COUNTS and images.shape == (10000, 28, 28)
 
 
-@needs_shared
+@needs_mnist
 def test_load_mnist_train_downloads_from_env_mirror(
     tmp_path: Path, serve: callable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,7 +385,7 @@ def test_corrupt_labels_mode_all() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- datamodules
-@needs_shared
+@needs_mnist
 def test_mnist_datamodule_noise_subset_and_reproducibility() -> None:
     def build(seed: int) -> MNISTDataModule:
         dm = MNISTDataModule(SHARED_DATA, subset_size=1000, label_noise=0.2, val_fraction=0.1, seed=seed)
@@ -412,7 +412,7 @@ def test_mnist_datamodule_noise_subset_and_reproducibility() -> None:
     assert not torch.equal(build(4).train_indices, dm.train_indices)
 
 
-@needs_shared
+@needs_mnist
 def test_mnist_datamodule_scalar_target_normalize_and_test_split() -> None:
     dm = MNISTDataModule(SHARED_DATA, train_split="train", subset_size=2000, target="scalar", normalize=True)
     dm.setup("fit")
@@ -429,7 +429,7 @@ def test_mnist_datamodule_scalar_target_normalize_and_test_split() -> None:
         MNISTDataModule(SHARED_DATA, subset_size=20000).setup("fit")
 
 
-@needs_shared
+@needs_cifar
 def test_cifar_datamodule_shapes() -> None:
     dm = CIFAR10DataModule(SHARED_DATA, batch_size=16, subset_size=64, download=False)
     dm.setup("fit")

@@ -10,9 +10,10 @@ from torch import nn
 
 from fp_lightning.data import CIFAR10DataModule, MNISTDataModule, SineSeries1DDataModule, Staircase1DDataModule
 from fp_lightning.models import FullyConnectedNet, SmallCNN, TanhMLP1D
-from tests._paths import SHARED_DATA
+from tests._paths import SHARED_DATA, needs_shared
 
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"offline data not found at {SHARED_DATA}")
+needs_mnist = needs_shared("MNIST/raw")  # the training split: not embedded
+needs_cifar = needs_shared("cifar-10-batches-py")
 
 
 def n_params(model: nn.Module) -> int:
@@ -145,7 +146,7 @@ def test_optimizers() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- tiny fits
-@needs_shared
+@needs_mnist
 def test_fc_on_mnist_fit_validate_and_test() -> None:
     dm = MNISTDataModule(SHARED_DATA, train_split="train", subset_size=200, val_fraction=0.25, batch_size=50)
     model = FullyConnectedNet(lr=1e-3, init_seed=0)
@@ -158,7 +159,7 @@ def test_fc_on_mnist_fit_validate_and_test() -> None:
     assert {"test_loss", "test_acc"} <= set(fit.callback_metrics)
 
 
-@needs_shared
+@needs_mnist
 def test_fc_scalar_label_and_cnn_on_mnist() -> None:
     dm = MNISTDataModule(SHARED_DATA, subset_size=64, batch_size=32, target="scalar")
     run = trainer()
@@ -169,7 +170,7 @@ def test_fc_scalar_label_and_cnn_on_mnist() -> None:
     assert torch.isfinite(run.callback_metrics["train_loss"])
 
 
-@needs_shared
+@needs_cifar
 def test_cnn_on_cifar_fit() -> None:
     dm = CIFAR10DataModule(SHARED_DATA, subset_size=64, batch_size=32, download=False, val_fraction=0.25)
     run = trainer()
