@@ -45,7 +45,7 @@ def main(out: Path, early_stopping: bool = False) -> None:
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("fp/")}
     stopper = next((cb for cb in callbacks if isinstance(cb, FrequencyEarlyStopping)), None)
     stop = None if stopper is None else {"epoch": trainer.current_epoch, "stopped_epoch": stopper.stopped_epoch,
-                                         "criterion": stopper.criterion}
+                                         "criterion": stopper.rule.criterion}
     (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "history": monitor.history.state_dict(),
                                                       "stop": stop,
                                                       "probe_calls": probe_calls,

@@ -14,9 +14,8 @@ from fp_lightning.callbacks.early_stopping import FrequencyEarlyStopping
 from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor
 from tests._lightning import loader, make_module, regression_data
+from tests.conftest import SILENT, tiny_trainer
 
-TRAINER_KW = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, logger=False,
-                  enable_checkpointing=False)
 DELTAS = (0.1, 1.0, 10.0)  # "middle" picks δ = 1
 MIDDLE = "fp/e_low/delta=1"
 
@@ -94,7 +93,7 @@ def _fit(stopper, script=script_a, epochs=20, root="lightning.pytorch", monitor_
     L = importlib.import_module(root)
     L.seed_everything(0, verbose=False)
     monitor = ScriptedMonitor(script, **(monitor_kw or {}))
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[monitor, stopper, *callbacks], **{**TRAINER_KW, **trainer_kw})
+    trainer = tiny_trainer(L, max_epochs=epochs, callbacks=[monitor, stopper, *callbacks], **trainer_kw)
     trainer.fit(make_module(root), loader(regression_data(64), batch_size=64), ckpt_path=ckpt_path)
     return trainer, monitor
 
@@ -103,17 +102,17 @@ def _fit(stopper, script=script_a, epochs=20, root="lightning.pytorch", monitor_
 def test_criterion_a_fires_at_the_implied_epoch():
     stopper = FrequencyEarlyStopping(**ONLY_A)
     assert _replay(stopper, script_a, 30) == 6  # ≤ 0.05 at 4, 5, 6
-    assert stopper.criterion == "low_converged" and stopper.stopped_after == 6 and stopper.stopped_epoch == 5
+    assert stopper.rule.criterion == "low_converged" and stopper.rule.stopped_after == 6 and stopper.stopped_epoch == 5
     assert stopper.stopping_reason == EarlyStoppingReason.STOPPING_THRESHOLD
 
 
 def test_criterion_b_fires_at_the_implied_epoch_only_after_arming():
     stopper = FrequencyEarlyStopping(**{**ONLY_B, "low_threshold": 0.05})
     assert _replay(stopper, script_b, 30) == 9  # 5 alone, reset at 6, then 7, 8, 9
-    assert stopper.criterion == "high_frequency_turn" and stopper.armed_epoch == 3
+    assert stopper.rule.criterion == "high_frequency_turn" and stopper.rule.armed_epoch == 3
     # unarmed (arm_threshold=None): the dip at epoch 2 counts
     unarmed = FrequencyEarlyStopping(**{**ONLY_B, "arm_threshold": None, "patience": 1})
-    assert _replay(unarmed, script_b, 30) == 2 and unarmed.armed_epoch == 1
+    assert _replay(unarmed, script_b, 30) == 2 and unarmed.rule.armed_epoch == 1
 
 
 def test_criterion_c_fires_at_the_implied_epoch():
@@ -121,7 +120,7 @@ def test_criterion_c_fires_at_the_implied_epoch():
     # 0.104 > 0.9 × 0.115 = 0.1035 (at 12 and 13: 0.104 < 0.9 × 0.12)
     stopper = FrequencyEarlyStopping(**ONLY_C)
     assert _replay(stopper, script_c, 40) == 14
-    assert stopper.criterion == "low_plateau" and stopper.armed_epoch == 3
+    assert stopper.rule.criterion == "low_plateau" and stopper.rule.armed_epoch == 3
     assert stopper.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
     assert "(c) low_plateau" in stopper.stopping_reason_message and "0.104 > (1 − plateau_rtol) × 0.115" in (
         stopper.stopping_reason_message)
@@ -139,7 +138,7 @@ def test_patience_and_min_epochs():
     assert _replay(FrequencyEarlyStopping(**ONLY_A, min_epochs=8), script_a, 30) == 10
     # arming is ignored during warm-up too: (b) armed at 8; share ≤ 0.5 at 8, 9, 10
     late = FrequencyEarlyStopping(**ONLY_B, min_epochs=8)
-    assert _replay(late, script_b, 30) == 10 and late.armed_epoch == 8
+    assert _replay(late, script_b, 30) == 10 and late.rule.armed_epoch == 8
 
 
 def test_disabled_criteria_and_delta_f():
@@ -164,7 +163,7 @@ def test_non_finite_stops_at_once():
     stopper = FrequencyEarlyStopping(delta="middle")
     assert stopper.evaluate(_metrics(0.5, share=0.9), 1) == (False, None)
     stop, message = stopper.evaluate(_metrics(math.nan, share=0.9), 2)
-    assert stop and stopper.criterion == "non_finite" and "not finite" in message
+    assert stop and stopper.rule.criterion == "non_finite" and "not finite" in message
     assert stopper.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC
 
 
@@ -211,7 +210,7 @@ def test_trainer_stops_at_the_implied_epoch_without_validation(caplog):
     with caplog.at_level(logging.INFO):
         trainer, monitor = _fit(stopper, script_a, epochs=20)
     assert monitor.history.records["epoch"] == [0, 1, 2, 3, 4, 5, 6]  # trained 6 epochs, no more
-    assert stopper.stopped_epoch == 5 and stopper.stopped_after == 6 and trainer.should_stop
+    assert stopper.stopped_epoch == 5 and stopper.rule.stopped_after == 6 and trainer.should_stop
     assert trainer.early_stopping_callback is stopper
     message = stopper.stopping_reason_message
     assert "(a) low_converged" in message and "e_low(δ=1) = 0.02" in message and "low_threshold = 0.05" in message
@@ -222,7 +221,7 @@ def test_trainer_criterion_b_verbose_message(caplog):
     stopper = FrequencyEarlyStopping(**ONLY_B, verbose=True)
     with caplog.at_level(logging.INFO):
         _fit(stopper, script_b, epochs=20)
-    assert stopper.criterion == "high_frequency_turn" and stopper.stopped_after == 9
+    assert stopper.rule.criterion == "high_frequency_turn" and stopper.rule.stopped_after == 9
     assert "armed at epoch 3" in caplog.text
     assert "(b) high_frequency_turn" in caplog.text and "low_share = 0.2 ≤ share_threshold = 0.5" in caplog.text
 
@@ -231,13 +230,13 @@ def test_checks_only_epochs_the_monitor_measured():
     # measuring every 2 epochs: checks at 2, 4, 6, 8 (≤ 0.05 from 4): patience 3 → 8
     stopper = FrequencyEarlyStopping(**ONLY_A)
     _fit(stopper, script_a, epochs=20, monitor_kw={"every_n_epochs": 2})
-    assert stopper.stopped_after == 8
+    assert stopper.rule.stopped_after == 8
 
 
 def test_dry_run_records_but_trains_on():
     stopper = FrequencyEarlyStopping(**ONLY_A, dry_run=True)
     trainer, monitor = _fit(stopper, script_a, epochs=10)
-    assert monitor.history.records["epoch"][-1] == 10 and stopper.stopped_after == 6
+    assert monitor.history.records["epoch"][-1] == 10 and stopper.rule.stopped_after == 6
     assert "Dry run" in stopper.stopping_reason_message
 
 
@@ -245,10 +244,11 @@ def test_resume_from_checkpoint_keeps_the_decision(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
     first = FrequencyEarlyStopping(**ONLY_B)
     _fit(first, script_b, epochs=7, callbacks=[ckpt], enable_checkpointing=True, default_root_dir=tmp_path)
-    assert first.criterion is None and first.armed_epoch == 3 and first.share_count == 1
+    assert first.rule.criterion is None and first.rule.armed_epoch == 3 and first.rule.share_count == 1
     resumed = FrequencyEarlyStopping(**ONLY_B)
     _fit(resumed, script_b, epochs=20, ckpt_path=str(tmp_path / "last.ckpt"), default_root_dir=tmp_path)
-    assert resumed.armed_epoch == 3 and resumed.stopped_after == 9 and resumed.criterion == "high_frequency_turn"
+    rule = resumed.rule
+    assert rule.armed_epoch == 3 and rule.stopped_after == 9 and rule.criterion == "high_frequency_turn"
 
 
 # the callback's state as the code before FrequencyStoppingRule wrote it (ONLY_B, script_b, checks 1 to 7)
@@ -271,13 +271,14 @@ def test_checkpoint_written_before_the_rule_loads(tmp_path):
     resumed = FrequencyEarlyStopping(**ONLY_B)
     _fit(resumed, script_b, epochs=20, ckpt_path=str(tmp_path / "before.ckpt"), default_root_dir=tmp_path)
     # without the loaded state it would arm at 8 and stop at 10
-    assert resumed.armed_epoch == 3 and resumed.stopped_after == 9 and resumed.criterion == "high_frequency_turn"
-    assert resumed.best_trace[:7] == STATE_BEFORE_THE_RULE["best_trace"]
+    rule = resumed.rule
+    assert rule.armed_epoch == 3 and rule.stopped_after == 9 and rule.criterion == "high_frequency_turn"
+    assert resumed.rule.best_trace[:7] == STATE_BEFORE_THE_RULE["best_trace"]
 
 
 def test_error_without_a_monitor():
     seed_everything(0, verbose=False)
-    trainer = Trainer(max_epochs=2, callbacks=[FrequencyEarlyStopping()], **TRAINER_KW)
+    trainer = Trainer(max_epochs=2, callbacks=[FrequencyEarlyStopping()], **SILENT)
     with pytest.raises(RuntimeError, match="needs a FrequencyPrincipleMonitor"):
         trainer.fit(make_module(), loader(regression_data(64)))
 
@@ -292,7 +293,7 @@ def test_error_when_keys_are_missing():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _fit(lenient, no_e_low, epochs=3)
-    assert lenient.criterion is None and sum("missing from" in str(w.message) for w in caught) == 1
+    assert lenient.rule.criterion is None and sum("missing from" in str(w.message) for w in caught) == 1
 
 
 def test_same_decision_on_every_rank():
@@ -310,7 +311,7 @@ def test_same_decision_on_every_rank():
     trainer = types.SimpleNamespace(current_epoch=0, callback_metrics=_metrics(0.9, share=0.9), should_stop=False,
                                     strategy=types.SimpleNamespace(reduce_boolean_decision=reduce))
     stopper._run_early_stopping_check(trainer)
-    assert calls == [(False, False)] and trainer.should_stop and stopper.criterion == "other_rank"
+    assert calls == [(False, False)] and trainer.should_stop and stopper.rule.criterion == "other_rank"
 
 
 def test_pytorch_lightning_trainer():
@@ -318,16 +319,16 @@ def test_pytorch_lightning_trainer():
     stopper = FrequencyEarlyStopping(**ONLY_A)
     assert isinstance(stopper, pl.callbacks.EarlyStopping)
     trainer, monitor = _fit(stopper, script_a, epochs=20, root="pytorch_lightning")
-    assert stopper.stopped_after == 6 and monitor.history.records["epoch"][-1] == 6
+    assert stopper.rule.stopped_after == 6 and monitor.history.records["epoch"][-1] == 6
     assert stopper.stopping_reason == pl.callbacks.early_stopping.EarlyStoppingReason.STOPPING_THRESHOLD
 
 
 def test_order_in_callbacks_does_not_matter():
     seed_everything(0, verbose=False)
     stopper = FrequencyEarlyStopping(**ONLY_A)
-    trainer = Trainer(max_epochs=20, callbacks=[stopper, ScriptedMonitor(script_a)], **TRAINER_KW)
+    trainer = Trainer(max_epochs=20, callbacks=[stopper, ScriptedMonitor(script_a)], **SILENT)
     trainer.fit(make_module(), loader(regression_data(64), batch_size=64))
-    assert stopper.stopped_after == 6
+    assert stopper.rule.stopped_after == 6
 
 
 @pytest.mark.slow
@@ -356,7 +357,7 @@ def test_real_fig6_run_stops_near_the_best_test_loss():
     seed_everything(0, verbose=False)
     stopper = FrequencyEarlyStopping()
     monitor = FrequencyPrincipleMonitor(log_images=False, history_file=None)
-    trainer = Trainer(max_epochs=320, callbacks=[monitor, TestLoss(), stopper], **TRAINER_KW)
+    trainer = Trainer(max_epochs=320, callbacks=[monitor, TestLoss(), stopper], **SILENT)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 300-sample full batches: threads cost more than they give on a shared CPU
     try:
@@ -365,8 +366,8 @@ def test_real_fig6_run_stops_near_the_best_test_loss():
             trainer.fit(TanhMLP1D(lr=1e-3, init_seed=0), dm.train_dataloader())
     finally:
         torch.set_num_threads(threads)
-    assert stopper.criterion in ("low_converged", "high_frequency_turn", "low_plateau")
-    assert stopper.stopped_after == len(losses) < 320
+    assert stopper.rule.criterion in ("low_converged", "high_frequency_turn", "low_plateau")
+    assert stopper.rule.stopped_after == len(losses) < 320
     assert losses[-1] <= 1.02 * min(losses)
     assert losses[-1] < 0.1 * losses[0]
 
@@ -386,7 +387,7 @@ def test_criterion_d_fires_at_the_implied_epoch():
     stopper = FrequencyEarlyStopping(**ONLY_D)
     assert stopper.monitor == "fp/denoised_loss"
     assert _replay(stopper, script_d, 30) == 8
-    assert stopper.criterion == "denoised_minimum" and stopper.denoised_best_epoch == 5
+    assert stopper.rule.criterion == "denoised_minimum" and stopper.rule.denoised_best_epoch == 5
     assert stopper.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
     assert "has not gone below its minimum 1.1 (after epoch 5) on 3 consecutive checks" in (
         stopper.stopping_reason_message)
@@ -402,7 +403,7 @@ def test_criterion_d_combined_with_the_frequency_criteria():
     assert _replay(FrequencyEarlyStopping(**ONLY_A, denoised_patience=3), both, 30) == 6
     # (d) at patience 1 fires at 4 (1.25 > 1.2), before (a)
     stopper = FrequencyEarlyStopping(**ONLY_A, denoised_patience=1)
-    assert _replay(stopper, both, 30) == 4 and stopper.criterion == "denoised_minimum"
+    assert _replay(stopper, both, 30) == 4 and stopper.rule.criterion == "denoised_minimum"
     with pytest.raises(KeyError, match="denoised_patience=None"):
         FrequencyEarlyStopping(**ONLY_A, denoised_patience=3).evaluate(script_a(1), 1)
 
@@ -414,10 +415,10 @@ def test_criterion_d_stops_where_lightning_early_stopping_does(tmp_path):
     theirs = EarlyStopping(monitor="fp/denoised_loss", mode="min", patience=3, check_on_train_epoch_end=True)
     best = ModelCheckpoint(dirpath=tmp_path, monitor="fp/denoised_loss", mode="min", save_on_train_epoch_end=True)
     trainer, _ = _fit(ours, script_d, epochs=20, callbacks=[theirs, best], enable_checkpointing=True)
-    assert ours.stopped_after == 8 and theirs.stopped_epoch == ours.stopped_epoch == 7
+    assert ours.rule.stopped_after == 8 and theirs.stopped_epoch == ours.stopped_epoch == 7
     assert trainer.current_epoch == 8  # stopped by EarlyStopping (ours is a dry run)
     assert best.best_model_score.item() == pytest.approx(1.1) and "epoch=4-" in best.best_model_path
-    assert ours.denoised_best_epoch == 5  # completed epochs: the checkpoint of 0-based epoch 4
+    assert ours.rule.denoised_best_epoch == 5  # completed epochs: the checkpoint of 0-based epoch 4
 
 
 def test_criterion_d_state_dict_and_missing_key():
@@ -442,7 +443,7 @@ def test_criterion_d_patience_as_a_fraction_of_the_budget():
     """0.1 of max_epochs=30 is 3 checks: the stop of the fixed patience 3 (epoch 8); no budget is a clear error."""
     stopper = FrequencyEarlyStopping(**{**ONLY_D, "denoised_patience": 0.1})
     trainer, _ = _fit(stopper, script_d, epochs=30)
-    assert stopper.denoised_patience == 3 and stopper.stopped_after == 8 and trainer.current_epoch == 8
+    assert stopper.denoised_patience == 3 and stopper.rule.stopped_after == 8 and trainer.current_epoch == 8
     with pytest.raises(ValueError, match=r"`denoised_patience=0\.1` is a fraction of the Trainer's max_epochs"):
         _fit(FrequencyEarlyStopping(**{**ONLY_D, "denoised_patience": 0.1}), script_d, epochs=-1, max_steps=20)
     with pytest.raises(ValueError, match="`denoised_patience`"):

@@ -288,7 +288,7 @@ def test_frequency_early_stopping_stops_where_the_history_says(tmp_path, restore
     history = watch.history.as_arrays()
     largest = int(np.argmax(watch.history.deltas))
     eps = history["e_low"][:, largest]  # index = completed epochs, 0 = before training
-    assert np.isfinite(eps).all() and dry.criterion is None
+    assert np.isfinite(eps).all() and dry.rule.criterion is None
     threshold = float(eps[1:max_epochs].min())
     stop_after = 1 + int(np.argmax(eps[1:max_epochs] <= threshold))  # first check at or below the threshold
 
@@ -297,9 +297,9 @@ def test_frequency_early_stopping_stops_where_the_history_says(tmp_path, restore
                                      arm_threshold=None, patience=1)
     _, trainer = fit(tmp_path, [monitor, stopper], max_epochs=max_epochs, deterministic=True)
 
-    assert stopper.criterion == "low_converged"
-    assert stopper.stopped_after == stop_after < max_epochs
+    assert stopper.rule.criterion == "low_converged"
+    assert stopper.rule.stopped_after == stop_after < max_epochs
     assert trainer.current_epoch == stop_after
     assert monitor.history.as_arrays()["epoch"].tolist() == list(range(stop_after + 1))
-    low = next(value for key, value in stopper.last_values.items() if key.startswith("e_low"))
+    low = next(value for key, value in stopper.rule.last_values.items() if key.startswith("e_low"))
     assert math.isclose(low, eps[stop_after], rel_tol=1e-6)

@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from fp_lightning.functional import nufft_spectrum, principal_projection, relative_spectral_error
+from tests.conftest import EVERY_STEP
 
-QUIET = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-             log_every_n_steps=1)
+QUIET = dict(EVERY_STEP, enable_checkpointing=False)
 SMALL = dict(n_freqs=16, deltas=[0.05, 0.5])
 AUTO = dict(n_freqs=16, n_deltas=2)  # scale-free δ, for inputs on another scale
 
@@ -401,7 +401,7 @@ def test_every_n_train_steps_records_mid_epoch_and_early_stopping_follows(tmp_pa
                                      plateau_rtol=None)
     watched = FrequencyPrincipleMonitor(probe_size=64, every_n_train_steps=3, **SMALL)
     trainer = fit(Regressor(), data, None, tmp_path / "stop", epochs=3, callbacks=[stopper, watched])
-    assert stopper.criterion == "low_converged" and trainer.global_step == 6  # stopped mid-epoch, at step 6
+    assert stopper.rule.criterion == "low_converged" and trainer.global_step == 6  # stopped mid-epoch, at step 6
     with pytest.raises(ValueError, match="`every_n_epochs` and `every_n_train_steps`"):
         FrequencyPrincipleMonitor(every_n_epochs=1, every_n_train_steps=5)
 

@@ -245,8 +245,8 @@ def _train(task: dict[str, Any], seed: int, data: dict[str, torch.Tensor], with_
     out = {"seconds": time.perf_counter() - start, "curves": recorder.curves}
     if stopper is not None:
         out["fp_metrics"] = recorder.fp_metrics
-        out["dry_run_stop"] = stopper.stopped_after
-        out["dry_run_criterion"] = stopper.criterion
+        out["dry_run_stop"] = stopper.rule.stopped_after
+        out["dry_run_criterion"] = stopper.rule.criterion
         out["probe_outputs"] = np.stack(recorder.probe_outputs)  # (E + 1, n, c), float32; moved to the .npz
         out["probe_features"] = recorder.probe_features
     return out
@@ -456,7 +456,7 @@ def freq_stop(fp_metrics: list[dict[str, float]], **kwargs: Any) -> tuple[int | 
     stopper = FrequencyEarlyStopping(**kwargs)
     for epoch, metrics in enumerate(fp_metrics):
         if epoch >= 1 and metrics and stopper.evaluate(metrics, epoch)[0]:
-            return epoch, stopper.criterion
+            return epoch, stopper.rule.criterion
     return None, None
 
 

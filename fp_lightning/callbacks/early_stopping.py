@@ -69,58 +69,14 @@ class FrequencyEarlyStopping(*_bases()):
     ``pytorch_lightning`` when both are installed), so a Trainer of either package accepts it.
 
     Convention:
-        At a check after epoch e (e = completed epochs) the callback reads
-
-        - ε(e), the **low-frequency error**, by ``low_metric``:
-          ``"e_low"``: e_low at one filter width δ, ``‖h^{low,δ} − y^{low,δ}‖_F / ‖y^{low,δ}‖_F``, with δ picked
-          among the monitor's widths by ``delta`` (default ``"largest"``, the widest filter, where label noise
-          averages out most; ``"middle"``: the median of the widths sorted ascending);
-          ``"delta_f"``: ``max_k Δ_F(k)`` over the ``n_low_freqs`` lowest tracked frequencies k,
-          ``Δ_F(k) = ‖F[y](k) − F[h](k)‖ / ‖F[y](k)‖``;
-        - s(e) = ``fp/low_share`` = Σ|ΔL_low| / (Σ|ΔL_low| + Σ|ΔL_high|) over the monitor's last
-          ``share_window`` recordings (theory paper §3.1, Eq. (39)): the share of the recent loss change that is
-          at frequencies ≤ the cutoff η.
-
-        Both are relative (ratios of norms of the same units), so the thresholds do not depend on the data's units.
-        Training stops at the first criterion that fires.
-
-        - **(a) low_converged** fires when ε ≤ ``low_threshold`` on ``patience`` consecutive checks. Reasoning:
-          the low frequencies carry the signal; once they are fitted, what is left to learn is the high-frequency
-          part, which on noisy data is mostly noise (paper Fig. 6: the test loss is lowest when the dominant peak
-          is captured).
-        - **(b) high_frequency_turn** is armed at the first check with ε ≤ ``arm_threshold`` and then fires when
-          s ≤ ``share_threshold`` on ``patience`` consecutive checks. Reasoning: by the F-Principle the loss
-          decrease is dominated by low frequencies while they are being learnt (s near 1); when s falls, the
-          network spends its updates on high frequencies. The arming condition ("the low frequencies are at least
-          roughly fitted") keeps an early, noisy dip of s (for instance right after initialization) from stopping.
-          s is measured on the 1-D projection, so it is most telling for low-dimensional inputs (it fired on the
-          paper's Fig. 6 task; on MNIST / CIFAR-10 with label noise it stayed above 0.6 while the test loss rose).
-        - **(c) low_plateau**, once armed as (b): with ε*(t) = min of ε over the checks up to epoch t and the
-          window w(e) = max(``patience``, ⌈``plateau_window`` · e⌉) epochs, fires when
-          ε*(e) > (1 − ``plateau_rtol``) · ε*(e − w(e)): the best low-frequency error improved by less than the
-          fraction ``plateau_rtol`` over the last w(e) epochs. Reasoning: the low frequencies have stopped
-          improving although they are not below ``low_threshold`` (the noise floor of ε is data-dependent), so
-          further training fits high frequencies only. The window grows with the elapsed epochs, so the rule does
-          not depend on the time scale of training (learning rate, epoch length); ε* makes it robust to the
-          epoch-to-epoch jitter of ε.
-        - **(d) denoised_minimum** (``denoised_patience`` set): D = ``fp/denoised_loss``, the loss of the outputs
-          against the training labels low-passed with each sample's own label left out
-          (:class:`~fp_lightning.metrics.DenoisedLoss`), has not reached a new minimum on ``denoised_patience``
-          consecutive checks. Reasoning: label noise lives at high frequency, so the leave-one-out low-pass of the
-          labels is a denoised label and D behaves like a validation loss on training data: it falls while the
-          network fits the signal and rises once it fits the noise. :attr:`denoised_best_epoch` is its best
-          epoch; a ``ModelCheckpoint(monitor="fp/denoised_loss", mode="min")`` keeps those weights
-          (``docs/early_stopping.md``, "Restore the best epoch").
-        - **non_finite** (``check_finite=True``): ε, s or D is NaN or infinite: the run has diverged; stop at once.
-
-        Checks of epochs e < ``min_epochs`` are ignored (counters and arming do not move). A decision is final:
-        once a criterion fired, later checks change nothing (with ``dry_run=True`` training just goes on). An
-        epoch on which the monitor did not measure (``every_n_epochs`` > 1, or a skipped fault) is not a check.
+        The criteria (a) low_converged, (b) high_frequency_turn, (c) low_plateau, (d) denoised_minimum and
+        non_finite, the quantities ε, s and D they read, arming, ``min_epochs`` and the finality of a decision are
+        those of :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` (one statement of them, with
+        the reasoning). This callback feeds the rule the monitor's values right after each recording and stops the
+        Trainer when it fires; an epoch on which the monitor did not measure is not a check.
 
     Defaults:
-        Chosen by measurement (``benchmarks/early_stopping.py``): tuned on seed 0 of the paper's Fig. 6 task and of
-        MNIST with 20% and 40% label noise, then checked on held-out seeds and CIFAR-10; the effect of changing each
-        parameter is in ``docs/early_stopping.md``, section "How the defaults were chosen".
+        Chosen by measurement (``docs/early_stopping.md``, "How the defaults were chosen").
 
     Args:
         low_threshold: level of ε for criterion (a); ``None`` disables (a).
@@ -147,17 +103,14 @@ class FrequencyEarlyStopping(*_bases()):
         log_rank_zero_only: log messages on rank 0 only.
 
     Attributes:
-        criterion: ``None`` until a criterion fired, then one of :data:`CRITERIA`.
+        rule: the :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` that takes the decision:
+            ``rule.criterion`` (``None`` until a criterion fired), ``rule.stopped_after`` (completed epochs at the
+            check that fired), ``rule.armed_epoch``, ``rule.denoised_best_epoch``, its counters and settings.
         stopped_epoch: ``trainer.current_epoch`` (0-based) of the epoch after which the decision was taken, as in
-            ``EarlyStopping``; 0 when it did not fire. :attr:`stopped_after` is the same as completed epochs.
+            ``EarlyStopping``; 0 when it did not fire.
         stopping_reason: the ``EarlyStoppingReason`` of the Trainer's Lightning package: ``STOPPING_THRESHOLD``
-            for (a) and (b), ``PATIENCE_EXHAUSTED`` for (c), ``NON_FINITE_METRIC``.
+            for (a) and (b), ``PATIENCE_EXHAUSTED`` for (c) and (d), ``NON_FINITE_METRIC``.
         stopping_reason_message: the message that says which criterion fired, with the values.
-        armed_epoch: completed epochs at which (b) and (c) were armed, or ``None``.
-        last_values: ε and s read at the last check.
-        rule: the :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` that takes the decision
-            (criteria, arming, counters); ``criterion``, ``stopped_after``, ``armed_epoch``, ``low_count``,
-            ``share_count``, ``last_values`` and ``best_trace`` are its attributes.
 
     Raises:
         ValueError: at construction, on a bad argument (the message names it).
@@ -170,7 +123,7 @@ class FrequencyEarlyStopping(*_bases()):
         >>> stopper = FrequencyEarlyStopping()
         >>> trainer = L.Trainer(max_epochs=500, callbacks=[FrequencyPrincipleMonitor(), stopper], logger=False,
         ...                     enable_progress_bar=False)
-        >>> # trainer.fit(model, train_loader)  -- no val loader needed; then stopper.criterion, stopper.stopped_epoch
+        >>> # trainer.fit(model, train_loader)  -- no val loader needed; then stopper.rule.criterion
         >>> stopper.evaluate({"fp/e_low/delta=0.5": 0.02, "fp/low_share": 0.9}, epoch=10)[0]  # replay one check
         False
     """
@@ -216,35 +169,13 @@ class FrequencyEarlyStopping(*_bases()):
     @property
     def state_key(self) -> str:
         """Key of this callback's state in a checkpoint (differs between differently configured stoppers)."""
-        return self._generate_state_key(low_metric=self.low_metric, low_threshold=self.low_threshold,
-                                        share_threshold=self.share_threshold)
+        return self._generate_state_key(low_metric=self.rule.low_metric, low_threshold=self.rule.low_threshold,
+                                        share_threshold=self.rule.share_threshold)
 
-    # the rule's settings and state, under the names the callback has always had
-    low_threshold = property(lambda self: self.rule.low_threshold, doc="Level of ε for criterion (a), or ``None``.")
-    share_threshold = property(lambda self: self.rule.share_threshold, doc="Level of s for (b), or ``None``.")
-    arm_threshold = property(lambda self: self.rule.arm_threshold, doc="ε that arms (b) and (c), or ``None``.")
-    plateau_rtol = property(lambda self: self.rule.plateau_rtol, doc="(c)'s relative improvement, or ``None``.")
-    plateau_window = property(lambda self: self.rule.plateau_window, doc="(c)'s window, a fraction of the epochs.")
-    low_metric = property(lambda self: self.rule.low_metric, doc="``\"e_low\"`` or ``\"delta_f\"``.")
-    delta = property(lambda self: self.rule.delta, doc="Which δ's e_low is ε.")
-    n_low_freqs = property(lambda self: self.rule.n_low_freqs, doc="Lowest tracked k in ε with ``delta_f``.")
-    min_epochs = property(lambda self: self.rule.min_epochs, doc="Checks before this many epochs are ignored.")
-    criterion = property(lambda self: self.rule.criterion, doc="The criterion that fired, or ``None``.")
-    stopped_after = property(lambda self: self.rule.stopped_after,
-                             doc="Completed epochs at the check that fired, or ``None``.")
-    armed_epoch = property(lambda self: self.rule.armed_epoch,
-                           doc="Completed epochs at which (b) and (c) were armed, or ``None``.")
-    low_count = property(lambda self: self.rule.low_count, doc="Consecutive checks with (a)'s condition true.")
-    share_count = property(lambda self: self.rule.share_count, doc="Consecutive checks with (b)'s condition true.")
-    last_values = property(lambda self: self.rule.last_values, doc="ε and s read at the last check.")
-    best_trace = property(lambda self: self.rule.best_trace, doc="``[epoch, best ε so far]`` at every check.")
     denoised_patience = property(
         lambda self: self.rule.denoised_patience if self._patience_resolved else self.denoised_patience_fraction,
         doc="Checks without a new minimum of ``fp/denoised_loss`` for (d) (the fraction of max_epochs until ``fit`` "
             "starts), or ``None``.")
-    denoised_best_epoch = property(lambda self: self.rule.denoised_best_epoch,
-                                   doc="Completed epochs at the lowest ``fp/denoised_loss`` so far, or ``None``.")
-
     def state_dict(self) -> dict[str, Any]:
         """``EarlyStopping``'s state plus the criteria's counters, the arming epoch and the fired criterion."""
         rule = self.rule.state_dict()
@@ -305,7 +236,7 @@ class FrequencyEarlyStopping(*_bases()):
         self._run_early_stopping_check(trainer)
 
     def _run_early_stopping_check(self, trainer: Any) -> None:
-        if self.criterion is not None:  # the decision is final
+        if self.rule.criterion is not None:  # the decision is final
             if not self.dry_run:
                 trainer.should_stop = True
             return
@@ -321,7 +252,7 @@ class FrequencyEarlyStopping(*_bases()):
         # the same decision on every rank: stop everywhere if any rank decided to (as EarlyStopping does)
         should_stop = bool(trainer.strategy.reduce_boolean_decision(should_stop, all=False))
         if should_stop:
-            if self.criterion is None:  # another rank fired: take its decision (values are the same on all ranks)
+            if self.rule.criterion is None:  # another rank fired: take its decision (values are the same on all ranks)
                 _, message = self._take(self.rule.stop("other_rank", epoch,
                                                        "another process of the run decided to stop."))
             self.stopped_epoch = trainer.current_epoch
@@ -332,13 +263,13 @@ class FrequencyEarlyStopping(*_bases()):
 
     def _read_metrics(self, logs: Mapping[str, Any], monitor: Any) -> dict[str, float] | None:
         """The monitor's values from ``callback_metrics``; a clear error (or one warning) when keys are missing."""
-        prefix = _E_LOW if self.low_metric == "e_low" else _DELTA_F
+        prefix = _E_LOW if self.rule.low_metric == "e_low" else _DELTA_F
         wanted = self.rule.uses_low_error
         values = {key: float(torch.as_tensor(value).detach().cpu().reshape(-1)[0]) for key, value in logs.items()
                   if (wanted and key.startswith(prefix)) or key in (_SHARE, DENOISED_KEY)}
         missing = [] if not wanted or any(key.startswith(prefix) for key in values) else [f"{prefix}<…>"]
         recordings = len(monitor.history) if getattr(monitor, "history", None) is not None else 0
-        if self.share_threshold is not None and _SHARE not in values and recordings >= 2:
+        if self.rule.share_threshold is not None and _SHARE not in values and recordings >= 2:
             missing.append(_SHARE)
         if self.denoised_patience is not None and DENOISED_KEY not in values:
             missing.append(f"{DENOISED_KEY} (needed by `denoised_patience`)")
