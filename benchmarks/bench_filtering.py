@@ -180,6 +180,24 @@ def run_method(name: str, x, y, h, deltas, repeat: int = 1) -> dict:
             "e_high": np.asarray(e_high).tolist()}
 
 
+def device_against_cpu(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, deltas: torch.Tensor, device: str,
+                       repeats: int, cpu_repeats: int) -> dict:
+    """``low_high_errors`` on ``device`` and with the CPU code in the same process: median times, the speed-up and
+    the largest relative difference of e_low / e_high (the CPU reference: one untimed warm-up at a small size, then
+    ``cpu_repeats`` timed calls at the full size)."""
+    from bench_spectrum import timed  # benchmarks/ is first on sys.path when a script of it runs
+
+    xd, yd, hd = x.to(device), y.to(device), h.to(device)
+    on_device, dev_values = timed(lambda: low_high_errors(xd, yd, hd, deltas), device, repeats)
+    low_high_errors(x[:200], y[:200], h[:200], deltas)
+    on_cpu, cpu_values = timed(lambda: low_high_errors(x, y, h, deltas), "cpu", cpu_repeats, warmup=0)
+    dev_values, cpu_values = torch.cat(dev_values).cpu(), torch.cat(cpu_values)
+    return {"n": len(x), "d": int(x[0].numel()), "n_deltas": len(deltas), "device_name": device, "device": on_device,
+            "cpu": on_cpu, "cpu_threads": torch.get_num_threads(),
+            "speedup": on_cpu["median_s"] / on_device["median_s"],
+            "max_rel_diff": float(((dev_values - cpu_values).abs() / cpu_values.abs()).max())}
+
+
 def _run_in_subprocess(name: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run([sys.executable, __file__, "--worker", name, "--n", str(args.n), "--n-deltas",

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +36,44 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
-def _quiet_trainer(max_epochs: int, callbacks: list, root: Path, **kw):
+STAGES = ("forward", "spectrum", "filtering", "logging")  # of one recording, in ``monitor.timings``
+
+
+def _quiet_trainer(max_epochs: int, callbacks: list, root: Path, device: str = "cpu", **kw):
     import lightning.pytorch as L
 
     return L.Trainer(max_epochs=max_epochs, callbacks=callbacks, logger=False, enable_progress_bar=False,
                      enable_model_summary=False, enable_checkpointing=False, default_root_dir=root,
-                     accelerator="cpu", **kw)
+                     accelerator="gpu" if device == "cuda" else "cpu", devices=1, **kw)
+
+
+def find_data_dir() -> Path | None:
+    """``$FP_DATA_DIR``, else ``../shared/data`` beside the checkout, else ``benchmarks/data``, when it exists."""
+    for candidate in (os.environ.get("FP_DATA_DIR"), DEFAULT_DATA, REPO / "benchmarks" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def images(name: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` images in [0, 1], labels and what they are: real CIFAR-10 / MNIST training images when enough exist
+    (:func:`find_data_dir`), else random ones of the same shape (timings do not depend on the pixel values)."""
+    root = find_data_dir()
+    if root is not None:
+        from fp_lightning.data import load_cifar10, load_mnist
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # CIFAR: missing data_batch_2..5 are expected in a small copy
+                x, y = (load_cifar10 if name == "cifar10" else load_mnist)(root, split="train", download=False)
+            if len(x) >= n:
+                x = x[:n].float().div_(255)
+                return (x if x.ndim == 4 else x.unsqueeze(1)), y[:n].long(), f"real {name} ({root})"
+        except (FileNotFoundError, ValueError):
+            pass
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, 32, 32) if name == "cifar10" else (1, 28, 28)
+    return torch.rand(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g), f"random {name}-shaped"
 
 
 def _dataset(name: str, data_dir: Path):
@@ -50,15 +84,16 @@ def _dataset(name: str, data_dir: Path):
     return x.unsqueeze(1) if x.ndim == 3 else x, labels
 
 
-def _model(name: str):
+def _model(name: str, **kwargs):
     from fp_lightning.models import FullyConnectedNet, SmallCNN
 
     if name == "mnist":
-        return FullyConnectedNet(input_shape=(1, 28, 28), num_outputs=10, loss="cross_entropy", lr=1e-3)
-    return SmallCNN(input_shape=(3, 32, 32), num_outputs=10, loss="cross_entropy", lr=1e-3)
+        return FullyConnectedNet(input_shape=(1, 28, 28), num_outputs=10, loss="cross_entropy", lr=1e-3, **kwargs)
+    return SmallCNN(input_shape=(3, 32, 32), num_outputs=10, loss="cross_entropy", lr=1e-3, **kwargs)
 
 
-def monitor_split(name: str, x: torch.Tensor, y: torch.Tensor, size: int, recordings: int, root: Path) -> dict:
+def monitor_split(name: str, x: torch.Tensor, y: torch.Tensor, size: int, recordings: int, root: Path,
+                  device: str = "cpu", batch_size: int = 100, model_kwargs: dict | None = None) -> dict:
     """Run ``recordings`` epochs of one training batch each; the monitor records before and after each."""
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -67,11 +102,11 @@ def monitor_split(name: str, x: torch.Tensor, y: torch.Tensor, size: int, record
     torch.manual_seed(0)
     monitor = FrequencyPrincipleMonitor(probe_inputs=x[:size], probe_targets=y[:size], log_images=False,
                                         history_file=None, strict=True)
-    loader = DataLoader(TensorDataset(x[:1000], y[:1000]), batch_size=100)
-    _quiet_trainer(recordings - 1, [monitor], root, limit_train_batches=1).fit(_model(name), loader)
-    stages = ("forward", "spectrum", "filtering", "logging")
-    first = {s: monitor.timings[0][s] for s in stages}
-    steady = {s: statistics.median(t[s] for t in monitor.timings[1:]) for s in stages}
+    loader = DataLoader(TensorDataset(x[:1000], y[:1000]), batch_size=batch_size)
+    trainer = _quiet_trainer(recordings - 1, [monitor], root, device=device, limit_train_batches=1)
+    trainer.fit(_model(name, **(model_kwargs or {})), loader)
+    first = {s: monitor.timings[0][s] for s in STAGES}
+    steady = {s: statistics.median(t[s] for t in monitor.timings[1:]) for s in STAGES}
     return {"first": first, "steady": steady, "monitor": monitor}
 
 
@@ -116,38 +151,111 @@ def _timed_hooks(monitor) -> dict:
     return spent
 
 
-def training_overhead(x: torch.Tensor, y: torch.Tensor, root: Path, epochs: int, repeats: int = 2) -> dict:
-    """MNIST FC training (batch 100) with and without the default monitor, interleaved ``repeats`` times.
+def one_fit(x: torch.Tensor, y: torch.Tensor, root: Path, epochs: int, monitor=None, *, device: str = "cpu",
+            model: str = "mnist", batch_size: int = 100, seeded_loader: bool = False, model_kwargs: dict | None = None,
+            **trainer_kw) -> dict:
+    """One seeded training run (with ``monitor`` attached, if any): wall time of the fit (device synchronized), the
+    seconds inside the monitor's hooks and its ``timings``."""
+    from bench_spectrum import synchronize  # benchmarks/ is first on sys.path when a script of it runs
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0) if seeded_loader else None
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=generator)
+    spent = _timed_hooks(monitor) if monitor is not None else {}
+    trainer = _quiet_trainer(epochs, [monitor] if monitor is not None else [], root, device=device, **trainer_kw)
+    network = _model(model, **(model_kwargs or {}))
+    synchronize(device)
+    start = time.perf_counter()
+    trainer.fit(network, loader)
+    synchronize(device)
+    return {"wall": time.perf_counter() - start, "hooks": sum(spent.values()),
+            "timings": list(monitor.timings) if monitor is not None else []}
+
+
+def training_overhead(x: torch.Tensor, y: torch.Tensor, root: Path, epochs: int, repeats: int = 2,
+                      monitor_kwargs: dict | None = None, **fit_kw) -> dict:
+    """Training (MNIST FC, batch 100 unless ``fit_kw`` says otherwise) with and without the monitor, interleaved
+    ``repeats`` times.
 
     Two measures: the wall-clock ratio of the fastest monitored run to the fastest plain run (what a user sees,
     but other processes on 2 shared cores move single runs by ±0.5 s), and the fewest seconds spent inside the
     monitor's hooks over the fastest plain run (the hooks' own time is far less noisy than whole runs).
+    ``monitor_kwargs``: the monitor's arguments (default: no images, no history file); ``timings``: the last
+    monitored run's recordings.
     """
-    from torch.utils.data import DataLoader, TensorDataset
-
     from fp_lightning import FrequencyPrincipleMonitor
 
+    kwargs = {"log_images": False, "history_file": None} if monitor_kwargs is None else monitor_kwargs
     walls: dict[str, list[float]] = {"plain": [], "monitored": []}
     inside: list[float] = []
+    timings: list = []
     for _ in range(repeats):
         for label in walls:
-            torch.manual_seed(0)
-            loader = DataLoader(TensorDataset(x, y), batch_size=100, shuffle=True)
-            callbacks, spent = [], {}
+            monitor = FrequencyPrincipleMonitor(**kwargs) if label == "monitored" else None
+            run = one_fit(x, y, root, epochs, monitor, **fit_kw)
+            walls[label].append(run["wall"])
             if label == "monitored":
-                monitor = FrequencyPrincipleMonitor(log_images=False, history_file=None)
-                spent = _timed_hooks(monitor)
-                callbacks = [monitor]
-            start = time.perf_counter()
-            _quiet_trainer(epochs, callbacks, root).fit(_model("mnist"), loader)
-            walls[label].append(time.perf_counter() - start)
-            if label == "monitored":
-                inside.append(sum(spent.values()))
+                inside.append(run["hooks"])
+                timings = run["timings"]
     best = {label: min(times) for label, times in walls.items()}
     hooks = min(inside)
     return {"epochs": epochs, "runs": walls, "plain": best["plain"], "monitored": best["monitored"],
             "overhead_wall": best["monitored"] / best["plain"] - 1, "monitor_hook_seconds": hooks,
-            "overhead_hooks": hooks / best["plain"]}
+            "overhead_hooks": hooks / best["plain"], "hook_runs": inside, "timings": timings}
+
+
+#: profiler event names counted as host-device copies, synchronizations and dtype/device conversions
+COPY_EVENTS = ("Memcpy HtoD", "Memcpy DtoH", "cudaMemcpy", "cudaMemcpyAsync")
+SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+TO_EVENTS = ("aten::to", "aten::_to_copy", "aten::copy_", "aten::item", "aten::_local_scalar_dense")
+
+
+def profile_recording(x: torch.Tensor, y: torch.Tensor, root: Path, device: str = "cpu",
+                      model_kwargs: dict | None = None) -> dict | None:
+    """``torch.profiler`` over the second recording (every cache warm) of a CIFAR CNN run with ``x`` as the probe:
+    counts of host-device copies, synchronizations and conversions (``None`` when that recording did not run)."""
+    from bench_spectrum import synchronize
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fp_lightning import FrequencyPrincipleMonitor
+
+    monitor = FrequencyPrincipleMonitor(probe_inputs=x, probe_targets=y, log_images=False, history_file=None,
+                                        strict=True)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    hook = monitor.on_train_epoch_end
+    captured: list = []
+
+    def profiled(trainer, pl_module):
+        if trainer.current_epoch == 1:
+            with profile(activities=activities) as prof:
+                hook(trainer, pl_module)
+                synchronize(device)
+            captured.append(prof)
+        else:
+            hook(trainer, pl_module)
+
+    monitor.on_train_epoch_end = profiled
+    loader = DataLoader(TensorDataset(x[:512], y[:512]), batch_size=128)
+    torch.manual_seed(0)
+    trainer = _quiet_trainer(2, [monitor], root, device=device, limit_train_batches=2)
+    trainer.fit(_model("cifar10", **(model_kwargs or {})), loader)
+    if not captured:
+        return None
+    counts: dict[str, int] = {}
+    for event in captured[0].key_averages():
+        if any(event.key.startswith(name) for name in COPY_EVENTS + SYNC_EVENTS + TO_EVENTS):
+            counts[event.key] = counts.get(event.key, 0) + int(event.count)
+
+    def total(names: tuple[str, ...]) -> int:
+        return sum(c for key, c in counts.items() if any(key.startswith(name) for name in names))
+
+    copies = total(("Memcpy HtoD", "Memcpy DtoH"))
+    return {"counts": counts,
+            "totals": {"host_device_copies": copies if device == "cuda" else 0, "copy_calls": total(("cudaMemcpy",)),
+                       "synchronizations": total(SYNC_EVENTS), "aten_to": total(("aten::to",)),
+                       "item_calls": total(("aten::item",))}}
 
 
 def main() -> None:
@@ -191,7 +299,9 @@ def main() -> None:
         x, y = _dataset("mnist", args.data)
         results["overhead"] = {}
         for epochs in args.overhead_epochs:
-            o = results["overhead"][str(epochs)] = training_overhead(x, y, root, epochs)
+            o = training_overhead(x, y, root, epochs)
+            o.pop("timings")
+            results["overhead"][str(epochs)] = o
             print(f"MNIST FC, 60k images, batch 100, {epochs} epoch(s): fastest plain {o['plain']:.2f}s, monitored "
                   f"{o['monitored']:.2f}s (wall {100 * o['overhead_wall']:+.1f}%); inside the monitor's hooks "
                   f"{o['monitor_hook_seconds']:.2f}s = {100 * o['overhead_hooks']:.1f}% of the plain run",

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -26,22 +27,63 @@ DEFAULT_SIZES = ((10_000, 1_000, 1), (100_000, 10_000, 1), (100_000, 10_000, 10)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "spectrum.json"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a wall clock measures it."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_backend(x, v, K, backend, repeats):
-    """Best wall time over ``repeats`` runs (after one warm-up run) and the last result."""
-    result = nufft_spectrum(x, v, K, backend=backend)  # warm-up: imports, plans, caches
-    _sync(x.device)
-    best = float("inf")
+def timed(action, device, repeats: int, warmup: int = 1):
+    """Wall times of ``repeats`` calls of ``action()`` after ``warmup`` untimed ones, the device synchronized around
+    each: ``({"median_s", "runs_s", "warmup"}, the last call's result)``."""
+    for _ in range(warmup):
+        action()
+    runs, result = [], None
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
-        result = nufft_spectrum(x, v, K, backend=backend)
-        _sync(x.device)
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        result = action()
+        synchronize(device)
+        runs.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(runs), "runs_s": runs, "warmup": warmup}, result
+
+
+def time_backend(x, v, K, backend, repeats):
+    """Best wall time over ``repeats`` runs (after one warm-up run: imports, plans, caches) and the last result."""
+    timing, result = timed(lambda: nufft_spectrum(x, v, K, backend=backend), x.device, repeats)
+    return min(timing["runs_s"]), result
+
+
+def against_oracle(n: int, n_freqs: int, plans, repeats: int, seed: int = 0) -> dict:
+    """Each ``(backend, device)`` of ``plans`` on n random points and values against the float64 direct sum on the
+    CPU: median time of ``repeats`` calls and relative error; ``cufinufft_vs_direct`` when both ran. A backend that
+    raises is recorded with its error (``errors`` lists them) and the others still run."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=g, dtype=torch.float64)
+    v = torch.randn(n, generator=g, dtype=torch.float64)
+    start = time.perf_counter()
+    oracle = nufft_spectrum(x, v, n_freqs, backend="direct")
+    result: dict = {"n": n, "n_freqs": n_freqs, "channels": 1, "oracle_cpu_direct_s": time.perf_counter() - start,
+                    "backends": {}, "errors": []}
+    spectra = {}
+    for backend, where in plans:
+        xd, vd = x.to(where), v.to(where)
+        label = f"{backend} ({where})"
+        try:
+            timing, spectrum = timed(lambda b=backend, a=xd, c=vd: nufft_spectrum(a, c, n_freqs, backend=b), where,
+                                     repeats)
+            spectra[backend] = spectrum.cpu()
+            rel = float((spectra[backend] - oracle).norm() / oracle.norm())
+            result["backends"][label] = {**timing, "rel_error": rel}
+        except Exception as error:
+            result["backends"][label] = {"error": f"{type(error).__name__}: {error}"}
+            result["errors"].append(f"{label}: {type(error).__name__}: {error}")
+    if "cufinufft" in spectra and "direct" in spectra:
+        direct = spectra["direct"]
+        result["cufinufft_vs_direct"] = float((spectra["cufinufft"] - direct).norm() / direct.norm())
+        if result["cufinufft_vs_direct"] > 1e-6:
+            result["errors"].append(f"cufinufft differs from direct by {result['cufinufft_vs_direct']:.2e} > 1e-6")
+    return result
 
 
 def run(sizes, repeats, seed, device):

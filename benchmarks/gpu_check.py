@@ -10,19 +10,23 @@ Steps, in order, each named in the output and in ``OUT_DIR/gpu_check.json``:
 ``environment``
     Python, torch, CUDA device, library versions. Under ``--device cuda`` a missing CUDA device ends the check.
 ``cufinufft`` (``--device cuda`` only)
-    ``import cufinufft`` works (its error is printed when it does not).
+    Whether ``import cufinufft`` works. When it does not (e.g. the CUDA 12 wheels beside a CUDA 13 torch), the step
+    reports it as unavailable with the import error and passes: its tests and benchmark row are not run and are
+    named in the report, and every other number is still measured.
 ``tests``
     ``pytest tests/test_gpu.py -m gpu`` with ``FP_CHECK_DEVICE`` set to the device; a skipped test is a failure.
 ``bench:spectrum``, ``bench:filtering``, ``bench:monitor_split``, ``bench:epoch_overhead``, ``bench:profile``
-    The benchmarks (see the ``bench_*`` functions), each timed with the device synchronized around it, warm-up
-    runs excluded, median of the repeats.
+    The benchmarks: the ``bench_*`` functions below call those of ``bench_spectrum.py``, ``bench_filtering.py``
+    and ``bench_monitor.py`` at the sizes of ``SIZES``; each timed with the device synchronized around it,
+    warm-up runs excluded, median of the repeats.
 
 Every step runs even when an earlier one failed (except after a failed ``install`` or a missing CUDA device), and
 the check exits 1 naming every failed step. ``OUT_DIR`` receives ``gpu_check.json`` (every number),
 ``gpu_check.txt`` (the table printed at the end) and ``gpu_check.log`` (everything printed).
 
 Self-test: ``FP_CHECK_FAIL=<step>[,<step>...]`` makes the named steps fail on purpose (e.g. ``environment`` or
-``bench:spectrum``), to check that a failure is reported and ends in a non-zero exit.
+``bench:spectrum``), to check that a failure is reported and ends in a non-zero exit; ``FP_CHECK_FAIL=
+cufinufft-import`` makes ``import cufinufft`` fail in every step instead, to check that the check still passes.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import json
 import math
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,8 +57,6 @@ BUDGET_S = {"cuda": 480.0, "cpu": 600.0}
 REQUIREMENTS = {"finufft": "finufft", "jsonargparse": "jsonargparse", "docstring_parser": "docstring_parser",
                 "typeshed_client": "typeshed_client", "typing_extensions": "typing_extensions", "yaml": "PyYAML"}
 CUDA_REQUIREMENTS = {"cufinufft": "cufinufft"}
-#: the stages of one recording in ``FrequencyPrincipleMonitor.timings``
-STAGES = ("forward", "spectrum", "filtering", "logging")
 
 #: problem sizes per device: the brief's GPU sizes, and tiny ones that keep the CPU smoke run short
 SIZES: dict[str, dict[str, Any]] = {
@@ -268,25 +269,50 @@ def step_environment(device: str, log: Log, env: dict[str, str]) -> dict[str, An
     return info
 
 
+#: FP_CHECK_FAIL=cufinufft-import: every later step sees ``import cufinufft`` fail (the self-test of that path)
+HIDE_CUFINUFFT = "cufinufft-import"
+#: the gpu tests that need cufinufft; not run (and named in the report) when it is not importable
+CUFINUFFT_TESTS = ("tests/test_gpu.py::test_every_backend_on_the_device_matches_the_float64_sum_on_cpu[cufinufft]",
+                   "tests/test_gpu.py::test_auto_backend_is_the_fast_one_on_the_device")
+
+
+def hide_cufinufft(env: dict[str, str]) -> None:
+    """Make ``import cufinufft`` fail in every later step, as a CUDA 12 wheel fails beside a CUDA 13 torch."""
+    stub = Path(tempfile.mkdtemp(prefix="fp_check_stub_")) / "cufinufft"
+    stub.mkdir()
+    (stub / "__init__.py").write_text(f'raise ImportError("cufinufft hidden by {FAIL_ENV}={HIDE_CUFINUFFT} '
+                                      f'(self-test)")\n')
+    prepend_path(env, stub.parent)
+
+
 def step_cufinufft(log: Log, env: dict[str, str]) -> dict[str, Any]:
+    """Whether ``import cufinufft`` works; when it does not, the step passes and says why (the ``auto`` backend
+    then uses the exact direct sum on the GPU, and every other number is still measured)."""
     injected("cufinufft")
     status = import_status(["cufinufft"], log, env)["cufinufft"]
     if not status["ok"]:
-        raise StepFailedError(f"import cufinufft failed: {status['error']}")
-    return status
+        log.line(f"cufinufft unavailable: {status['error']}; its test and benchmark row are skipped")
+        return {"available": False, "reason": status["error"]}
+    return {"available": True, **status}
 
 
-def step_tests(device: str, log: Log, env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """``pytest tests/test_gpu.py -m gpu`` on ``device``; any failure, error or skip fails the step."""
+def step_tests(device: str, log: Log, env: dict[str, str], timeout: float,
+               no_cufinufft: str | None = None) -> dict[str, Any]:
+    """``pytest tests/test_gpu.py -m gpu`` on ``device``; any failure, error or skip fails the step.
+
+    ``no_cufinufft``: why cufinufft is not importable; its tests are then not run and are listed as such."""
     injected("tests")
+    deselect = [arg for test in CUFINUFFT_TESTS for arg in ("--deselect", test)] if no_cufinufft else []
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "junit.xml"
         rc, expired = stream([sys.executable, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-q", "-rfEs",
                               "-p", "no:cacheprovider", "-p", "no:xdist", "-W", "ignore::DeprecationWarning",
-                              f"--junitxml={report}"], log, timeout, env=dict(env, FP_CHECK_DEVICE=device))
+                              f"--junitxml={report}", *deselect], log, timeout, env=dict(env, FP_CHECK_DEVICE=device))
         cases = _junit_cases(report) if report.exists() else []
     counts = {outcome: sum(c["outcome"] == outcome for c in cases) for outcome in ("passed", "failed", "skipped")}
     result = {"exit_code": rc, **counts, "cases": cases}
+    if no_cufinufft:
+        result["not_run"] = {"tests": list(CUFINUFFT_TESTS), "reason": f"cufinufft unavailable: {no_cufinufft}"}
     if expired:
         raise StepFailedError(f"pytest ran past its {timeout:.0f} s share of the budget", result)
     if rc != 0 or counts["failed"] or counts["skipped"] or not counts["passed"]:
@@ -355,9 +381,17 @@ def run_check(out_dir: Path, device: str) -> int:
     go_on = go_on and step("environment", lambda: step_environment(device, log, env), fatal=True)
     if go_on:
         report["environment"] = steps["environment"]["details"]
+        no_cufinufft = None
         if device == "cuda":
+            if HIDE_CUFINUFFT in os.environ.get(FAIL_ENV, ""):
+                hide_cufinufft(env)
             step("cufinufft", lambda: step_cufinufft(log, env))
-        step("tests", lambda: step_tests(device, log, env, timeout=min(240.0, remaining() - 120.0)))
+            found = steps["cufinufft"]
+            if found["ok"] and not found["details"]["available"]:
+                no_cufinufft = found["details"]["reason"]
+                report["cufinufft_unavailable"] = no_cufinufft
+        step("tests", lambda: step_tests(device, log, env, timeout=min(240.0, remaining() - 120.0),
+                                         no_cufinufft=no_cufinufft))
         bench = step_benchmarks(device, log, env, timeout=remaining() - 5.0)
         report["benchmarks"] = bench
         for name, section in bench.items():
@@ -396,19 +430,28 @@ def summary_table(report: dict[str, Any]) -> str:
     """The printed table: every step's status, the headline numbers and the targets next to them."""
     rows: list[tuple[str, str, str]] = []
     for name, s in report["steps"].items():
-        rows.append((f"step {name}", "ok" if s["ok"] else "FAILED", f"{s['seconds']} s"))
+        status = "ok" if s["ok"] else "FAILED"
+        if name == "cufinufft" and s["ok"] and not s["details"].get("available", True):
+            status = "unavailable"
+        rows.append((f"step {name}", status, f"{s['seconds']} s"))
     env = report.get("environment", {})
     if env:
         rows.append(("device", env.get("gpu", "cpu"), f"torch {env.get('torch')}, {env.get('cpu_count')} cores"))
     bench = report.get("benchmarks", {})
     spectrum = bench.get("spectrum", {})
     for name, r in spectrum.get("backends", {}).items():
-        rows.append((f"nufft_spectrum {name} n={spectrum.get('n')} K={spectrum.get('n_freqs')}",
-                     _fmt(r.get("median_s")), f"rel. err vs CPU float64 sum {_fmt(r.get('rel_error'), '')}"))
+        label = f"nufft_spectrum {name} n={spectrum.get('n')} K={spectrum.get('n_freqs')}"
+        if "unavailable" in r:
+            rows.append((label, "unavailable", str(r["unavailable"])[:100]))
+            continue
+        rows.append((label, _fmt(r.get("median_s")), f"rel. err vs CPU float64 sum {_fmt(r.get('rel_error'), '')}"))
     if "cufinufft_vs_direct" in spectrum:
         verdict = "MET" if spectrum["cufinufft_vs_direct"] <= 1e-6 else "MISSED"
         rows.append(("cufinufft vs direct (CUDA), relative", _fmt(spectrum["cufinufft_vs_direct"], ""),
                      f"target {TARGETS['cufinufft_vs_direct']}: {verdict}"))
+    elif "cufinufft_unavailable" in spectrum:
+        rows.append(("cufinufft vs direct (CUDA), relative", "-",
+                     f"target {TARGETS['cufinufft_vs_direct']}: NOT MEASURED (cufinufft unavailable)"))
     for case in bench.get("filtering", {}).get("cases", []):
         rows.append((f"low_high_errors {case['name']} n={case['n']} x {case['n_deltas']} δ ({case['data']})",
                      f"{_fmt(case['device']['median_s'])} on {case['device_name']}",
@@ -451,99 +494,32 @@ def summary_table(report: dict[str, Any]) -> str:
 
 
 # ====================================================================== benchmarks (run in their own interpreter)
+# Each section calls the functions of the bench_*.py scripts (benchmarks/, this script's folder, is first on
+# sys.path) at the sizes of SIZES[device] and returns what the table and the JSON report.
 def _torch():
     import torch
 
     return torch
 
 
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        _torch().cuda.synchronize()
-
-
-def timed(action: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> tuple[dict[str, Any], Any]:
-    """Median wall time of ``repeats`` calls after ``warmup`` untimed ones, the device synchronized around each.
-
-    Returns the timings and the last call's result (so that no extra call is needed to check its values).
-    """
-    for _ in range(warmup):
-        action()
-    runs, result = [], None
-    for _ in range(repeats):
-        synchronize(device)
-        began = time.perf_counter()
-        result = action()
-        synchronize(device)
-        runs.append(time.perf_counter() - began)
-    return {"median_s": statistics.median(runs), "runs_s": runs, "warmup": warmup}, result
-
-
-def data_dir() -> Path | None:
-    """``$FP_DATA_DIR``, else ``../shared/data`` beside the checkout, else ``benchmarks/data``, when it exists."""
-    for candidate in (os.environ.get("FP_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "benchmarks" / "data"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
-
-
-def images(name: str, n: int, seed: int = 0):
-    """``n`` images in [0, 1] and labels: real CIFAR-10 / MNIST training images when enough exist, else random."""
-    torch = _torch()
-    root = data_dir()
-    if root is not None:
-        from fp_lightning.data import load_cifar10, load_mnist
-
-        try:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # CIFAR: the missing data_batch_2..5 are expected here
-                x, y = (load_cifar10 if name == "cifar10" else load_mnist)(root, split="train", download=False)
-            if len(x) >= n:
-                x = x[:n].float().div_(255)
-                return (x if x.ndim == 4 else x.unsqueeze(1)), y[:n].long(), f"real {name} ({root})"
-        except (FileNotFoundError, ValueError):
-            pass
-    g = torch.Generator().manual_seed(seed)
-    shape = (3, 32, 32) if name == "cifar10" else (1, 28, 28)
-    return torch.rand(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g), f"random {name}-shaped"
-
-
 def bench_spectrum(device: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``nufft_spectrum`` per backend at n points and K frequencies, against the float64 direct sum on the CPU."""
-    torch = _torch()
-    from fp_lightning.functional import nufft_spectrum
+    """``nufft_spectrum`` per backend at n points and K frequencies, against the float64 direct sum on the CPU.
 
-    n, k = cfg["spectrum_n"], cfg["spectrum_k"]
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(n, generator=g, dtype=torch.float64)
-    v = torch.randn(n, generator=g, dtype=torch.float64)
-    began = time.perf_counter()
-    oracle = nufft_spectrum(x, v, k, backend="direct")
-    result: dict[str, Any] = {"n": n, "n_freqs": k, "channels": 1, "oracle_cpu_direct_s": time.perf_counter() - began,
-                              "backends": {}}
+    Under ``--device cuda`` without an importable cufinufft, its row says why and the section still passes."""
+    from bench_spectrum import against_oracle
+
+    from fp_lightning.functional.spectrum import _cufinufft_import_error
+
     plans = [("cufinufft", "cuda"), ("direct", "cuda"), ("finufft", "cpu")] if device == "cuda" else \
         [("finufft", "cpu"), ("direct", "cpu")]
-    errors = []
-    spectra = {}
-    for backend, where in plans:
-        xd, vd = x.to(where), v.to(where)
-        label = f"{backend} ({where})"
-        try:
-            timing, spectrum = timed(lambda b=backend, a=xd, c=vd: nufft_spectrum(a, c, k, backend=b), where,
-                                     cfg["repeats"])
-            spectra[backend] = spectrum.cpu()
-            rel = float((spectra[backend] - oracle).norm() / oracle.norm())
-            result["backends"][label] = {**timing, "rel_error": rel}
-        except Exception as error:
-            result["backends"][label] = {"error": f"{type(error).__name__}: {error}"}
-            errors.append(f"{label}: {type(error).__name__}: {error}")
-    if "cufinufft" in spectra and "direct" in spectra:
-        direct = spectra["direct"]
-        result["cufinufft_vs_direct"] = float((spectra["cufinufft"] - direct).norm() / direct.norm())
-        if result["cufinufft_vs_direct"] > 1e-6:
-            errors.append(f"cufinufft differs from direct by {result['cufinufft_vs_direct']:.2e} > 1e-6")
+    unavailable = _cufinufft_import_error() if device == "cuda" else None
+    if unavailable:
+        plans = [plan for plan in plans if plan[0] != "cufinufft"]
+    result = against_oracle(cfg["spectrum_n"], cfg["spectrum_k"], plans, cfg["repeats"])
+    if unavailable:
+        result["backends"] = {"cufinufft (cuda)": {"unavailable": unavailable}, **result["backends"]}
+        result["cufinufft_unavailable"] = unavailable
+    errors = result.pop("errors")
     if errors:
         raise StepFailedError("; ".join(errors), result)
     return result
@@ -552,7 +528,10 @@ def bench_spectrum(device: str, cfg: dict[str, Any]) -> dict[str, Any]:
 def bench_filtering(device: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``low_high_errors`` at CIFAR and MNIST sizes on the device and with the CPU code, in the same run."""
     torch = _torch()
-    from fp_lightning.functional import default_deltas, low_high_errors
+    from bench_filtering import device_against_cpu
+    from bench_monitor import images
+
+    from fp_lightning.functional import default_deltas
 
     cases = []
     for name, n, n_deltas, repeats_cpu in (("cifar10", cfg["cifar_n"], cfg["cifar_deltas"], cfg["filter_repeats"]),
@@ -561,161 +540,63 @@ def bench_filtering(device: str, cfg: dict[str, Any]) -> dict[str, Any]:
         y = torch.nn.functional.one_hot(labels, 10).double()
         logits = torch.randn(n, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         h = torch.softmax(logits + 2 * y, dim=1)
-        deltas = default_deltas(x, n_deltas)
-        xd, yd, hd = x.to(device), y.to(device), h.to(device)
-        on_device, dev_values = timed(lambda a=xd, b=yd, c=hd, d=deltas: low_high_errors(a, b, c, d), device,
-                                      cfg["filter_repeats"])
-        # the CPU reference: one untimed warm-up at a small size, then the full size (once at n = 60k: ~seconds each)
-        low_high_errors(x[:200], y[:200], h[:200], deltas)
-        on_cpu, cpu_values = timed(lambda a=x, b=y, c=h, d=deltas: low_high_errors(a, b, c, d), "cpu", repeats_cpu,
-                                   warmup=0)
-        dev_values, cpu_values = torch.cat(dev_values).cpu(), torch.cat(cpu_values)
-        cases.append({"name": name, "n": n, "d": int(x[0].numel()), "n_deltas": n_deltas, "data": source,
-                      "device_name": device, "device": on_device, "cpu": on_cpu,
-                      "cpu_threads": torch.get_num_threads(), "speedup": on_cpu["median_s"] / on_device["median_s"],
-                      "max_rel_diff": float(((dev_values - cpu_values).abs() / cpu_values.abs()).max())})
+        case = device_against_cpu(x, y, h, default_deltas(x, n_deltas), device, cfg["filter_repeats"], repeats_cpu)
+        cases.append({"name": name, **case, "data": source})
     return {"cases": cases}
 
 
-def _trainer(device: str, root: Path, max_epochs: int, callbacks: list, **kwargs):
-    import lightning.pytorch as L
-
-    return L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=max_epochs,
-                     callbacks=callbacks, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                     enable_checkpointing=False, default_root_dir=root, **kwargs)
-
-
-def _cifar_cnn():
-    from fp_lightning.models import SmallCNN
-
-    return SmallCNN(input_shape=(3, 32, 32), num_outputs=10, loss="cross_entropy", lr=1e-3, init_seed=0)
+#: the CIFAR CNN of every monitor section (``fp_lightning.models.SmallCNN``, seeded)
+CNN = {"model_kwargs": {"init_seed": 0}}
 
 
 def bench_monitor_split(device: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
     """``monitor.timings`` per stage for the CIFAR CNN at each probe size: first recording and steady state."""
-    torch = _torch()
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from fp_lightning import FrequencyPrincipleMonitor
+    from bench_monitor import images, monitor_split
 
     cases = []
     for probe in cfg["probes"]:
         x, y, source = images("cifar10", probe)
-        monitor = FrequencyPrincipleMonitor(probe_inputs=x, probe_targets=y, log_images=False, history_file=None,
-                                            strict=True)
-        loader = DataLoader(TensorDataset(x[:1000], y[:1000]), batch_size=128)
-        torch.manual_seed(0)
-        _trainer(device, root, 2, [monitor], limit_train_batches=1).fit(_cifar_cnn(), loader)
-        if len(monitor.timings) != 3:
-            raise StepFailedError(f"probe {probe}: {len(monitor.timings)} recordings instead of 3")
-        first = {s: monitor.timings[0][s] for s in STAGES}
-        steady = {s: statistics.median(t[s] for t in monitor.timings[1:]) for s in STAGES}
-        cases.append({"probe": probe, "data": source, "first": first, "steady": steady,
-                      "analysis_s": steady["spectrum"] + steady["filtering"], "recordings": len(monitor.timings)})
-        del monitor, x, y
+        run = monitor_split("cifar10", x, y, probe, 3, root, device=device, batch_size=128, **CNN)
+        recordings = len(run.pop("monitor").timings)
+        if recordings != 3:
+            raise StepFailedError(f"probe {probe}: {recordings} recordings instead of 3")
+        cases.append({"probe": probe, "data": source, **run,
+                      "analysis_s": run["steady"]["spectrum"] + run["steady"]["filtering"], "recordings": recordings})
         if device == "cuda":
-            torch.cuda.empty_cache()
+            _torch().cuda.empty_cache()
     return {"cases": cases}
-
-
-def _hook_clock(monitor) -> dict[str, float]:
-    """Seconds spent inside each of the monitor's hooks (the same clock as ``bench_monitor.py``)."""
-    from bench_monitor import _timed_hooks  # benchmarks/ is this script's folder, first on sys.path
-
-    return _timed_hooks(monitor)
 
 
 def bench_epoch_overhead(device: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
     """One CIFAR CNN training epoch with and without the monitor at its defaults, seeded, interleaved twice."""
-    torch = _torch()
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from fp_lightning import FrequencyPrincipleMonitor
+    from bench_monitor import STAGES, images, one_fit, training_overhead
 
     n, batch = cfg["epoch_images"], 128
     x, y, source = images("cifar10", n)
-    dataset = TensorDataset(x, y)
-
-    def one_run(monitored: bool, **kwargs) -> tuple[float, float, list[dict[str, float]]]:
-        torch.manual_seed(0)
-        loader = DataLoader(dataset, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
-        monitor = FrequencyPrincipleMonitor() if monitored else None
-        spent = _hook_clock(monitor) if monitor is not None else {}
-        trainer = _trainer(device, root, 1, [monitor] if monitor is not None else [], **kwargs)
-        synchronize(device)
-        began = time.perf_counter()
-        trainer.fit(_cifar_cnn(), loader)
-        synchronize(device)
-        return time.perf_counter() - began, sum(spent.values()), monitor.timings if monitor is not None else []
-
-    one_run(False, limit_train_batches=10)  # warm-up: CUDA context, cuDNN autotuning, first Lightning set-up
-    plain, monitored, hooks, timings = [], [], [], []
-    for _ in range(2):
-        plain.append(one_run(False)[0])
-        wall, inside, recorded = one_run(True)
-        monitored.append(wall)
-        hooks.append(inside)
-        timings = recorded
+    fit = {"device": device, "model": "cifar10", "batch_size": batch, "seeded_loader": True, **CNN}
+    one_fit(x, y, root, 1, limit_train_batches=10, **fit)  # warm-up: CUDA context, cuDNN, first Lightning set-up
+    run = training_overhead(x, y, root, 1, repeats=2, monitor_kwargs={}, **fit)
+    timings = run["timings"]
     if len(timings) != 2:
         raise StepFailedError(f"the monitored run made {len(timings)} recordings instead of 2")
     recording = sum(timings[-1][stage] for stage in STAGES)  # the recording after the epoch
-    best_plain = min(plain)
+    plain, monitored, hooks = run["runs"]["plain"], run["runs"]["monitored"], run["hook_runs"]
     return {"images": n, "batch_size": batch, "data": source, "plain_runs_s": plain, "monitored_runs_s": monitored,
-            "hook_runs_s": hooks, "plain_s": best_plain, "monitored_s": min(monitored),
-            "wall_overhead": min(monitored) / best_plain - 1, "hook_seconds": min(hooks),
-            "hook_fraction": min(hooks) / best_plain, "recording_s": recording,
-            "recording_fraction": recording / best_plain, "timings": timings}
-
-
-#: profiler event names counted as host-device copies, synchronizations and dtype/device conversions
-COPY_EVENTS = ("Memcpy HtoD", "Memcpy DtoH", "cudaMemcpy", "cudaMemcpyAsync")
-SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
-TO_EVENTS = ("aten::to", "aten::_to_copy", "aten::copy_", "aten::item", "aten::_local_scalar_dense")
+            "hook_runs_s": hooks, "plain_s": run["plain"], "monitored_s": run["monitored"],
+            "wall_overhead": run["overhead_wall"], "hook_seconds": run["monitor_hook_seconds"],
+            "hook_fraction": run["overhead_hooks"], "recording_s": recording,
+            "recording_fraction": recording / run["plain"], "timings": timings}
 
 
 def bench_profile(device: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
     """torch.profiler over the second recording (steady state) of a CIFAR CNN run: count copies and syncs."""
-    torch = _torch()
-    from torch.profiler import ProfilerActivity, profile
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from fp_lightning import FrequencyPrincipleMonitor
+    from bench_monitor import images, profile_recording
 
     x, y, source = images("cifar10", cfg["profile_probe"])
-    monitor = FrequencyPrincipleMonitor(probe_inputs=x, probe_targets=y, log_images=False, history_file=None,
-                                        strict=True)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    hook = monitor.on_train_epoch_end
-    captured: list[Any] = []
-
-    def profiled(trainer, pl_module):
-        if trainer.current_epoch == 1:  # the second epoch's recording: every cache is warm
-            with profile(activities=activities) as prof:
-                hook(trainer, pl_module)
-                synchronize(device)
-            captured.append(prof)
-        else:
-            hook(trainer, pl_module)
-
-    monitor.on_train_epoch_end = profiled
-    loader = DataLoader(TensorDataset(x[:512], y[:512]), batch_size=128)
-    torch.manual_seed(0)
-    _trainer(device, root, 2, [monitor], limit_train_batches=2).fit(_cifar_cnn(), loader)
-    if not captured:
+    counted = profile_recording(x, y, root, device, **CNN)
+    if counted is None:
         raise StepFailedError("the profiled recording did not run")
-    counts: dict[str, int] = {}
-    for event in captured[0].key_averages():
-        if any(event.key.startswith(name) for name in COPY_EVENTS + SYNC_EVENTS + TO_EVENTS):
-            counts[event.key] = counts.get(event.key, 0) + int(event.count)
-
-    def total(names: tuple[str, ...]) -> int:
-        return sum(c for key, c in counts.items() if any(key.startswith(name) for name in names))
-
-    device_copies = total(("Memcpy HtoD", "Memcpy DtoH"))
-    return {"probe": cfg["profile_probe"], "data": source, "counts": counts,
-            "totals": {"host_device_copies": device_copies if device == "cuda" else 0,
-                       "copy_calls": total(("cudaMemcpy",)), "synchronizations": total(SYNC_EVENTS),
-                       "aten_to": total(("aten::to",)), "item_calls": total(("aten::item",))}}
+    return {"probe": cfg["profile_probe"], "data": source, **counted}
 
 
 SECTIONS = ("spectrum", "filtering", "monitor_split", "epoch_overhead", "profile")
