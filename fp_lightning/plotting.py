@@ -36,8 +36,8 @@ _PANEL_SIZE = (3.6, 2.6)
 _PANEL_DPI = 100
 #: Legend text of each curve of :func:`plot_change_ratios`, by history field (theory paper Eq. (38), (39), (40)).
 CHANGE_RATIO_LABELS = {
-    "loss_change_ratio": r"$|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$, last step (38)",
-    "window_change_ratio": "same, window average (39)",
+    "loss_change_ratio": r"$|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$ (38)",
+    "window_change_ratio": "same, window (39)",
     "output_change_ratio": r"$\|\Delta h\|_{k>\eta}\,/\,\|\Delta h\|$ (40)",
 }
 #: The x axis of every plot against the history's ``epoch`` (completed epochs; 0 = before training).
@@ -57,7 +57,7 @@ _ROW_PER_FONT = 1.12
 _MIN_K_FONT = 7.5
 # Height of a legend row, in font sizes (mathtext with super- and subscripts is taller than plain text), and the
 # legend's padding in points.
-_LEGEND_ROW_PER_FONT, _LEGEND_PAD_PT = 1.45, 6.0
+_LEGEND_ROW_PER_FONT, _LEGEND_PAD_PT = 1.5, 4.0
 # A log-scale spectrum is clipped at this fraction of max |F[y]| (the paper's Fig. 3a uses 1e-4 the same way).
 _LOG_FLOOR = 1e-4
 # Tick labels are at least this many characters apart (a gap of two characters between neighbours).
@@ -305,22 +305,27 @@ def plot_change_ratios(
 
     Log scale, its range fitted to the finite values of the curves drawn (NaN and ±inf are ignored), with room above
     the largest and below the smallest and 1 always inside: a loss ratio may exceed 1 where the parts above and below
-    η change in opposite directions. Values under 1e-4 sit on that floor. A figure drawn here (no ``ax``) also keeps
-    a band under the curves for the legend, down to the floor. A curve that is all NaN (the first
+    η change in opposite directions. Values under 1e-4 sit on that floor. A figure drawn here (no ``ax``) has its
+    legend in two columns under the axes, where it hides no curve. A curve that is all NaN (the first
     recording has no earlier one) is left out, and an empty plot says so.
 
     Example:
         >>> ratios = {"loss_change_ratio": [0.9, 4.6, 0.01], "output_change_ratio": [0.8, 0.1, float("nan")]}
         >>> fig, ax = plot_change_ratios(ratios, cutoff=1)
         >>> print(*(t.get_text() for t in ax.get_legend().get_texts()), sep="\n")
-        $|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$, last step (38)
+        $|\Delta L^{+}_{\eta}|\,/\,|\Delta L|$ (38)
         $\|\Delta h\|_{k>\eta}\,/\,\|\Delta h\|$ (40)
         loss split at $\eta$ = 1
         >>> bool(ax.get_ylim()[1] > 4.6)
         True
     """
     panel = ax is None
-    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48, 0.28))
+    legend_in = 0.0
+    if panel:  # room under the axes for the legend in two columns, where it hides no curve
+        rows = math.ceil((len(ratios) + (cutoff is not None)) / 2)
+        legend_in = (rows * _LEGEND_ROW_PER_FONT * FontProperties(size="small").get_size_in_points()
+                     + _LEGEND_PAD_PT) / 72
+    fig, ax = _new_axes(ax, margins=(0.62, 0.1, 0.48 + legend_in, 0.28))
     drawn: list[np.ndarray] = []
     for (key, values), (colour, line, marker) in zip(ratios.items(), _CHANGE_RATIO_STYLES * 2):
         curve = np.asarray(values, dtype=float)
@@ -334,17 +339,16 @@ def plot_change_ratios(
     if cutoff is not None:
         ax.axvline(int(cutoff), color="gray", linestyle=":", linewidth=1.3, label=rf"loss split at $\eta$ = {cutoff}")
     ax.set_yscale("log")
-    legend_share = 0.0
-    if panel and drawn:  # the share of the axes' height the legend takes, kept free of curves below them
-        rows = len(drawn) + (cutoff is not None)
-        legend_pt = rows * _LEGEND_ROW_PER_FONT * FontProperties(size="small").get_size_in_points() + _LEGEND_PAD_PT
-        legend_share = min(legend_pt / (ax.get_position().height * fig.get_figheight() * 72), 0.6)
-    ax.set_ylim(*_ratio_limits(drawn, legend_share))
+    ax.set_ylim(*_ratio_limits(drawn))
     ax.set_xlabel(r"cutoff $\eta$")
     if not panel:
         ax.set_ylabel(r"ratio (high part, $k > \eta$)")
     ax.set_title(title, fontsize="medium")
-    if drawn:
+    if drawn and panel:
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure, ncols=2,
+                  fontsize="small", handlelength=1.6, borderpad=0.2, labelspacing=0.25, columnspacing=1.0,
+                  frameon=False)
+    elif drawn:
         ax.legend(loc="best", fontsize="small", handlelength=1.8, borderpad=0.3, labelspacing=0.2, framealpha=0.8)
     else:
         ax.text(0.5, 0.5, "needs two recordings", transform=ax.transAxes, ha="center", va="center",
@@ -352,12 +356,7 @@ def plot_change_ratios(
     return fig, ax
 
 
-def _ratio_limits(curves: Sequence[np.ndarray], legend_share: float = 0.0) -> tuple[float, float]:
-    """Log-scale y limits around the finite, floored values of ``curves``, 1 always inside.
-
-    ``legend_share``: the fraction of the axes' height under the curves kept free for a legend (not below the floor).
-    """
+def _ratio_limits(curves: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Log-scale y limits around the finite, floored values of ``curves``, 1 always inside."""
     values = np.concatenate([*curves, [1.0]])
-    top, bottom = float(values.max()) * _RATIO_HEADROOM, float(values.min()) / _RATIO_HEADROOM
-    decades = math.log10(top / bottom) / (1.0 - legend_share)
-    return max(top / 10.0**decades, _RATIO_FLOOR * 0.8), top
+    return max(float(values.min()) / _RATIO_HEADROOM, _RATIO_FLOOR * 0.8), float(values.max()) * _RATIO_HEADROOM

@@ -8,9 +8,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
-from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.callbacks.panels import custom_scalars_layout, draw_panels, exact_tag_pattern
 from fp_lightning.plotting import MAX_K_LABELS, plot_change_ratios
+from fp_lightning.record import FrequencyHistory
 from fp_lightning.report import report_figure
 
 CUTOFF = 5
@@ -64,7 +64,8 @@ def test_change_ratio_legend_leaves_the_curves_visible():
     canvas.draw()
     legend = ax.get_legend().get_window_extent(canvas.get_renderer())
     points = np.concatenate([ax.transData.transform(np.c_[eta, values]) for values in curves.values()])
-    assert legend.y1 < points[:, 1].min()  # a band under the curves holds the legend
+    assert legend.y1 < points[:, 1].min()  # under the curves: it hides none of them
+    assert figure.bbox.x0 <= legend.x0 and legend.x1 <= figure.bbox.x1 and figure.bbox.y0 <= legend.y0
     assert figure.get_size_inches().tolist() == [3.6, 2.6]  # the size of every panel: TensorBoard fits it to a card
 
 
