@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.abc
 import logging
+import re
 import sys
 
 import pytest
@@ -82,3 +83,30 @@ def test_the_import_error_is_read_once(no_cufinufft, monkeypatch):
     assert spectrum_module._cufinufft_import_error().startswith("ModuleNotFoundError")
     monkeypatch.delitem(sys.modules, "cufinufft")  # a later change does not matter: the first answer is cached
     assert spectrum_module._cufinufft_import_error().startswith("ModuleNotFoundError")
+
+
+def test_the_gpu_check_reports_an_unimportable_cufinufft_and_passes_the_step(tmp_path, monkeypatch):
+    """``benchmarks/gpu_check.py``: the ``cufinufft`` step says why cufinufft is unavailable instead of failing,
+    and the table marks its row unavailable and its target not measured (the same path as
+    ``FP_CHECK_FAIL=cufinufft-import``)."""
+    import os
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.delenv("FP_CHECK_FAIL", raising=False)
+    import gpu_check
+
+    env = dict(os.environ)
+    gpu_check.hide_cufinufft(env)
+    details = gpu_check.step_cufinufft(gpu_check.Log(tmp_path / "gpu_check.log"), env)
+    reason = "ImportError: cufinufft hidden by FP_CHECK_FAIL=cufinufft-import (self-test)"
+    assert details == {"available": False, "reason": reason}
+    assert "cufinufft unavailable: " + reason in (tmp_path / "gpu_check.log").read_text()
+    report = {"device": "cuda", "seconds": 1.0,
+              "steps": {"cufinufft": {"ok": True, "seconds": 0.5, "error": None, "details": details}},
+              "benchmarks": {"spectrum": {"ok": True, "n": 100, "n_freqs": 10, "cufinufft_unavailable": reason,
+                                          "backends": {"cufinufft (cuda)": {"unavailable": reason}}}}}
+    table = gpu_check.summary_table(report)
+    assert re.search(r"step cufinufft +\| unavailable", table)
+    assert "cufinufft equals direct to 1e-6 (relative): NOT MEASURED (cufinufft unavailable)" in table
+    assert "FAILED" not in table
