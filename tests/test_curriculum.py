@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fp_lightning import FrequencyCurriculum, FrequencyPrincipleMonitor, FrequencyWeightedLoss
 from fp_lightning.callbacks import PeakCurriculum
 from fp_lightning.functional import high_pass_weights, low_pass_weights
+from tests.conftest import tiny_trainer
 
 # ------------------------------------------------------------------------------------------ the rule alone
 
@@ -137,9 +138,7 @@ def _fit(model, curriculum, epochs, tmp_path, ckpt_path=None, package=L, curricu
     monitor = FrequencyPrincipleMonitor(probe_size=probe_size, n_freqs=16, frequencies=[1, 5], deltas=[0.05],
                                         log_images=False, history_file=None, strict=True)
     callbacks = [curriculum, monitor] if curriculum_first else [monitor, curriculum]
-    trainer = package.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False,
-                              enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                              default_root_dir=tmp_path)
+    trainer = tiny_trainer(package, max_epochs=epochs, callbacks=callbacks, default_root_dir=tmp_path)
     trainer.fit(model, DataLoader(_task(), batch_size=N, shuffle=False), ckpt_path=ckpt_path)
     return trainer, monitor
 
@@ -199,13 +198,12 @@ def test_resume_continues_the_stage(tmp_path):
     np.testing.assert_array_equal(weights.numpy(), low_pass_weights(N, 5).numpy())
 
 
-def test_callback_errors_name_the_fix(tmp_path):
+def test_callback_errors_name_the_fix(make_trainer, tmp_path):
     with pytest.raises(ValueError, match="`direction`"):
         FrequencyCurriculum(direction="sideways")
     with pytest.raises(ValueError, match="`loss`"):
         FrequencyCurriculum(loss=nn.MSELoss())
-    trainer = L.Trainer(max_epochs=1, callbacks=[FrequencyCurriculum()], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = make_trainer(max_epochs=1, callbacks=[FrequencyCurriculum()], enable_checkpointing=True)
     with pytest.raises(RuntimeError, match="FrequencyPrincipleMonitor"):
         trainer.fit(SineFitter(), DataLoader(_task(), batch_size=N))
     with pytest.raises(ValueError, match="`peaks`"):

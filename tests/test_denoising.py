@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from fp_lightning import DenoisedLoss
 from fp_lightning.functional import denoised_loss, leave_one_out_lowpass, scale_free_delta
 from fp_lightning.functional.denoising import DEFAULT_DELTA_FRACTION
+from tests.conftest import tiny_trainer
 
 
 def _dense_leave_one_out(x: np.ndarray, y: np.ndarray, delta: float) -> np.ndarray:
@@ -259,8 +260,8 @@ def test_lightning_checkpoint_and_early_stopping_watch_the_score(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="fp/denoised_loss", mode="min")
     stopper = EarlyStopping(monitor="fp/denoised_loss", mode="min", patience=3)
     torch.manual_seed(0)
-    trainer = pl.Trainer(max_epochs=30, callbacks=[DenoisedScore(), checkpoint, stopper], logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = tiny_trainer(pl, max_epochs=30, callbacks=[DenoisedScore(), checkpoint, stopper],
+                           enable_checkpointing=True)
     trainer.fit(Classifier(), torch.utils.data.DataLoader(data, batch_size=20, shuffle=True))
     best = int(np.argmin(scores))
     assert checkpoint.best_model_score.item() == pytest.approx(min(scores), rel=1e-6)

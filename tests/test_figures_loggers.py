@@ -16,15 +16,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
-from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.callbacks.panels import (
     PANEL_FOLDER,
     custom_scalars_layout,
-    delta_key,
-    delta_keys,
     draw_panels,
     panel_file_stem,
 )
+from fp_lightning.record import FrequencyHistory, delta_key, delta_keys
+from tests.conftest import EVERY_STEP
 
 EPOCHS = 2
 DELTAS = [0.1, 0.12]  # "0.1" unescaped and unanchored would also match "0.12"
@@ -66,8 +65,7 @@ def fit(tmp_path, logger, root="lightning.pytorch", **monitor_kw):
     monitor_kw = {"probe_size": 100, "n_freqs": 16, "deltas": DELTAS, **monitor_kw}
     monitor = FrequencyPrincipleMonitor(**monitor_kw)
     trainer = L.Trainer(max_epochs=EPOCHS, callbacks=[monitor], logger=logger, default_root_dir=tmp_path,
-                        accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, log_every_n_steps=1)
+                        **{**EVERY_STEP, "enable_checkpointing": False})
     loader = DataLoader(sine_data(), batch_size=50, shuffle=True, generator=torch.Generator().manual_seed(0))
     trainer.fit(sine_regressor(root), loader)
     return trainer, monitor
@@ -245,6 +243,7 @@ def test_panel_titles_give_the_completed_epochs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ W&B, MLflow
+@pytest.mark.integration
 def test_wandb_offline_gets_every_figure(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     from lightning.pytorch.loggers import WandbLogger
@@ -267,6 +266,7 @@ def test_wandb_offline_gets_every_figure(tmp_path, monkeypatch):
         assert_is_panel(png_pixels(media / mine[0]))
 
 
+@pytest.mark.integration
 def test_mlflow_gets_a_png_artifact_per_tag_and_step(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from lightning.pytorch.loggers import MLFlowLogger

@@ -163,12 +163,14 @@ def test_batched_updates_equal_one_update(tester, case):
     tester.run_batched_test(case)
 
 
+@pytest.mark.ddp
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_ddp_two_processes_match_numpy(tester, case, ddp_pool):
     """Strided shards padded like a DistributedSampler, with index (what the monitor does)."""
     tester.run_ddp_test(case, ddp_pool, "strided_padded_index")
 
 
+@pytest.mark.ddp
 def test_ddp_without_index_matches_numpy(tester, ddp_pool):
     """Contiguous uneven shards, no index: what a user's own DDP loop without positions gives."""
     tester.run_ddp_test(CASES[1], ddp_pool, "contiguous_uneven")

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch import LightningModule, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import low_high_errors, principal_projection
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
+from tests.conftest import tiny_trainer
 
 
 def _data(seed: int, scale: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,9 +187,8 @@ def _train(root: Path, epochs: int, monitor: FrequencyPrincipleMonitor, ckpt_pat
            checkpoint: ModelCheckpoint | None = None) -> None:
     seed_everything(0, verbose=False)
     callbacks = [monitor] + ([checkpoint] if checkpoint is not None else [])
-    trainer = Trainer(max_epochs=epochs, callbacks=callbacks, logger=False, default_root_dir=root, accelerator="cpu",
-                      enable_progress_bar=False, enable_model_summary=False,
-                      enable_checkpointing=checkpoint is not None)
+    trainer = tiny_trainer(max_epochs=epochs, callbacks=callbacks, default_root_dir=root,
+                           enable_checkpointing=checkpoint is not None)
     trainer.fit(_Regressor(), _loader(), ckpt_path=ckpt_path)
 
 

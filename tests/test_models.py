@@ -11,6 +11,7 @@ from torch import nn
 from fp_lightning.data import CIFAR10DataModule, MNISTDataModule, SineSeries1DDataModule, Staircase1DDataModule
 from fp_lightning.models import FullyConnectedNet, SmallCNN, TanhMLP1D
 from tests._paths import SHARED_DATA, needs_shared
+from tests.conftest import tiny_trainer
 
 needs_mnist = needs_shared("MNIST/raw")  # the training split: not embedded
 needs_cifar = needs_shared("cifar-10-batches-py")
@@ -21,16 +22,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def trainer(**kwargs: object) -> pl.Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "max_epochs": 2,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "enable_checkpointing": False,
-        "logger": False,
-    }
-    return pl.Trainer(**{**defaults, **kwargs})
+    return tiny_trainer(pl, **{"devices": 1, "max_epochs": 2, **kwargs})
 
 
 # ---------------------------------------------------------------------------------------------------- structure

@@ -13,8 +13,9 @@ from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.callbacks import load_history
 from fp_lightning.functional import low_high_errors, nufft_spectrum, principal_projection, relative_spectral_error
 from tests._lightning import DictDataset, loader, make_module, regression_data
+from tests.conftest import EVERY_STEP
 
-TRAINER_KW = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+TRAINER_KW = EVERY_STEP
 
 
 def _fit(tmp_path, epochs=3, monitor=None, module=None, data=None, logger=True, **kw):

@@ -6,12 +6,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests._lightning import make_module, regression_data
 from tests.ddp_fit import MONITOR_KW
 
+pytestmark = [pytest.mark.ddp, pytest.mark.slow]  # two CPU processes launched per test
 REPO = Path(__file__).resolve().parents[1]
 
 

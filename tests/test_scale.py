@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from torch.utils.data import DataLoader, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
@@ -231,7 +231,7 @@ class TinyImageClassifier(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
-def test_monitor_filters_reduced_inputs_in_a_trainer(tmp_path):
+def test_monitor_filters_reduced_inputs_in_a_trainer(make_trainer):
     torch.manual_seed(0)
     images = _image_like(96, (1, 8, 8), seed=6)
     labels = (images.float().mean(dim=(1, 2, 3)) > 128).long() + (images[:, 0, 0, 0] > 200).long()
@@ -239,8 +239,7 @@ def test_monitor_filters_reduced_inputs_in_a_trainer(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_inputs=probe_x, probe_targets=probe_y, n_freqs=16, n_deltas=2,
                                         input_components=6, log_images=False, history_file=None)
     model = TinyImageClassifier()
-    trainer = Trainer(max_epochs=2, callbacks=[monitor], logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = make_trainer(max_epochs=2, callbacks=[monitor])
     trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=32, shuffle=True))
     reduction = monitor.filtering.input_reduction
     assert reduction is not None and reduction.n_components == 6

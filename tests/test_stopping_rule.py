@@ -16,9 +16,8 @@ from fp_lightning.callbacks import (
     history_checks,
     load_history,
 )
+from tests.conftest import SILENT
 
-TRAINER_KW = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, logger=False,
-                  enable_checkpointing=False)
 DELTAS = (0.1, 1.0, 10.0)
 FREQS = (3, 7)
 
@@ -103,9 +102,9 @@ def test_replay_takes_the_callbacks_decisions_in_a_trainer(tmp_path, name):
     seed_everything(0, verbose=False)
     stopper = FrequencyEarlyStopping(**RULES[name])
     monitor = ScriptedRecordingMonitor(staircase, output_dir=tmp_path)
-    trainer = Trainer(max_epochs=14, callbacks=[monitor, stopper], **TRAINER_KW)
+    trainer = Trainer(max_epochs=14, callbacks=[monitor, stopper], **SILENT)
     trainer.fit(SmallRegressor(), wave_loader())
-    assert (stopper.criterion, stopper.stopped_after) == STOPS[name]
+    assert (stopper.rule.criterion, stopper.rule.stopped_after) == STOPS[name]
 
     for source in (monitor.history, tmp_path / "fp_history.npz"):
         rule = FrequencyStoppingRule(**RULES[name])
@@ -140,15 +139,15 @@ def test_replay_of_a_real_run_from_its_npz(tmp_path):
                   share_threshold=0.5, delta="largest")
     stopper = FrequencyEarlyStopping(**kwargs, dry_run=True)
     monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, log_images=False, output_dir=tmp_path)
-    trainer = Trainer(max_epochs=8, callbacks=[monitor, stopper], **TRAINER_KW)
+    trainer = Trainer(max_epochs=8, callbacks=[monitor, stopper], **SILENT)
     trainer.fit(SmallRegressor(lr=3e-2), wave_loader())
-    assert stopper.criterion is not None and monitor.history.records["epoch"][-1] == 8  # fired, trained on
+    assert stopper.rule.criterion is not None and monitor.history.records["epoch"][-1] == 8  # fired, trained on
 
     history = load_history(tmp_path / "fp_history.npz")
     rule = FrequencyStoppingRule(**kwargs)
     decisions = rule.replay(history)
     assert rule.state_dict() == stopper.rule.state_dict()
-    assert decisions[-1].should_stop and decisions[-1].criterion == stopper.criterion
+    assert decisions[-1].should_stop and decisions[-1].criterion == stopper.rule.criterion
     assert decisions[-1].message in stopper.stopping_reason_message
     # ε of each check is the largest δ's e_low of that recording, as float32
     e_low = np.asarray(history["e_low"])[1: len(decisions) + 1, -1]

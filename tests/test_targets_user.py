@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import low_high_errors, nufft_spectrum, principal_projection, relative_spectral_error
+from tests.conftest import EVERY_STEP
 
 N_FREQS = 16
-TRAINER_KW = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+TRAINER_KW = EVERY_STEP
 
 
 def _softmax(a: np.ndarray, axis: int) -> np.ndarray:

@@ -11,14 +11,15 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
-from fp_lightning.callbacks.history import FrequencyHistory, load_history
 from fp_lightning.functional import (
     intermediate_stage_ratio,
     loss_change_ratio,
     loss_density,
     output_change_ratio,
 )
+from fp_lightning.record import FrequencyHistory, load_history
 from fp_lightning.report import training_stages, write_report
+from tests.conftest import tiny_trainer
 
 
 # ------------------------------------------------------------------------------------------- numpy oracles (loops)
@@ -169,8 +170,7 @@ def test_monitor_logs_the_ratios_that_numpy_computes_from_the_outputs(tmp_path) 
                                         every_n_epochs=1, share_window=3, log_images=True)
     outputs: list[np.ndarray] = []  # the model's outputs on the sorted grid at each recording
     monitor.listeners.append(lambda trainer, module: outputs.append(module(data.tensors[0]).detach().numpy()))
-    trainer = L.Trainer(max_epochs=4, logger=L.loggers.TensorBoardLogger(tmp_path), enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor])
+    trainer = tiny_trainer(max_epochs=4, logger=L.loggers.TensorBoardLogger(tmp_path), callbacks=[monitor])
     trainer.fit(model, DataLoader(data, batch_size=16, shuffle=True))
 
     history = load_history(next(tmp_path.rglob("fp_history.npz")))
@@ -204,8 +204,8 @@ def test_a_resume_keeps_the_output_change_ratio_going(tmp_path) -> None:
     def run(max_epochs: int, ckpt_path=None) -> FrequencyPrincipleMonitor:
         monitor = FrequencyPrincipleMonitor(probe_size=len(data), n_freqs=16, frequencies=[1, 4], every_n_epochs=1,
                                             log_images=False)
-        trainer = L.Trainer(max_epochs=max_epochs, default_root_dir=tmp_path, logger=False,
-                            enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor])
+        trainer = tiny_trainer(max_epochs=max_epochs, default_root_dir=tmp_path, enable_checkpointing=True,
+                               callbacks=[monitor])
         trainer.fit(WaveRegressor(), loader, ckpt_path=ckpt_path)
         return monitor
 
@@ -247,8 +247,7 @@ def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> 
     last_outputs: list[torch.Tensor] = []
     monitor.listeners.append(lambda trainer, module: last_outputs.append(module(x).detach()))
     stopper = L.callbacks.EarlyStopping(monitor="fp/denoised_loss", mode="min", patience=50)
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[monitor, stopper], default_root_dir=tmp_path)
+    trainer = tiny_trainer(max_epochs=3, callbacks=[monitor, stopper], default_root_dir=tmp_path)
     trainer.fit(BlobClassifier(), DataLoader(data, batch_size=30, shuffle=True))
 
     reference = DenoisedLoss()
@@ -296,8 +295,7 @@ def test_a_checkpoint_without_the_denoised_score_restores_every_fit(tmp_path) ->
     data = TensorDataset(torch.randn(60, 2, generator=g) + labels[:, None].float(), labels)
     first = FrequencyPrincipleMonitor(probe_size=60, n_freqs=8, every_n_epochs=1, log_images=False,
                                       denoised_loss=False)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[first], default_root_dir=tmp_path)
+    trainer = tiny_trainer(max_epochs=1, callbacks=[first], default_root_dir=tmp_path)
     trainer.fit(BlobClassifier(), DataLoader(data, batch_size=20))
     resumed = FrequencyPrincipleMonitor(probe_size=60, n_freqs=8, denoised_loss=False)
     resumed.load_state_dict(first.state_dict())

@@ -188,9 +188,7 @@ def test_bad_input_names_the_argument(call, error, match):
 
 
 # ------------------------------------------------------------------------------------------ the 1-D model's option
-def test_tanh_mlp_trains_with_the_weighted_loss(tmp_path):
-    import lightning.pytorch as L
-
+def test_tanh_mlp_trains_with_the_weighted_loss(make_trainer):
     from fp_lightning.data import Staircase1DDataModule
     from fp_lightning.models import TanhMLP1D
 
@@ -200,8 +198,7 @@ def test_tanh_mlp_trains_with_the_weighted_loss(tmp_path):
     with torch.no_grad():
         h = model(dm.x_train)
     expected = frequency_weighted_loss(h, dm.y_train, low_pass_weights(33, 2))
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer = make_trainer(max_epochs=1)
     trainer.fit(model, dm)
     # the one full-batch step logged the loss of the initial parameters: L_wf with the mask, and the plain MSE
     assert abs(float(trainer.callback_metrics["train_loss"]) - float(expected)) < 1e-6

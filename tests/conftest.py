@@ -1,0 +1,60 @@
+"""What the tests share: the settings of their tiny quiet Trainers, and the small regression task as fixtures.
+
+Module-level helpers of a test file import the plain names (``from tests.conftest import SILENT, tiny_trainer``);
+tests ask for the fixtures (``make_trainer``, ``regression_set``, ``regression_loader``). The tiny modules and data
+themselves live in ``tests/_lightning.py``, which the processes that DDP starts import by name.
+
+Tiers (markers declared in ``pyproject.toml``): ``slow`` long end-to-end runs, ``ddp`` several processes,
+``integration`` model classes of other libraries, ``gpu`` a CUDA device. The fast tier is
+``python -m pytest -m "not slow and not ddp" -n 2 -q``; the full suite (CI) runs everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests._lightning import loader, regression_data
+
+#: what every test Trainer turns off (the progress bar, the model summary), on the CPU
+QUIET: dict[str, Any] = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
+#: QUIET, and writes nothing: no logger, no checkpoint
+SILENT: dict[str, Any] = dict(QUIET, logger=False, enable_checkpointing=False)
+#: QUIET, with the module's scalars logged at every step (the loggers see every batch)
+EVERY_STEP: dict[str, Any] = dict(QUIET, log_every_n_steps=1)
+
+
+def tiny_trainer(root: str | ModuleType = "lightning.pytorch", **kwargs: Any):
+    """A ``Trainer`` of ``root`` (``lightning.pytorch`` or ``pytorch_lightning``, a name or the module) with the
+    ``SILENT`` settings; ``kwargs`` win."""
+    package = importlib.import_module(root) if isinstance(root, str) else root
+    return package.Trainer(**{**SILENT, **kwargs})
+
+
+@pytest.fixture
+def make_trainer(tmp_path: Path) -> Callable[..., Any]:
+    """``tiny_trainer`` writing under the test's ``tmp_path`` (``default_root_dir``, unless given)."""
+
+    def build(root: str | ModuleType = "lightning.pytorch", **kwargs: Any):
+        kwargs.setdefault("default_root_dir", tmp_path)
+        return tiny_trainer(root, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def regression_set() -> TensorDataset:
+    """The 256-sample regression task of ``tests/_lightning.py`` (a low and a high frequency along x₀)."""
+    return regression_data()
+
+
+@pytest.fixture
+def regression_loader(regression_set: TensorDataset) -> DataLoader:
+    """``regression_set`` in shuffled batches of 32, with a seeded generator."""
+    return loader(regression_set)
