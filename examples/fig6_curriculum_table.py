@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fp_lightning.callbacks.history import HISTORY_FILE
+from fp_lightning.record import HISTORY_FILE
 from fp_lightning.report import fitting_epochs
 
 #: Δ_F level at which a peak counts as fitted (the paper's 10%, the curriculum's threshold).

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from fp_lightning.callbacks.history import load_history
 from fp_lightning.functional import intermediate_stage_ratio, loss_change_ratio
+from fp_lightning.record import load_history
 from fp_lightning.report import training_stages
 
 SHOWN_ETAS = (1, 7, 19, 40)  # cutoffs printed in the table (η = 7: the fourth peak, the paper's Fig. 1c choice)

@@ -29,7 +29,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
-from fp_lightning.callbacks.history import HISTORY_FILE
+from fp_lightning.record import HISTORY_FILE
 
 __all__ = ["DEMO_RECIPES", "LIGHTNING_SUBCOMMANDS", "DemoRecipe", "FPLightningCLI", "build_parser", "main",
            "run_demo", "run_lightning_cli", "run_report"]

@@ -1,17 +1,39 @@
-"""The record of every measurement a monitor made, kept in its ``state_dict`` and saved as a plain ``.npz`` file."""
+"""The record of a monitor's measurements: the logged keys, the values under them, and the history file.
+
+One home for the record, used by the monitor (what it logs), the stopping rule's replay (what the monitor logged),
+the panels and the report (what they draw):
+
+- the keys: ``fp/delta_f/k=<k>``, ``fp/e_low/delta=<δ>``, ``fp/e_high/delta=<δ>`` (``<δ>`` from
+  :func:`delta_keys`), ``fp/loss_low``, ``fp/loss_high``, ``fp/low_share``, ``fp/denoised_loss``;
+- :func:`logged_values`: one recording's measurements as those keys and values;
+- :class:`FrequencyHistory`: every recording, kept in the monitor's ``state_dict`` and saved as a plain ``.npz``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["HISTORY_FILE", "FrequencyHistory", "load_history"]
+__all__ = ["DELTA_F_PREFIX", "DENOISED_KEY", "E_HIGH_PREFIX", "E_LOW_PREFIX", "HISTORY_FILE", "LOSS_HIGH_KEY",
+           "LOSS_LOW_KEY", "SHARE_KEY", "FrequencyHistory", "delta_key", "delta_keys", "load_history", "logged_values"]
+
+DELTA_F_PREFIX = "fp/delta_f/k="
+E_LOW_PREFIX = "fp/e_low/delta="
+E_HIGH_PREFIX = "fp/e_high/delta="
+LOSS_LOW_KEY = "fp/loss_low"
+LOSS_HIGH_KEY = "fp/loss_high"
+SHARE_KEY = "fp/low_share"
+DENOISED_KEY = "fp/denoised_loss"
+#: Significant digits of ``<δ>`` in the keys (more only where two δ of a run would print the same).
+DELTA_DIGITS = 3
 
 #: File name of a monitor's saved history, next to its logs (``FrequencyPrincipleMonitor(history_file=...)``).
 HISTORY_FILE = "fp_history.npz"
@@ -115,3 +137,71 @@ def load_history(path: str | os.PathLike[str]) -> dict[str, Any]:
         out: dict[str, Any] = {key: data[key] for key in data.files}
     out["meta"] = json.loads(str(out.get("meta", "{}")))
     return out
+
+
+def delta_keys(deltas: Sequence[float]) -> list[str]:
+    """The ``<δ>`` part of ``fp/e_low/delta=<δ>`` (and of the figure tags) for each filter width δ of a run.
+
+    Convention:
+        ``f"{δ:.3g}"`` (3 significant digits); where two different δ would print the same, the precision grows for
+        the whole list, one digit at a time, until every δ prints differently (17 digits always do).
+
+    Raises:
+        ValueError: a δ is not a finite positive number, or two δ are equal (name: ``deltas``).
+
+    Example:
+        >>> delta_keys([0.001234567, 0.5, 12.0])
+        ['0.00123', '0.5', '12']
+        >>> delta_keys([0.010001, 0.010002, 1.0])
+        ['0.010001', '0.010002', '1']
+    """
+    values = [float(d) for d in deltas]
+    if any(not np.isfinite(d) or d <= 0 for d in values):
+        raise ValueError(f"`deltas` must be finite positive numbers, got {values}.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"`deltas` must be distinct (each names its own logged key), got {values}.")
+    digits = DELTA_DIGITS
+    while True:
+        keys = [f"{d:.{digits}g}" for d in values]
+        if len(set(keys)) == len(keys) or digits >= 17:
+            return keys
+        digits += 1
+
+
+def delta_key(delta: float) -> str:
+    """The ``<δ>`` of one filter width on its own: ``f"{δ:.3g}"`` (use :func:`delta_keys` for a run's whole list).
+
+    Example:
+        >>> delta_key(0.0123456), delta_key(2.0)
+        ('0.0123', '2')
+    """
+    return delta_keys([delta])[0]
+
+
+def logged_values(freqs: Sequence[int], delta_f: Sequence[float], deltas: Sequence[float], e_low: Sequence[float],
+                  e_high: Sequence[float], loss_low: float, loss_high: float, low_share: float,
+                  denoised_loss: float = math.nan) -> dict[str, float]:
+    """One recording as the monitor logs it: ``{key: value}`` under the keys of this module.
+
+    Convention:
+        Δ_F for every tracked k; e_low / e_high for every δ unless e_low is NaN (the filtering of that recording
+        was skipped); the loss split; the low share and the denoised loss unless NaN (fewer than two recordings,
+        or the score is off).
+
+    Example:
+        >>> logged_values([1, 4], [0.5, 0.9], [0.25], [0.1], [0.8], 2.0, 1.0, float("nan"))
+        {'fp/delta_f/k=1': 0.5, 'fp/delta_f/k=4': 0.9, 'fp/e_low/delta=0.25': 0.1, 'fp/e_high/delta=0.25': 0.8, \
+'fp/loss_low': 2.0, 'fp/loss_high': 1.0}
+    """
+    values = {f"{DELTA_F_PREFIX}{int(k)}": float(v) for k, v in zip(freqs, delta_f)}
+    for key, low, high in zip(delta_keys(deltas) if len(deltas) else [], e_low, e_high):
+        if not math.isnan(float(low)):
+            values[f"{E_LOW_PREFIX}{key}"] = float(low)
+            values[f"{E_HIGH_PREFIX}{key}"] = float(high)
+    values[LOSS_LOW_KEY] = float(loss_low)
+    values[LOSS_HIGH_KEY] = float(loss_high)
+    if not math.isnan(float(low_share)):
+        values[SHARE_KEY] = float(low_share)
+    if not math.isnan(float(denoised_loss)):
+        values[DENOISED_KEY] = float(denoised_loss)
+    return values

@@ -29,8 +29,6 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fp_lightning.callbacks.history import HISTORY_FILE, load_history
-from fp_lightning.callbacks.panels import delta_keys
 from fp_lightning.functional.theory import intermediate_stage_ratio, loss_change_ratio
 from fp_lightning.plotting import (
     EPOCH_AXIS_LABEL,
@@ -40,6 +38,7 @@ from fp_lightning.plotting import (
     plot_low_high_heatmap,
     plot_spectra,
 )
+from fp_lightning.record import HISTORY_FILE, delta_keys, load_history
 
 __all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
            "history_summary", "is_history_file", "report_figure", "training_stages", "write_report"]

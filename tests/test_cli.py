@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from fp_lightning.callbacks.history import FrequencyHistory
 from fp_lightning.cli import main
+from fp_lightning.record import FrequencyHistory
 from tests._paths import REPO_ROOT, SHARED_DATA, require_shared
 
 CONFIGS = sorted((REPO_ROOT / "examples" / "configs").glob("*.yaml"))

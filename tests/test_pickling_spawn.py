@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fp_lightning import FrequencyCurriculum, FrequencyEarlyStopping, FrequencyPrincipleMonitor, FrequencyWeightedLoss
-from fp_lightning.callbacks.history import load_history
 from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, ProjectedSpectralError
+from fp_lightning.record import load_history
 from tests._lightning import loader, regression_data
 
 PROBE = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)

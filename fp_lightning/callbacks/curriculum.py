@@ -20,13 +20,13 @@ from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_
 from fp_lightning.functional._validation import check_choice, check_int, check_number, check_optional_int
 from fp_lightning.functional.weighted_loss import high_pass_weights, low_pass_weights
 from fp_lightning.losses import FrequencyWeightedLoss
+from fp_lightning.record import DELTA_F_PREFIX
 
 __all__ = ["DIRECTIONS", "FrequencyCurriculum", "PeakCurriculum"]
 
 #: Values of ``direction``.
 DIRECTIONS = ("low_to_high", "high_to_low")
 
-_DELTA_F = "fp/delta_f/k="
 
 
 class PeakCurriculum:
@@ -327,5 +327,5 @@ def _last_recorded_epoch(monitor: Any) -> int | None:
 
 def _delta_f_values(metrics: Mapping[str, Any]) -> dict[int, float]:
     """Δ_F per k from the monitor's ``fp/delta_f/k=<k>`` keys."""
-    return {int(key[len(_DELTA_F):]): float(torch.as_tensor(value).detach().cpu().reshape(-1)[0])
-            for key, value in metrics.items() if key.startswith(_DELTA_F)}
+    return {int(key[len(DELTA_F_PREFIX):]): float(torch.as_tensor(value).detach().cpu().reshape(-1)[0])
+            for key, value in metrics.items() if key.startswith(DELTA_F_PREFIX)}

@@ -14,8 +14,7 @@ from typing import Any, Literal
 import torch
 
 from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
-from fp_lightning.callbacks.history import HISTORY_FILE, FrequencyHistory
-from fp_lightning.callbacks.panels import PanelWriter, delta_keys
+from fp_lightning.callbacks.panels import PanelWriter
 from fp_lightning.callbacks.probe_forward import (
     ForwardFn,
     callable_features,
@@ -44,6 +43,7 @@ from fp_lightning.functional.theory import (
     output_change_ratio,
 )
 from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, ProjectedSpectralError
+from fp_lightning.record import DENOISED_KEY, HISTORY_FILE, FrequencyHistory, logged_values
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
 
@@ -379,10 +379,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                        loss_low=float(spectral["loss_low"]), loss_high=float(spectral["loss_high"]),
                        low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]),
                        denoised_loss=denoised, **ratios)
-        values = _logged_values(spectral, filtering, low_share)
-        if not math.isnan(denoised):
-            values["fp/denoised_loss"] = denoised
-        return values
+        return logged_values(spectral["freqs"].tolist(), spectral["delta_f"].tolist(), filtering["deltas"].tolist(),
+                             filtering["e_low"].tolist(), filtering["e_high"].tolist(), float(spectral["loss_low"]),
+                             float(spectral["loss_high"]), low_share, denoised)
 
     def _denoised_loss(self, trainer: Any, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """``fp/denoised_loss`` of this recording; NaN when it is off or failed (the recording keeps the rest)."""
@@ -571,7 +570,7 @@ def _denoised_metric(choice: bool | DenoisedLoss, output_transform: OutputTransf
 def _watches_denoised_loss(trainer: Any) -> bool:
     """Whether a callback of the Trainer decides on ``fp/denoised_loss`` (EarlyStopping, ModelCheckpoint, ...)."""
     for callback in getattr(trainer, "callbacks", []):
-        if getattr(callback, "monitor", None) == "fp/denoised_loss":
+        if getattr(callback, "monitor", None) == DENOISED_KEY:
             return True
         rule = getattr(callback, "rule", None)
         if getattr(rule, "denoised_patience", None) is not None:
@@ -623,19 +622,3 @@ def _vectors(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _amplitude(spec: torch.Tensor) -> list[float]:
     amp = spec.abs()
     return (amp.norm(dim=1) if amp.ndim == 2 else amp).cpu().tolist()
-
-
-def _logged_values(spectral: dict[str, torch.Tensor], filtering: dict[str, torch.Tensor],
-                   low_share: float) -> dict[str, float]:
-    values = {f"fp/delta_f/k={int(k)}": float(v) for k, v in zip(spectral["freqs"], spectral["delta_f"])}
-    keys = delta_keys(filtering["deltas"].tolist())
-    for key, e_low, e_high in zip(keys, filtering["e_low"], filtering["e_high"]):
-        if math.isnan(float(e_low)):  # filtering skipped this recording
-            continue
-        values[f"fp/e_low/delta={key}"] = float(e_low)
-        values[f"fp/e_high/delta={key}"] = float(e_high)
-    values["fp/loss_low"] = float(spectral["loss_low"])
-    values["fp/loss_high"] = float(spectral["loss_high"])
-    if not math.isnan(low_share):
-        values["fp/low_share"] = low_share
-    return values

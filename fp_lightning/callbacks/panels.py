@@ -26,63 +26,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fp_lightning.callbacks.history import FrequencyHistory
+from fp_lightning.record import FrequencyHistory, delta_keys
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that importing the package stays cheap
     from matplotlib.figure import Figure
 
-__all__ = ["PANEL_FOLDER", "PanelWriter", "custom_scalars_layout", "delta_key", "delta_keys", "draw_panels",
+__all__ = ["PANEL_FOLDER", "PanelWriter", "custom_scalars_layout", "draw_panels",
            "exact_tag_pattern", "logger_kind", "panel_file_stem", "render_figure"]
 
 #: Folder (in the run folder, and in an MLflow run's artifacts) that holds the figures as PNG files.
 PANEL_FOLDER = "fp_panels"
 #: Significant digits of ``<δ>`` in the logged keys, unless two δ need more to stay distinct.
-DELTA_DIGITS = 3
 # Text sizes of the logger panels (400 × 280 px): a card about 230 px wide shows them at half size, where 10 pt at
 # 100 dpi is still 7 px high.
 _PANEL_STYLE = {"font.size": 11.0, "axes.titlesize": 11.0, "axes.labelsize": 10.5, "xtick.labelsize": 10.0,
                 "ytick.labelsize": 10.0, "legend.fontsize": 9.5}
 # Characters that may appear in a file name derived from a tag (anything else becomes "_").
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._=+-]")
-
-
-def delta_keys(deltas: Sequence[float]) -> list[str]:
-    """The ``<δ>`` part of ``fp/e_low/delta=<δ>`` (and of the figure tags) for each filter width δ of a run.
-
-    Convention:
-        ``f"{δ:.3g}"`` (3 significant digits); where two different δ would print the same, the precision grows for
-        the whole list, one digit at a time, until every δ prints differently (17 digits always do).
-
-    Raises:
-        ValueError: a δ is not a finite positive number, or two δ are equal (name: ``deltas``).
-
-    Example:
-        >>> delta_keys([0.001234567, 0.5, 12.0])
-        ['0.00123', '0.5', '12']
-        >>> delta_keys([0.010001, 0.010002, 1.0])
-        ['0.010001', '0.010002', '1']
-    """
-    values = [float(d) for d in deltas]
-    if any(not np.isfinite(d) or d <= 0 for d in values):
-        raise ValueError(f"`deltas` must be finite positive numbers, got {values}.")
-    if len(set(values)) != len(values):
-        raise ValueError(f"`deltas` must be distinct (each names its own logged key), got {values}.")
-    digits = DELTA_DIGITS
-    while True:
-        keys = [f"{d:.{digits}g}" for d in values]
-        if len(set(keys)) == len(keys) or digits >= 17:
-            return keys
-        digits += 1
-
-
-def delta_key(delta: float) -> str:
-    """The ``<δ>`` of one filter width on its own: ``f"{δ:.3g}"`` (use :func:`delta_keys` for a run's whole list).
-
-    Example:
-        >>> delta_key(0.0123456), delta_key(2.0)
-        ('0.0123', '2')
-    """
-    return delta_keys([delta])[0]
 
 
 def exact_tag_pattern(tag: str) -> str:

@@ -18,19 +18,22 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fp_lightning.callbacks.history import FrequencyHistory, load_history
-from fp_lightning.callbacks.panels import delta_keys
 from fp_lightning.functional._validation import check_choice, check_int, check_number
+from fp_lightning.record import (
+    DELTA_F_PREFIX,
+    DENOISED_KEY,
+    E_LOW_PREFIX,
+    SHARE_KEY,
+    FrequencyHistory,
+    load_history,
+    logged_values,
+)
 
 __all__ = ["CRITERIA", "Decision", "FrequencyStoppingRule", "history_checks"]
 
 #: Names of the stopping criteria, as stored in :attr:`FrequencyStoppingRule.criterion`.
 CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "denoised_minimum", "non_finite", "other_rank")
 
-E_LOW_PREFIX = "fp/e_low/delta="
-DELTA_F_PREFIX = "fp/delta_f/k="
-SHARE_KEY = "fp/low_share"
-DENOISED_KEY = "fp/denoised_loss"
 DELTA_NAMES = ("smallest", "middle", "largest")
 LOW_METRICS = ("e_low", "delta_f")
 _LABELS = {"low_converged": "(a) low_converged", "high_frequency_turn": "(b) high_frequency_turn",
@@ -497,29 +500,20 @@ def history_checks(
     arrays = _history_arrays(history)
     freqs = [int(k) for k in np.asarray(arrays["freqs"]).reshape(-1)]
     deltas = [float(d) for d in np.asarray(arrays["deltas"]).reshape(-1)]
-    keys = delta_keys(deltas) if deltas else []
     epochs = np.asarray(arrays["epoch"]).reshape(-1)
     steps = np.asarray(arrays["step"]).reshape(-1)
-    delta_f = np.asarray(arrays["delta_f"], dtype=float).reshape(len(epochs), -1)
-    e_low = np.asarray(arrays["e_low"], dtype=float).reshape(len(epochs), -1)
-    e_high = np.asarray(arrays["e_high"], dtype=float).reshape(len(epochs), -1)
-    denoised = np.asarray(arrays["denoised_loss"], dtype=float).reshape(-1) if "denoised_loss" in arrays else None
+    rows = {name: np.asarray(arrays[name], dtype=float).reshape(len(epochs), -1)
+            for name in ("delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share")}
+    nan = np.full((len(epochs), 1), math.nan)
+    denoised = np.asarray(arrays["denoised_loss"], dtype=float).reshape(len(epochs), -1) \
+        if "denoised_loss" in arrays else nan
     for row, (epoch, step) in enumerate(zip(epochs, steps)):
         if int(epoch) == 0 and int(step) == 0:
             continue
-        values = {f"{DELTA_F_PREFIX}{k}": _as_logged(v) for k, v in zip(freqs, delta_f[row])}
-        for key, low, high in zip(keys, e_low[row], e_high[row]):
-            if not math.isnan(low):
-                values[f"{E_LOW_PREFIX}{key}"] = _as_logged(low)
-                values[f"fp/e_high/delta={key}"] = _as_logged(high)
-        values["fp/loss_low"] = _as_logged(np.asarray(arrays["loss_low"]).reshape(-1)[row])
-        values["fp/loss_high"] = _as_logged(np.asarray(arrays["loss_high"]).reshape(-1)[row])
-        share = float(np.asarray(arrays["low_share"]).reshape(-1)[row])
-        if not math.isnan(share):
-            values[SHARE_KEY] = _as_logged(share)
-        if denoised is not None and not math.isnan(denoised[row]):
-            values[DENOISED_KEY] = _as_logged(denoised[row])
-        yield int(epoch), values
+        values = logged_values(freqs, rows["delta_f"][row], deltas, rows["e_low"][row], rows["e_high"][row],
+                               rows["loss_low"][row, 0], rows["loss_high"][row, 0], rows["low_share"][row, 0],
+                               denoised[row, 0])
+        yield int(epoch), {key: _as_logged(value) for key, value in values.items()}
 
 
 def _history_arrays(history: FrequencyHistory | Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
