@@ -67,6 +67,22 @@ SIZES: dict[str, dict[str, Any]] = {
             "mnist_deltas": 3, "probes": [300, 600], "epoch_images": 256, "profile_probe": 300,
             "repeats": 3, "filter_repeats": 1, "cpu_large_repeats": 1},
 }
+#: smaller sizes for a quicker smoke run: a JSON object whose entries replace those of SIZES[device], e.g.
+#: FP_CHECK_SIZES='{"spectrum_n": 500, "epoch_images": 128}' (the test suite's CPU run of this check uses it)
+SIZES_ENV = "FP_CHECK_SIZES"
+
+
+def sizes(device: str) -> dict[str, Any]:
+    """``SIZES[device]`` with the entries of ``$FP_CHECK_SIZES`` (if set) in place of its own."""
+    cfg = dict(SIZES[device])
+    override = json.loads(os.environ.get(SIZES_ENV) or "{}")
+    unknown = sorted(set(override) - set(cfg))
+    if unknown:
+        raise SystemExit(f"{SIZES_ENV}: unknown entries {unknown}; known: {sorted(cfg)}")
+    cfg.update(override)
+    return cfg
+
+
 TARGETS = {
     "analysis_60k_s": "n = 60k analysis (spectrum + 3 δ filtering) < 1 s per recording",
     "monitor_epoch_fraction": "monitor ≤ 5% of a CIFAR-10 CNN epoch",
@@ -356,7 +372,7 @@ def run_check(out_dir: Path, device: str) -> int:
     budget = BUDGET_S[device]
     env = dict(os.environ, PYTHONUNBUFFERED="1", CUBLAS_WORKSPACE_CONFIG=":4096:8")
     steps: dict[str, dict[str, Any]] = {}
-    report: dict[str, Any] = {"device": device, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": SIZES[device],
+    report: dict[str, Any] = {"device": device, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": sizes(device),
                               "budget_s": budget, "steps": steps}
 
     def remaining() -> float:
@@ -610,7 +626,7 @@ def run_benchmarks(device: str, out: Path, sections: list[str]) -> int:
     L.seed_everything(0, verbose=False)
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but no CUDA device is visible")
-    cfg = SIZES[device]
+    cfg = sizes(device)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

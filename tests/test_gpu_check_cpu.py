@@ -1,8 +1,8 @@
 """The prepared GPU check keeps working: ``bash benchmarks/gpu_check.sh OUT --device cpu`` as a user runs it.
 
 The full run exercises every step (install check, environment, the ``gpu``-marked tests on the CPU, every benchmark
-section at small sizes); the self-test variable ``FP_CHECK_FAIL`` proves that a failing step ends in a non-zero
-exit that names it.
+section, here at the smaller sizes of ``FP_CHECK_SIZES``: the harness is under test, not the timings); the
+self-test variable ``FP_CHECK_FAIL`` proves that a failing step ends in a non-zero exit that names it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 SECTIONS = ("spectrum", "filtering", "monitor_split", "epoch_overhead", "profile")
+#: benchmark sizes below the CPU defaults (the counts the assertions name, δ per case and recordings, are kept)
+SMALL = {"spectrum_n": 500, "spectrum_k": 50, "cifar_n": 100, "mnist_n": 200, "probes": [100, 150],
+         "epoch_images": 128, "profile_probe": 100, "repeats": 1}
+
+
+def check_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHON=sys.executable, FP_CHECK_SIZES=json.dumps(SMALL), **extra)
+    if "FP_CHECK_FAIL" not in extra:
+        env.pop("FP_CHECK_FAIL", None)
+    return env
 
 
 def run_check(out_dir: Path, *args: str, fail: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHON=sys.executable)
-    env.pop("FP_CHECK_FAIL", None)
-    if fail is not None:
-        env["FP_CHECK_FAIL"] = fail
+    env = check_env() if fail is None else check_env(FP_CHECK_FAIL=fail)
     return subprocess.run(["bash", str(SCRIPT), str(out_dir), *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=REPO.parent)
 
@@ -47,6 +54,7 @@ def test_cpu_check_passes_and_reports_every_section(tmp_path):
 
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert report["ok"] and report["failed_steps"] == []
+    assert all(report["sizes"][key] == value for key, value in SMALL.items())
     assert [name for name in report["steps"] if not name.startswith("bench:")] == ["install", "environment", "tests"]
     tests = report["steps"]["tests"]["details"]
     assert tests["passed"] >= 10 and tests["failed"] == 0 and tests["skipped"] == 0
@@ -87,7 +95,7 @@ def test_an_injected_failure_exits_non_zero_naming_the_step(tmp_path):
 
 def test_a_failing_benchmark_section_is_named_and_the_others_still_run(tmp_path):
     out = tmp_path / "bench.json"
-    env = dict(os.environ, FP_CHECK_FAIL="bench:spectrum")
+    env = check_env(FP_CHECK_FAIL="bench:spectrum")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "bench", "--device", "cpu",
                            "--out", str(out), "--sections", "spectrum", "profile"],
                           capture_output=True, text=True, env=env, timeout=300)

@@ -6,10 +6,10 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -27,15 +27,13 @@ from fp_lightning.callbacks.probe_forward import (
 from fp_lightning.callbacks.probe_set import (
     ProbeSet,
     draw_probe_set,
-    given_probe_set,
+    probe_source,
     resumed_stream_probe,
     saved_probe_batch,
     train_loader,
 )
 from fp_lightning.functional._validation import check_int, check_key
-from fp_lightning.functional.filtering import FilterPrecision
-from fp_lightning.functional.spectrum import Backend
-from fp_lightning.functional.targets import OutputTransform, validate_output_transform
+from fp_lightning.functional.targets import OutputTransform, check_class_dim, validate_output_transform
 from fp_lightning.functional.theory import (
     loss_change_ratio,
     loss_density,
@@ -69,141 +67,111 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
     Args:
         probe_size: training samples in the probe set. 5000 resolves the MNIST/CIFAR spectra up to k ≈ 60, and
             the cached float32 kernels of 3 δ take 150 MB; the whole set is used when it is smaller.
-        n_freqs: K, spectrum length. 64 covers the dominant low-frequency peaks of MNIST/CIFAR on the first
-            principal direction (paper Fig. 1a) with room for the high ones.
-        frequencies: ``"auto"`` (peaks of |F[y]|) or a list of k to track.
-        max_freqs: with ``"auto"``, the number of peaks tracked: 8 rows make a readable heatmap.
-        deltas: ``"auto"`` (``n_deltas`` scale-free widths from the probe inputs' pairwise distances) or a list.
-        n_deltas: number of automatic δ; 3 spans narrow to wide filters and keeps the panels few.
-        cutoff: η of the loss split, ``"auto"`` = median tracked frequency.
-        share_window: recordings spanned by ``fp/low_share`` (the low share of the loss change over that window).
+        every_n_epochs: record after every n-th training epoch (default 1 unless ``every_n_train_steps`` is set).
+        every_n_train_steps: record after every n-th optimizer step instead (single-epoch, streaming or large runs).
+        spectral: a configured :class:`~fp_lightning.metrics.ProjectedSpectralError` (``n_freqs``,
+            ``frequencies``, ``max_freqs``, ``cutoff``, ``backend``, ``share_window``); ``None``: its defaults.
+        filtering: a configured :class:`~fp_lightning.metrics.LowHighFrequencyError` (``deltas``, ``n_deltas``,
+            ``filter_precision``, ``input_components``); ``None``: its defaults.
+        denoised_loss: log ``fp/denoised_loss``, the loss of the probe outputs against leave-one-out low-pass
+            labels (a validation-free score for ``EarlyStopping``/``ModelCheckpoint``, ``mode="min"``; see
+            :class:`~fp_lightning.DenoisedLoss` and docs/early_stopping.md): ``True`` (default settings, in the
+            space of the projection and filter), ``False``, or a configured ``DenoisedLoss``. Its labels are
+            computed once, at the first recording, and frozen.
         output_transform: ``"auto"`` | ``"softmax"`` | ``"sigmoid"`` | ``"identity"`` | a callable (Python only).
         class_dim: the class axis of the outputs for class targets: 1 (torch's ``cross_entropy``: (n, C),
             (n, C, T), (n, C, H, W) logits) or -1 for (n, T, C) logits with (n, T) labels.
-        every_n_epochs: record after every n-th training epoch (default 1 unless ``every_n_train_steps`` is set).
-        every_n_train_steps: record after every n-th optimizer step instead (single-epoch, streaming or large runs).
-        log_images: draw the panels for the loggers (rank 0): TensorBoard, W&B, MLflow, else PNG files.
-        backend: NUFFT backend (``"auto"``, ``"finufft"``, ``"cufinufft"``, ``"direct"``).
-        filter_precision: ``"float32"`` (twice as fast, half the cached memory, e_low/e_high within ~1e-5 of
-            float64) or ``"float64"``: working precision of the filter's distances and kernels (sums are float64).
-        input_components: ``None`` (exact, default) or m: filter the inputs' scores on their top m principal
-            directions (fitted on the probe, frozen): faster for large probes, approximate (``LowHighFrequencyError``).
-        batch_size: probe samples per forward call.
-        seed: seed of the probe-set draw (a private generator; the global RNG is untouched).
+        ignore_index: integer class labels left out of every quantity (default -100, as torch's
+            ``CrossEntropyLoss`` and HF; 255 for void pixels in many segmentation sets; ``None``: all count).
+            These three configure every Metric of the monitor, given ones included.
         input_key, target_key: which entries of a (collated) batch are input and target (positions for tuples,
             names for dicts or attributes; ``None`` = 0/1 or the usual names such as ``x``/``y``, ``image``/``label``).
         output_key: which part of the model's output is compared with the targets when ``forward`` returns a tuple,
             dict or ``ModelOutput`` (position or name; ``None``: the tensor, ``logits``, or the first tensor).
-        forward_fn: ``forward_fn(module, batch) -> outputs`` to run the model on a probe batch (as the train
-            DataLoader collates it) when the default call is not how it runs (Python only). The default:
-            ``module(**fields)`` for a dict or object batch whose fields ``forward`` names (HF, torch_geometric),
-            else ``module(inputs)``.
         input_features: the space of the projection and the Gaussian filter when the inputs are not points in a
             vector space (token ids, graphs): the name of a submodule whose output on the probe is used (e.g.
             ``"embedding"``; its first call per forward, or call i with ``("embedding", i)``), or a callable
             ``inputs -> (n, d) tensor``. Computed once, at the first recording, and frozen, so every recording uses
             the same frequency axis.
-        probe_dataloader: a DataLoader (or Dataset) to draw the probe set from instead of the training data, e.g. a
-            fixed or held-out set; its ``collate_fn`` builds the probe batch.
-        train_dataloader_key: with several train dataloaders (a dict or list), which one feeds the probe set (key
-            or position; ``None``: the first).
-        probe_inputs, probe_targets: a probe set given as tensors (both or neither).
+        forward_fn: ``forward_fn(module, batch) -> outputs`` to run the model on a probe batch (as the train
+            DataLoader collates it) when the default call is not how it runs (Python only). The default:
+            ``module(**fields)`` for a dict or object batch whose fields ``forward`` names (HF, torch_geometric),
+            else ``module(inputs)``.
+        probe_dataloader: where the probe set comes from: ``None`` (the training data), a DataLoader or Dataset
+            (a fixed or held-out set; its ``collate_fn`` builds the probe batch), an ``(inputs, targets)`` pair of
+            tensors (the probe set itself), or the key (name or position) of one of several train dataloaders.
+        probe_batch_size: probe samples per forward call.
+        probe_seed: seed of the probe-set draw (a private generator; the global RNG is untouched).
+        log_images: draw the panels for the loggers (rank 0): TensorBoard, W&B, MLflow, else PNG files.
         output_dir: folder for the history file, PNG panels and ``fp_report.png`` (``None``: the logger's folder,
             else the Trainer's ``default_root_dir`` when one was given; with neither, nothing is written).
         history_file: file name of the saved history in that folder (``None``: do not write).
         strict: raise on a monitoring fault instead of warning and skipping the recording.
-        denoised_loss: log ``fp/denoised_loss``, the loss of the probe outputs against leave-one-out low-pass
-            labels (a validation-free score for ``EarlyStopping``/``ModelCheckpoint``, ``mode="min"``; see
-            :class:`~fp_lightning.DenoisedLoss` and docs/early_stopping.md): ``True`` (default settings, in the
-            space of the projection and filter, i.e. the inputs or ``input_features``), ``False``, or a configured
-            ``DenoisedLoss``. Its labels are computed once, at the first recording, and frozen.
-        ignore_index: integer class labels left out of every quantity (default -100, as torch's
-            ``CrossEntropyLoss`` and HF; 255 for void pixels in many segmentation sets; ``None``: all count).
 
     Example:
         >>> import lightning.pytorch as L
-        >>> monitor = FrequencyPrincipleMonitor(probe_size=2000, every_n_epochs=2)
+        >>> from fp_lightning.metrics import ProjectedSpectralError
+        >>> monitor = FrequencyPrincipleMonitor(probe_size=2000, every_n_epochs=2,
+        ...                                     spectral=ProjectedSpectralError(n_freqs=32, max_freqs=6))
         >>> trainer = L.Trainer(max_epochs=1, callbacks=[monitor], logger=False, enable_progress_bar=False)
     """
 
     def __init__(
         self,
         probe_size: int = 5000,
-        n_freqs: int = 64,
-        frequencies: Literal["auto"] | Sequence[int] = "auto",
-        max_freqs: int = 8,
-        deltas: Literal["auto"] | Sequence[float] = "auto",
-        n_deltas: int = 3,
-        cutoff: int | Literal["auto"] = "auto",
-        share_window: int = 5,
-        output_transform: OutputTransform = "auto",
-        class_dim: int = 1,
         every_n_epochs: int | None = None,
         every_n_train_steps: int | None = None,
-        log_images: bool = True,
-        backend: Backend = "auto",
-        filter_precision: FilterPrecision = "float32",
-        input_components: int | None = None,
-        batch_size: int = 1000,
-        seed: int = 0,
+        spectral: ProjectedSpectralError | None = None,
+        filtering: LowHighFrequencyError | None = None,
+        denoised_loss: bool | DenoisedLoss = True,
+        output_transform: OutputTransform = "auto",
+        class_dim: int = 1,
+        ignore_index: int | None = -100,
         input_key: int | str | None = None,
         target_key: int | str | None = None,
         output_key: int | str | None = None,
-        forward_fn: ForwardFn | None = None,
         input_features: str | tuple[str, int] | Callable[[Any], torch.Tensor] | None = None,
+        forward_fn: ForwardFn | None = None,
         probe_dataloader: Any = None,
-        train_dataloader_key: int | str | None = None,
-        probe_inputs: torch.Tensor | None = None,
-        probe_targets: torch.Tensor | None = None,
+        probe_batch_size: int = 1000,
+        probe_seed: int = 0,
+        log_images: bool = True,
         output_dir: str | os.PathLike[str] | None = None,
         history_file: str | None = HISTORY_FILE,
         strict: bool = False,
-        denoised_loss: bool | DenoisedLoss = True,
-        ignore_index: int | None = -100,
     ) -> None:
         super().__init__()
         check_int("probe_size", probe_size, 2)
-        check_int("batch_size", batch_size, 1)
-        check_int("share_window", share_window, 2)
-        check_int("seed", seed, 0)
+        check_int("probe_batch_size", probe_batch_size, 1)
+        check_int("probe_seed", probe_seed, 0)
         self.every_n_epochs, self.every_n_train_steps = _cadence(every_n_epochs, every_n_train_steps)
         validate_output_transform(output_transform)
-        for name, key in (("input_key", input_key), ("target_key", target_key), ("output_key", output_key),
-                          ("train_dataloader_key", train_dataloader_key)):
+        for name, key in (("input_key", input_key), ("target_key", target_key), ("output_key", output_key)):
             check_key(name, key)
         if forward_fn is not None and not callable(forward_fn):
             raise ValueError(f"`forward_fn` must be None or a callable (module, batch) -> outputs, got {forward_fn!r}.")
         self._feature_name, self._feature_call = feature_choice(input_features)
-        if (probe_inputs is None) != (probe_targets is None):
-            raise ValueError("`probe_inputs` and `probe_targets` must be given together (or neither).")
-        if probe_dataloader is not None and probe_inputs is not None:
-            raise ValueError("give `probe_dataloader` or `probe_inputs`/`probe_targets`, not both.")
-        if probe_dataloader is not None and not _is_data_source(probe_dataloader):
-            raise ValueError("`probe_dataloader` must be a torch DataLoader or Dataset, got "
-                             f"{type(probe_dataloader).__name__}.")
-        self.probe_size, self.batch_size = probe_size, batch_size
-        self.share_window, self.seed, self.log_images, self.strict = share_window, seed, log_images, strict
+        self.probe_dataloader, self.train_dataloader_key, self._given_probe = probe_source(probe_dataloader)
+        self.probe_size, self.probe_batch_size, self.probe_seed = probe_size, probe_batch_size, probe_seed
+        self.log_images, self.strict = log_images, strict
         self.input_key, self.target_key, self.output_key = input_key, target_key, output_key
         self.forward_fn, self.input_features = forward_fn, input_features
-        self.probe_dataloader, self.train_dataloader_key = probe_dataloader, train_dataloader_key
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.history_file = history_file
-        self._given_probe = given_probe_set(probe_inputs, probe_targets)
-        # The Metrics validate the remaining arguments at construction, so bad values fail here, not mid-run.
-        self.spectral = ProjectedSpectralError(n_freqs=n_freqs, frequencies=frequencies, max_freqs=max_freqs,
-                                               cutoff=cutoff, backend=backend, output_transform=output_transform,
-                                               class_dim=class_dim, ignore_index=ignore_index, sync_on_compute=False)
+        comparison = {"output_transform": output_transform, "class_dim": class_dim, "ignore_index": ignore_index}
+        self.spectral = _configured(spectral, ProjectedSpectralError, "spectral", comparison)
         # both metrics resolve "auto" on the same samples to the same choice; the user is told once
-        self.filtering = LowHighFrequencyError(deltas=deltas, n_deltas=n_deltas, output_transform=output_transform,
-                                               class_dim=class_dim, ignore_index=ignore_index, warn_auto_choice=False,
-                                               filter_precision=filter_precision, input_components=input_components,
-                                               sync_on_compute=False)
-        self.denoised = _denoised_metric(denoised_loss, output_transform, class_dim, ignore_index)
+        self.filtering = _configured(filtering, LowHighFrequencyError, "filtering", comparison)
+        self.filtering.warn_auto_choice = False
+        self.denoised = None if denoised_loss is False else _configured(
+            None if denoised_loss is True else denoised_loss, DenoisedLoss, "denoised_loss", comparison)
         if self.denoised is not None:
+            self.denoised.warn_auto_choice = False
             self.denoised.warn_low_agreement = False  # said by the monitor, which knows whether anyone watches
+        self.share_window = self.spectral.share_window
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))
-        self._state_key_args = {"probe_size": probe_size, "n_freqs": n_freqs, "seed": seed}
+        self._state_key_args = {"probe_size": probe_size, "n_freqs": self.spectral.n_freqs, "seed": probe_seed}
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
         #: called as ``listener(trainer, pl_module)`` after every recording (``FrequencyEarlyStopping`` decides there)
@@ -323,10 +291,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         else:
             source = (self.probe_dataloader if self.probe_dataloader is not None
                       else train_loader(trainer, self.train_dataloader_key))
-            self.probe = draw_probe_set(trainer, source, self.probe_size, self.seed, self.input_key, self.target_key)
+            self.probe = draw_probe_set(trainer, source, self.probe_size, self.probe_seed, self.input_key,
+                                        self.target_key)
         if saved_indices is not None and self.probe.indices.tolist() != list(saved_indices):
             self._warn_once("resume", "FrequencyPrincipleMonitor: the resumed run's probe set differs from the one "
-                                      "in the checkpoint (another dataset, `seed` or `probe_size`?); the history "
+                                      "in the checkpoint (another dataset, `probe_seed` or `probe_size`?); the history "
                                       "goes on with the new probe set.")
         if len(self.probe) < self.probe_size and self._given_probe is None and self.probe_dataloader is None:
             # a given `probe_dataloader` is used whole, as asked: nothing to warn about
@@ -351,7 +320,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         assert self.probe is not None
         batch, targets = self._probe_on(pl_module.device)
         with _timed(timing, "forward", pl_module):
-            result = probe_forward(trainer, pl_module, self.probe, batch, batch_size=self.batch_size,
+            result = probe_forward(trainer, pl_module, self.probe, batch, batch_size=self.probe_batch_size,
                                    output_key=self.output_key, forward_fn=self.forward_fn,
                                    feature_layer=self._feature_layer(), feature_call=self._feature_call)
             message = feature_calls_message(self._feature_name, self._feature_call, result.feature_calls)
@@ -429,7 +398,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             return probe_points(self.probe, batch, self._warn_once)
         if self._features is None:
             self._features = captured if captured is not None else callable_features(
-                self.input_features, self.probe, batch, self.batch_size)
+                self.input_features, self.probe, batch, self.probe_batch_size)
         return self._features.to(device)
 
     def _missing_filtering(self) -> dict[str, torch.Tensor]:
@@ -557,14 +526,22 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
 
 # ---------------------------------------------------------------------- helpers (no maths, no Lightning state)
-def _denoised_metric(choice: bool | DenoisedLoss, output_transform: OutputTransform,
-                     class_dim: int, ignore_index: int | None) -> DenoisedLoss | None:
-    if isinstance(choice, DenoisedLoss):
-        return choice
-    if not isinstance(choice, bool):
-        raise ValueError(f"`denoised_loss` must be True, False or a DenoisedLoss, got {choice!r}.")
-    return DenoisedLoss(output_transform=output_transform, class_dim=class_dim, ignore_index=ignore_index,
-                        warn_auto_choice=False, sync_on_compute=False) if choice else None
+def _configured(given: Any, kind: type, name: str, comparison: dict[str, Any]) -> Any:
+    """A copy of the given Metric (or a default one) with the monitor's way of comparing outputs and targets.
+
+    ``output_transform``, ``class_dim`` and ``ignore_index`` are the monitor's, for every Metric it uses, so that
+    Δ_F, e_low / e_high and the denoised score compare the same things.
+    """
+    if given is None:
+        return kind(**comparison, sync_on_compute=False)
+    if not isinstance(given, kind):
+        raise ValueError(f"`{name}` must be a {kind.__name__} (or None for the default), got {given!r}.")
+    metric = copy.deepcopy(given)
+    metric.output_transform = comparison["output_transform"]
+    metric.class_dim = check_class_dim(comparison["class_dim"])
+    metric.ignore_index = comparison["ignore_index"]
+    metric.sync_on_compute = False  # every rank measures the whole probe set already
+    return metric
 
 
 def _watches_denoised_loss(trainer: Any) -> bool:
@@ -593,10 +570,6 @@ def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tup
 def _cpu_state(state: dict[str, Any]) -> dict[str, Any]:
     """A Metric's ``state_dict()`` as a plain dict with its tensors on the CPU (loadable with ``weights_only``)."""
     return {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
-
-
-def _is_data_source(value: Any) -> bool:
-    return isinstance(value, (torch.utils.data.DataLoader, torch.utils.data.Dataset)) or hasattr(value, "__getitem__")
 
 
 @contextmanager

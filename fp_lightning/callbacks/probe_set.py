@@ -22,9 +22,10 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
-__all__ = ["STREAM_POOL_FACTOR", "ProbeSet", "attribute_names", "draw_probe_set", "extract_batch", "given_probe_set",
-           "is_sliceable", "is_stream", "isolated_rng", "probe_set_from_loader", "resumed_stream_probe",
-           "sample_probe_set", "saved_probe_batch", "shard_slice", "slice_batch", "stream_probe_set", "train_loader"]
+__all__ = ["ProbeSet", "STREAM_POOL_FACTOR", "attribute_names", "draw_probe_set", "extract_batch", "is_sliceable",
+           "is_stream", "isolated_rng", "probe_set_from_loader", "probe_source", "resumed_stream_probe",
+           "sample_probe_set", "saved_probe_batch", "shard_slice", "slice_batch", "stream_probe_set",
+           "train_loader"]
 
 _INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data", "pixel_values", "input_ids")
 _TARGET_NAMES = ("y", "target", "targets", "label", "labels")
@@ -389,6 +390,8 @@ def shard_slice(n: int, rank: int, world_size: int) -> slice:
 def train_loader(trainer: Any, key: int | str | None = None) -> Any:
     """The train dataloader that feeds the probe set: ``key`` of a dict, position in a list, else the first.
 
+    (``key`` is the monitor's ``probe_dataloader`` when it names a train dataloader.)
+
     Example:
         >>> from types import SimpleNamespace
         >>> train_loader(SimpleNamespace(train_dataloader={"a": 1, "b": 2}, datamodule=None), "b")
@@ -405,12 +408,12 @@ def train_loader(trainer: Any, key: int | str | None = None) -> Any:
         if key is None:
             return next(iter(loaders.values()))
         if key not in loaders:
-            raise ValueError(f"`train_dataloader_key`={key!r} is not one of the train dataloaders {list(loaders)}.")
+            raise ValueError(f"`probe_dataloader`={key!r} is not one of the train dataloaders {list(loaders)}.")
         return loaders[key]
     if isinstance(loaders, (list, tuple)):
         position = 0 if key is None else key
         if not isinstance(position, int) or not -len(loaders) <= position < len(loaders):
-            raise ValueError(f"`train_dataloader_key`={key!r} is not a position among the {len(loaders)} train "
+            raise ValueError(f"`probe_dataloader`={key!r} is not a position among the {len(loaders)} train "
                              "dataloaders.")
         return loaders[position]
     return loaders
@@ -448,21 +451,34 @@ def draw_probe_set(trainer: Any, source: Any, size: int, seed: int, input_key: i
     return probe
 
 
-def given_probe_set(inputs: torch.Tensor | None, targets: torch.Tensor | None) -> ProbeSet | None:
-    """A probe set given as tensors (``probe_inputs``, ``probe_targets``), or ``None`` when neither is given.
+def probe_source(value: Any) -> tuple[Any, int | str | None, ProbeSet | None]:
+    """``probe_dataloader`` as (a loader or dataset to draw from, a train-dataloader key, a probe given as tensors).
+
+    Convention: a ``DataLoader`` or ``Dataset`` is drawn from (its ``collate_fn`` builds the probe batch); an
+    ``(inputs, targets)`` pair of tensors is the probe set itself; a str or int names one of several train
+    dataloaders (a key of their dict or a position in their list); ``None``: the (first) train dataloader.
 
     Example:
-        >>> len(given_probe_set(torch.zeros(4, 2), torch.ones(4)))
-        4
+        >>> loader, key, given = probe_source((torch.zeros(4, 2), torch.ones(4)))
+        >>> loader, key, len(given)
+        (None, None, 4)
+        >>> probe_source("mnist")[1]
+        'mnist'
     """
-    if inputs is None or targets is None:
-        return None
-    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
-        raise ValueError("`probe_inputs` and `probe_targets` must be tensors.")
-    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] < 2:
-        raise ValueError(f"`probe_inputs` ({inputs.shape[0]}) and `probe_targets` ({targets.shape[0]}) must have "
-                         "the same number (≥ 2) of samples.")
-    return ProbeSet((inputs, targets), inputs, targets, torch.arange(inputs.shape[0]), 0, 1)
+    if value is None:
+        return None, None, None
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return None, value, None
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+        inputs, targets = value
+        if inputs.shape[0] != targets.shape[0] or inputs.shape[0] < 2:
+            raise ValueError(f"`probe_dataloader`=(inputs, targets) needs the same number (≥ 2) of inputs "
+                             f"({inputs.shape[0]}) and targets ({targets.shape[0]}).")
+        return None, None, ProbeSet((inputs, targets), inputs, targets, torch.arange(inputs.shape[0]), 0, 1)
+    if isinstance(value, (DataLoader, torch.utils.data.Dataset)) or hasattr(value, "__getitem__"):
+        return value, None, None
+    raise ValueError("`probe_dataloader` must be a DataLoader, a Dataset, an (inputs, targets) pair of tensors or "
+                     f"the key of a train dataloader, got {type(value).__name__}.")
 
 
 def resumed_stream_probe(batch: Any, indices: Sequence[int], input_key: int | str | None,

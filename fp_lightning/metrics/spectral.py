@@ -53,6 +53,8 @@ class ProjectedSpectralError(ProbeSetMetric):
         class_dim: the class axis of the outputs: 1 for (n, C), (n, C, T), (n, C, H, W) logits, -1 for (n, T, C).
         ignore_index: class labels left out of every quantity (default -100, as torch and HF; 255 for
             void pixels; ``None``: all count); see :class:`~fp_lightning.metrics._probe.ProbeSetMetric`.
+        share_window: recordings over which a monitor reports the low share of the loss change of this
+            split (``fp/low_share``, theory paper Eq. (39)); the Metric itself does not use it.
         kwargs: ``warn_auto_choice`` (see ``ProbeSetMetric``) and ``torchmetrics.Metric``'s (e.g. ``sync_on_compute``).
 
     ``compute()`` returns a dict: ``delta_f`` (M,), ``freqs`` (M,), ``target_spectrum`` and ``output_spectrum``
@@ -81,12 +83,14 @@ class ProjectedSpectralError(ProbeSetMetric):
         output_transform: OutputTransform = "auto",
         class_dim: int = 1,
         ignore_index: int | None = -100,
+        share_window: int = 5,
         **kwargs: Any,
     ) -> None:
         super().__init__(output_transform=output_transform, class_dim=class_dim, ignore_index=ignore_index,
                          **kwargs)
         self.n_freqs = check_int("n_freqs", n_freqs, 3)  # 3: a peak needs a neighbour on each side
         self.max_freqs = check_optional_int("max_freqs", max_freqs, 1)
+        self.share_window = check_int("share_window", share_window, 2)
         # checked here, so a typo fails at construction and not mid-training
         self.backend = check_choice("backend", backend, BACKENDS)
         for name in _PROJECTION_PARTS:
