@@ -100,8 +100,8 @@ def monitor_split(name: str, x: torch.Tensor, y: torch.Tensor, size: int, record
     from fp_lightning import FrequencyPrincipleMonitor
 
     torch.manual_seed(0)
-    monitor = FrequencyPrincipleMonitor(probe_inputs=x[:size], probe_targets=y[:size], log_images=False,
-                                        history_file=None, strict=True)
+    monitor = FrequencyPrincipleMonitor(log_images=False, history_file=None, strict=True,
+                                        probe_dataloader=(x[:size], y[:size]))
     loader = DataLoader(TensorDataset(x[:1000], y[:1000]), batch_size=batch_size)
     trainer = _quiet_trainer(recordings - 1, [monitor], root, device=device, limit_train_batches=1)
     trainer.fit(_model(name, **(model_kwargs or {})), loader)
@@ -221,8 +221,7 @@ def profile_recording(x: torch.Tensor, y: torch.Tensor, root: Path, device: str 
 
     from fp_lightning import FrequencyPrincipleMonitor
 
-    monitor = FrequencyPrincipleMonitor(probe_inputs=x, probe_targets=y, log_images=False, history_file=None,
-                                        strict=True)
+    monitor = FrequencyPrincipleMonitor(log_images=False, history_file=None, strict=True, probe_dataloader=(x, y))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     hook = monitor.on_train_epoch_end
     captured: list = []

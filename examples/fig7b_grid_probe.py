@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.data import evenly_spaced
+from fp_lightning.metrics import ProjectedSpectralError
 
 CONFIG = Path(__file__).parent / "configs" / "fig7b_random_points.yaml"
 
@@ -35,9 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     dm = cli.datamodule
     low, high = dm.x_range
     grid = evenly_spaced(low, high, dm.grid_size).unsqueeze(1)
-    monitor = FrequencyPrincipleMonitor(probe_inputs=grid.float(), probe_targets=dm.target_function(grid).float(),
-                                        n_freqs=40, frequencies=[1, 4, 12, 20, 28, 36], every_n_epochs=100,
-                                        batch_size=3000)
+    monitor = FrequencyPrincipleMonitor(every_n_epochs=100, probe_batch_size=3000,
+                                        probe_dataloader=(grid.float(), dm.target_function(grid).float()),
+                                        spectral=ProjectedSpectralError(n_freqs=40, frequencies=[1, 4, 12, 20, 28, 36]))
     trainer = cli.trainer
     # the config's monitor (on the 600 training points) gives way: both would log the same keys
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, FrequencyPrincipleMonitor)]

@@ -29,6 +29,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
+from fp_lightning.metrics import ProjectedSpectralError
 from fp_lightning.record import HISTORY_FILE
 
 __all__ = ["DEMO_RECIPES", "LIGHTNING_SUBCOMMANDS", "DemoRecipe", "FPLightningCLI", "build_parser", "main",
@@ -258,8 +259,9 @@ def _train_demo(args: argparse.Namespace, parser: argparse.ArgumentParser | None
     model = _demo_model(args, recipe, target, datamodule.input_shape)
     # class labels: a fixed low-to-high list of k (see DemoRecipe); scalar labels have peaks, picked as in the paper
     frequencies: Any = list(recipe.frequencies) if target == "class" else "auto"
-    monitor = FrequencyPrincipleMonitor(probe_size=probe_size, frequencies=frequencies,
-                                        n_freqs=max(recipe.frequencies) + 16, seed=args.seed)
+    monitor = FrequencyPrincipleMonitor(probe_size=probe_size, probe_seed=args.seed,
+                                        spectral=ProjectedSpectralError(frequencies=frequencies,
+                                                                        n_freqs=max(recipe.frequencies) + 16))
     logger = TensorBoardLogger(save_dir=str(args.output), name=name, default_hp_metric=False)
     n_train = len(datamodule.train_dataset)
     trainer = pl.Trainer(max_epochs=epochs, accelerator=args.accelerator, devices=1, logger=logger,

@@ -10,6 +10,7 @@ from lightning.pytorch import Trainer, seed_everything
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests._lightning import loader, make_module, regression_data
 
 
@@ -22,7 +23,9 @@ class RankShardedStream(torch.utils.data.IterableDataset):
         return iter(list(zip(x, y))[rank::2])
 
 
-MONITOR_KW = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)
+N_FREQS, DELTAS = 16, [0.02, 0.2]
+MONITOR_KW = dict(probe_size=201, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+                  filtering=LowHighFrequencyError(deltas=DELTAS), probe_batch_size=50, strict=True)
 
 
 def main(out: Path, early_stopping: bool = False) -> None:

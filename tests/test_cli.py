@@ -136,7 +136,12 @@ def _config_with(tmp_path: Path, monitor_args: dict, stopper_args: dict | None =
     config = yaml.safe_load((REPO_ROOT / "examples" / "configs" / "fig3_staircase.yaml").read_text())
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "logs")
     config["trainer"]["default_root_dir"] = str(tmp_path)
-    config["trainer"]["callbacks"][0]["init_args"].update(monitor_args)
+    monitor = config["trainer"]["callbacks"][0]["init_args"]
+    for name, cls in (("spectral", "ProjectedSpectralError"), ("filtering", "LowHighFrequencyError")):
+        if name in monitor_args:  # a configured Metric: its own init_args
+            monitor.setdefault(name, {"class_path": f"fp_lightning.metrics.{cls}", "init_args": {}})
+            monitor[name]["init_args"].update(monitor_args[name])
+    monitor.update({key: value for key, value in monitor_args.items() if key not in ("spectral", "filtering")})
     if stopper_args is not None:
         config["trainer"]["callbacks"].append({"class_path": "fp_lightning.FrequencyEarlyStopping",
                                                "init_args": stopper_args})
@@ -146,8 +151,8 @@ def _config_with(tmp_path: Path, monitor_args: dict, stopper_args: dict | None =
 
 
 @pytest.mark.parametrize(("monitor_args", "stopper_args", "key"), [
-    ({"backend": "fftw"}, None, "backend"),
-    ({"filter_precision": "float16"}, None, "filter_precision"),
+    ({"spectral": {"backend": "fftw"}}, None, "backend"),
+    ({"filtering": {"filter_precision": "float16"}}, None, "filter_precision"),
     ({"output_transform": "relu"}, None, "output_transform"),
     ({}, {"delta": "median"}, "delta"),
     ({}, {"low_metric": "loss"}, "low_metric"),
@@ -164,7 +169,8 @@ def test_a_bad_option_in_a_config_is_rejected_before_training(monitor_args: dict
 
 
 def test_the_same_config_with_valid_options_parses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    monitor_args = {"backend": "direct", "filter_precision": "float64", "output_transform": "identity"}
+    monitor_args = {"spectral": {"backend": "direct"}, "filtering": {"filter_precision": "float64"},
+                    "output_transform": "identity"}
     config = _config_with(tmp_path, monitor_args, {"delta": 0.05, "low_metric": "delta_f"})
     with pytest.raises(SystemExit) as exit_info:  # --print_config parses, prints and exits without training
         main(["fit", "--config", str(config), "--print_config"])

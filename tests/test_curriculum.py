@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fp_lightning import FrequencyCurriculum, FrequencyPrincipleMonitor, FrequencyWeightedLoss
 from fp_lightning.callbacks import PeakCurriculum
 from fp_lightning.functional import high_pass_weights, low_pass_weights
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests.conftest import tiny_trainer
 
 # ------------------------------------------------------------------------------------------ the rule alone
@@ -135,8 +136,9 @@ SineFitter = _fitter_class(L.LightningModule)
 
 
 def _fit(model, curriculum, epochs, tmp_path, ckpt_path=None, package=L, curriculum_first=False, probe_size=N):
-    monitor = FrequencyPrincipleMonitor(probe_size=probe_size, n_freqs=16, frequencies=[1, 5], deltas=[0.05],
-                                        log_images=False, history_file=None, strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=probe_size, log_images=False, history_file=None, strict=True,
+                                        spectral=ProjectedSpectralError(n_freqs=16, frequencies=[1, 5]),
+                                        filtering=LowHighFrequencyError(deltas=[0.05]))
     callbacks = [curriculum, monitor] if curriculum_first else [monitor, curriculum]
     trainer = tiny_trainer(package, max_epochs=epochs, callbacks=callbacks, default_root_dir=tmp_path)
     trainer.fit(model, DataLoader(_task(), batch_size=N, shuffle=False), ckpt_path=ckpt_path)

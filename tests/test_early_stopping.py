@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from fp_lightning.callbacks.early_stopping import FrequencyEarlyStopping
-from fp_lightning.record import FrequencyHistory
 from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor
+from fp_lightning.record import FrequencyHistory
 from tests._lightning import loader, make_module, regression_data
 from tests.conftest import SILENT, tiny_trainer
 

@@ -22,6 +22,7 @@ from fp_lightning.callbacks.panels import (
     draw_panels,
     panel_file_stem,
 )
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from fp_lightning.record import FrequencyHistory, delta_key, delta_keys
 from tests.conftest import EVERY_STEP
 
@@ -62,7 +63,8 @@ def sine_regressor(root="lightning.pytorch"):
 def fit(tmp_path, logger, root="lightning.pytorch", **monitor_kw):
     L = importlib.import_module(root)
     L.seed_everything(0, verbose=False)
-    monitor_kw = {"probe_size": 100, "n_freqs": 16, "deltas": DELTAS, **monitor_kw}
+    monitor_kw = {"probe_size": 100, "spectral": ProjectedSpectralError(n_freqs=16),
+                  "filtering": LowHighFrequencyError(deltas=DELTAS), **monitor_kw}
     monitor = FrequencyPrincipleMonitor(**monitor_kw)
     trainer = L.Trainer(max_epochs=EPOCHS, callbacks=[monitor], logger=logger, default_root_dir=tmp_path,
                         **{**EVERY_STEP, "enable_checkpointing": False})
@@ -340,7 +342,8 @@ def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
 def test_logged_keys_layout_and_image_tags_share_the_delta_form(tmp_path, deltas, keys):
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    trainer, monitor = fit(tmp_path, TensorBoardLogger(tmp_path, name="tb"), deltas=deltas)
+    trainer, monitor = fit(tmp_path, TensorBoardLogger(tmp_path, name="tb"),
+                           filtering=LowHighFrequencyError(deltas=deltas))
     logged = sorted(key for key in trainer.callback_metrics if key.startswith(("fp/e_low/", "fp/e_high/")))
     assert logged == sorted([f"fp/e_low/delta={key}" for key in keys] + [f"fp/e_high/delta={key}" for key in keys])
     events, layout = read_layout(trainer.log_dir)

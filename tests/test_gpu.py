@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from fp_lightning.functional import GaussianFilterBank, default_deltas, gaussian_lowpass, low_high_errors
 from fp_lightning.functional.spectrum import available_backends, nufft_spectrum
+from fp_lightning.metrics import ProjectedSpectralError
 
 DEVICE = os.environ.get("FP_CHECK_DEVICE", "cuda")
 ACCELERATOR = "gpu" if DEVICE == "cuda" else "cpu"
@@ -116,7 +117,8 @@ def fit(tmp_path, callbacks: list, max_epochs: int = 2, **trainer_kwargs) -> tup
 
 def small_monitor(**kwargs) -> FrequencyPrincipleMonitor:
     kwargs.setdefault("log_images", False)
-    return FrequencyPrincipleMonitor(probe_size=256, n_freqs=24, max_freqs=4, batch_size=100, strict=True, **kwargs)
+    return FrequencyPrincipleMonitor(probe_size=256, probe_batch_size=100, strict=True,
+                                     spectral=ProjectedSpectralError(n_freqs=24, max_freqs=4), **kwargs)
 
 
 @pytest.fixture

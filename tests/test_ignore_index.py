@@ -91,13 +91,16 @@ def segmentation_data():
 
 def test_segmentation_void_pixels_with_ignore_index_255(tmp_path):
     data = segmentation_data()
-    monitor = FrequencyPrincipleMonitor(probe_size=40, n_freqs=10, deltas=[1.0])
+    monitor = FrequencyPrincipleMonitor(probe_size=40, spectral=ProjectedSpectralError(n_freqs=10),
+                                        filtering=LowHighFrequencyError(deltas=[1.0]))
     with pytest.warns(UserWarning, match=r"pass ignore_index=255"):
         L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(Segmenter(), torch.utils.data.DataLoader(data))
     assert monitor.history is None
     torch.manual_seed(0)
     module = Segmenter()
-    monitor = FrequencyPrincipleMonitor(probe_size=40, n_freqs=10, deltas=[1.0], ignore_index=255, strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=40, ignore_index=255, strict=True,
+                                        spectral=ProjectedSpectralError(n_freqs=10),
+                                        filtering=LowHighFrequencyError(deltas=[1.0]))
     L.Trainer(max_epochs=2, callbacks=[monitor], **TRAINER).fit(module, torch.utils.data.DataLoader(data,
                                                                                                      batch_size=8))
     images, labels = data.tensors
@@ -143,7 +146,8 @@ def test_slotted_batch_objects():
     loader = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=16, collate_fn=lambda samples: Slotted(
         torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])))
     module = SlottedModule()
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=8, deltas=[0.1], strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=64, strict=True, spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(module, loader)
     with torch.no_grad():
         h = module.eval()(x)
@@ -167,7 +171,8 @@ def _random_label_fit(callbacks, caplog):
             self.log("loss", loss)
             return loss
 
-    monitor = FrequencyPrincipleMonitor(probe_size=200, n_freqs=8, deltas=[0.5])
+    monitor = FrequencyPrincipleMonitor(probe_size=200, spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(deltas=[0.5]))
     with warnings.catch_warnings(record=True) as record, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")
         L.Trainer(max_epochs=2, callbacks=[monitor, *callbacks], **TRAINER).fit(

@@ -180,7 +180,9 @@ def _loader() -> DataLoader:
 
 
 def _monitor() -> FrequencyPrincipleMonitor:
-    return FrequencyPrincipleMonitor(probe_size=128, n_freqs=16, max_freqs=3, n_deltas=2, log_images=False)
+    return FrequencyPrincipleMonitor(probe_size=128, log_images=False,
+                                     spectral=ProjectedSpectralError(n_freqs=16, max_freqs=3),
+                                     filtering=LowHighFrequencyError(n_deltas=2))
 
 
 def _train(root: Path, epochs: int, monitor: FrequencyPrincipleMonitor, ckpt_path: str | None = None,

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.callbacks import load_history
 from fp_lightning.functional import low_high_errors, nufft_spectrum, principal_projection, relative_spectral_error
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests._lightning import DictDataset, loader, make_module, regression_data
 from tests.conftest import EVERY_STEP
 
@@ -31,7 +32,9 @@ def _fit(tmp_path, epochs=3, monitor=None, module=None, data=None, logger=True, 
 
 def test_logs_keys_and_values_match_direct_computation(tmp_path):
     data = regression_data()
-    monitor = FrequencyPrincipleMonitor(probe_size=200, n_freqs=24, deltas=[0.01, 0.1], batch_size=64)
+    monitor = FrequencyPrincipleMonitor(probe_size=200, probe_batch_size=64,
+                                        spectral=ProjectedSpectralError(n_freqs=24),
+                                        filtering=LowHighFrequencyError(deltas=[0.01, 0.1]))
     trainer, module = _fit(tmp_path, monitor=monitor, data=data)
     metrics = trainer.callback_metrics
     freqs = monitor.history.freqs
@@ -57,7 +60,8 @@ def test_logs_keys_and_values_match_direct_computation(tmp_path):
 
 
 def test_history_file_and_panels(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=128, n_freqs=16, n_deltas=2)
+    monitor = FrequencyPrincipleMonitor(probe_size=128, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(n_deltas=2))
     trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor)
     saved = load_history(f"{trainer.log_dir}/fp_history.npz")
     assert saved["epoch"].tolist() == [0, 1, 2]
@@ -78,7 +82,8 @@ def test_history_file_and_panels(tmp_path):
 def test_never_changes_training(tmp_path):
     """Same seeded run with dropout (uses the RNG) with and without the monitor: identical weights."""
     _, plain = _fit(tmp_path / "a", module=lambda: make_module(dropout=0.3), logger=False)
-    monitor = FrequencyPrincipleMonitor(probe_size=100, n_freqs=16, deltas=[0.1])
+    monitor = FrequencyPrincipleMonitor(probe_size=100, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     _, watched = _fit(tmp_path / "b", monitor=monitor, module=lambda: make_module(dropout=0.3), logger=False)
     for p, q in zip(plain.parameters(), watched.parameters()):
         assert torch.equal(p, q)
@@ -103,7 +108,8 @@ def test_restores_each_submodule_mode(tmp_path):
 
 
 def test_faults_warn_and_training_goes_on(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
+    monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     with pytest.warns(UserWarning, match="skipped epoch 2: ValueError: `preds` must be finite"):
         trainer, _ = _fit(tmp_path, epochs=4, monitor=monitor, module=lambda: make_module(nan_after=1), logger=False)
     assert trainer.current_epoch == 4
@@ -111,19 +117,22 @@ def test_faults_warn_and_training_goes_on(tmp_path):
 
 
 def test_shape_mismatch_warns(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
+    monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     with pytest.warns(UserWarning, match="does not match `target`"):
         _fit(tmp_path, epochs=1, monitor=monitor, module=lambda: make_module(out_features=3), logger=False)
 
 
 def test_strict_raises(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1], strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=64, strict=True, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     with pytest.raises(ValueError, match="`preds` must be finite"):
         _fit(tmp_path, epochs=3, monitor=monitor, module=lambda: make_module(nan_after=1), logger=False)
 
 
 def test_small_dataset_and_no_targets(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=1000, n_freqs=16, deltas=[0.1])
+    monitor = FrequencyPrincipleMonitor(probe_size=1000, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     with pytest.warns(UserWarning, match="fewer than probe_size=1000"):
         _fit(tmp_path, epochs=1, monitor=monitor, logger=False)
     assert len(monitor.probe) == 256
@@ -142,14 +151,16 @@ def test_small_dataset_and_no_targets(tmp_path):
 
 
 def test_dict_batches_with_keys(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=100, n_freqs=16, deltas=[0.1], input_key="features",
-                                        strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=100, input_key="features", strict=True,
+                                        spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     _fit(tmp_path, epochs=1, monitor=monitor, data=DictDataset(regression_data()), logger=False)
     assert len(monitor.history) == 2
 
 
 def test_csv_logger_gets_scalars_and_png_panels_without_warnings(tmp_path):
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1])
+    monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor, logger=CSVLogger(tmp_path))
@@ -160,7 +171,8 @@ def test_csv_logger_gets_scalars_and_png_panels_without_warnings(tmp_path):
 
 
 def test_resume_continues_history(tmp_path):
-    kw = dict(probe_size=128, n_freqs=16, deltas=[0.05])
+    kw = dict(probe_size=128, spectral=ProjectedSpectralError(n_freqs=16),
+              filtering=LowHighFrequencyError(deltas=[0.05]))
     full = FrequencyPrincipleMonitor(**kw)
     _fit(tmp_path / "full", epochs=4, monitor=full, logger=False)
     first = FrequencyPrincipleMonitor(**kw)
@@ -181,7 +193,8 @@ def test_resume_continues_history(tmp_path):
 
 def test_pytorch_lightning_trainer(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[0.1], strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=64, strict=True, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     pl.seed_everything(0)
     trainer = pl.Trainer(max_epochs=1, callbacks=[monitor], logger=pl.loggers.TensorBoardLogger(tmp_path),
                          default_root_dir=tmp_path, **TRAINER_KW)
@@ -194,13 +207,13 @@ def test_pytorch_lightning_trainer(tmp_path):
     [
         ({"probe_size": 1}, "`probe_size`"),
         ({"every_n_epochs": 0}, "`every_n_epochs`"),
-        ({"n_freqs": 2}, "`n_freqs`"),
-        ({"frequencies": "peaks"}, "`frequencies`"),
-        ({"deltas": [0.0]}, "`deltas`"),
+        ({"spectral": "n_freqs=16"}, "`spectral` must be a ProjectedSpectralError"),
+        ({"filtering": ProjectedSpectralError()}, "`filtering` must be a LowHighFrequencyError"),
         ({"output_transform": "relu"}, "`output_transform`"),
-        ({"cutoff": 500}, "`cutoff`"),
-        ({"probe_inputs": torch.rand(3, 2)}, "`probe_inputs` and `probe_targets`"),
-        ({"share_window": 1}, "`share_window`"),
+        ({"class_dim": 0}, "`class_dim`"),
+        ({"probe_dataloader": (torch.rand(3, 2), torch.rand(2))}, "`probe_dataloader`=\\(inputs, targets\\)"),
+        ({"probe_batch_size": 0}, "`probe_batch_size`"),
+        ({"probe_seed": -1}, "`probe_seed`"),
         ({"backend": "fftw"}, "`backend`"),
         ({"n_deltas": 0}, "`n_deltas`"),
         ({"filter_precision": "half"}, "`filter_precision`"),
@@ -213,7 +226,7 @@ def test_constructor_errors_name_argument(kwargs, match):
 
 def test_filter_precision_reaches_the_filter_bank():
     assert FrequencyPrincipleMonitor().filtering.filter_dtype is torch.float32
-    monitor = FrequencyPrincipleMonitor(filter_precision="float64")
+    monitor = FrequencyPrincipleMonitor(filtering=LowHighFrequencyError(filter_precision="float64"))
     assert monitor.filtering.filter_dtype is torch.float64
     x, y = torch.rand(50, 3, dtype=torch.float64), torch.rand(50, 1, dtype=torch.float64)
     monitor.filtering.update(x, y + 0.1, y)
@@ -224,15 +237,17 @@ def test_filter_precision_reaches_the_filter_bank():
 def test_given_probe_set(tmp_path):
     data = regression_data()
     x, y = data.tensors
-    monitor = FrequencyPrincipleMonitor(probe_inputs=x[:50], probe_targets=y[:50], n_freqs=16, deltas=[0.1],
-                                        strict=True)
+    monitor = FrequencyPrincipleMonitor(strict=True, probe_dataloader=(x[:50], y[:50]),
+                                        spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[0.1]))
     _fit(tmp_path, epochs=1, monitor=monitor, logger=False)
     assert len(monitor.probe) == 50 and not math.isnan(monitor.history.records["loss_low"][-1])
 
 
 def test_filtering_fault_keeps_delta_f(tmp_path):
     """A δ so small that the filter leaves y unchanged: e_low/e_high skipped with one warning, Δ_F still logged."""
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, deltas=[1e-9])
+    monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(deltas=[1e-9]))
     with pytest.warns(UserWarning, match="skipped filtering: ValueError: `target` has no high-frequency part"):
         trainer, _ = _fit(tmp_path, epochs=2, monitor=monitor, logger=False)
     assert any(key.startswith("fp/delta_f/") for key in trainer.callback_metrics)

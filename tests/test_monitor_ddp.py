@@ -11,7 +11,7 @@ import torch
 
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests._lightning import make_module, regression_data
-from tests.ddp_fit import MONITOR_KW
+from tests.ddp_fit import DELTAS, MONITOR_KW, N_FREQS
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]  # two CPU processes launched per test
 REPO = Path(__file__).resolve().parents[1]
@@ -27,9 +27,9 @@ def _single_process_values(state_dict, freqs):
     module.eval()
     with torch.no_grad():
         h = module(x)
-    spectral = ProjectedSpectralError(n_freqs=MONITOR_KW["n_freqs"], frequencies=freqs)
+    spectral = ProjectedSpectralError(n_freqs=N_FREQS, frequencies=freqs)
     spectral.update(x, h, y)
-    lowhigh = LowHighFrequencyError(deltas=MONITOR_KW["deltas"])
+    lowhigh = LowHighFrequencyError(deltas=DELTAS)
     lowhigh.update(x, h, y)
     return spectral.compute(), lowhigh.compute()
 

@@ -17,7 +17,9 @@ from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, ProjectedS
 from fp_lightning.record import load_history
 from tests._lightning import loader, regression_data
 
-PROBE = dict(probe_size=201, n_freqs=16, deltas=[0.02, 0.2], batch_size=50, strict=True)
+N_FREQS, DELTAS = 16, [0.02, 0.2]
+PROBE = dict(probe_size=201, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+             filtering=LowHighFrequencyError(deltas=DELTAS), probe_batch_size=50, strict=True)
 
 
 class SpawnRegressor(L.LightningModule):
@@ -98,7 +100,7 @@ def _spawn_and_compare(tmp_path):
         h = module.eval()(x[idx])
     spectral = ProjectedSpectralError(n_freqs=16, frequencies=history["freqs"].tolist())
     spectral.update(x[idx], h, y[idx])
-    lowhigh = LowHighFrequencyError(deltas=PROBE["deltas"])
+    lowhigh = LowHighFrequencyError(deltas=DELTAS)
     lowhigh.update(x[idx], h, y[idx])
     np.testing.assert_allclose(history["delta_f"][-1], spectral.compute()["delta_f"].numpy(), rtol=1e-5)
     np.testing.assert_allclose(history["e_low"][-1], lowhigh.compute()["e_low"].numpy(), rtol=1e-5)

@@ -15,6 +15,7 @@ import torch
 
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import principal_projection
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
 pytestmark = pytest.mark.integration
 TRAINER = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
@@ -78,8 +79,9 @@ def test_hf_token_classification_leaves_minus_100_out(tmp_path):
     module = HFTagger()
     initial = copy.deepcopy(module.model).eval()
     data = token_batches()
-    monitor = FrequencyPrincipleMonitor(probe_size=48, n_freqs=12, deltas=[50.0], class_dim=-1,
-                                        input_features="model.bert.embeddings", strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=48, class_dim=-1, input_features="model.bert.embeddings",
+                                        strict=True, spectral=ProjectedSpectralError(n_freqs=12),
+                                        filtering=LowHighFrequencyError(deltas=[50.0]))
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
     batch = torch.utils.data.default_collate(data)
@@ -99,8 +101,9 @@ def test_hf_sequence_classification_dict_batches_drop_ignored_samples(tmp_path):
     data = token_batches(n=40)
     for i, sample in enumerate(data):  # one label per sequence; every fifth sample is marked to leave out
         sample["labels"] = torch.tensor(-100 if i % 5 == 0 else int(sample["input_ids"][0]) % 4)
-    monitor = FrequencyPrincipleMonitor(probe_size=40, n_freqs=12, deltas=[50.0], strict=True,
-                                        input_features="model.bert.embeddings")
+    monitor = FrequencyPrincipleMonitor(probe_size=40, strict=True, input_features="model.bert.embeddings",
+                                        spectral=ProjectedSpectralError(n_freqs=12),
+                                        filtering=LowHighFrequencyError(deltas=[50.0]))
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8))
     batch = torch.utils.data.default_collate(data)
@@ -140,7 +143,8 @@ def test_hf_vit_pixel_values(tmp_path):
     labels = (images.mean(dim=(1, 2, 3)) * 30).long() % 3
     data = [{"pixel_values": images[i], "labels": labels[i]} for i in range(60)]
     module = HFViT()
-    monitor = FrequencyPrincipleMonitor(probe_size=60, n_freqs=12, deltas=[2.0], strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=60, strict=True, spectral=ProjectedSpectralError(n_freqs=12),
+                                        filtering=LowHighFrequencyError(deltas=[2.0]))
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=20))
     with torch.no_grad():
@@ -184,7 +188,8 @@ def test_pyg_node_classification_on_one_graph(tmp_path):
     torch.manual_seed(0)
     graph = random_graph(120, 5, seed=0)
     module = NodeClassifier()
-    monitor = FrequencyPrincipleMonitor(probe_size=80, n_freqs=12, deltas=[0.3], strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=80, strict=True, spectral=ProjectedSpectralError(n_freqs=12),
+                                        filtering=LowHighFrequencyError(deltas=[0.3]))
     trainer = L.Trainer(max_epochs=3, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, DataLoader([graph], batch_size=1))
     rows = torch.randperm(120, generator=torch.Generator().manual_seed(0))[:80].sort().values  # seed 0's 80 nodes
@@ -234,8 +239,9 @@ def test_pyg_graph_classification_in_the_pooled_space(tmp_path):
     module = GraphClassifier()
     initial = copy.deepcopy(module).eval()
     # batch_size 16 < 48 graphs: each chunk of the probe is collated anew from its graphs
-    monitor = FrequencyPrincipleMonitor(probe_size=48, n_freqs=12, n_deltas=2, input_features="pool",
-                                        batch_size=16, strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=48, input_features="pool", probe_batch_size=16, strict=True,
+                                        spectral=ProjectedSpectralError(n_freqs=12),
+                                        filtering=LowHighFrequencyError(n_deltas=2))
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, DataLoader(graphs, batch_size=12))
     batch = Batch.from_data_list(graphs)
@@ -252,17 +258,21 @@ def test_pyg_graph_batches_name_the_arguments_that_make_them_work(tmp_path):
 
     graphs = small_graphs(24)
     # node features are no per-graph points: the warning names input_features
-    monitor = FrequencyPrincipleMonitor(probe_size=24, n_freqs=8, deltas=[0.5])
+    monitor = FrequencyPrincipleMonitor(probe_size=24, spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(deltas=[0.5]))
     with pytest.warns(UserWarning, match="input_features") as record:
         L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(GraphClassifier(), DataLoader(graphs, 8))
     assert monitor.history is None and any("graph-pooling" in str(w.message) for w in record)
     # forward(data): the model cannot be called from the batch's fields; the warning names forward_fn
-    monitor = FrequencyPrincipleMonitor(probe_size=24, n_freqs=8, n_deltas=1, input_features="pool")
+    monitor = FrequencyPrincipleMonitor(probe_size=24, input_features="pool",
+                                        spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(n_deltas=1))
     with pytest.warns(UserWarning, match=r"forward_fn=lambda module, batch: module\(batch\)"):
         L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(GraphClassifier(True), DataLoader(graphs, 8))
     # ... and with it the run is measured
-    monitor = FrequencyPrincipleMonitor(probe_size=24, n_freqs=8, n_deltas=1, input_features="pool", strict=True,
-                                        forward_fn=lambda module, batch: module(batch))
+    monitor = FrequencyPrincipleMonitor(probe_size=24, input_features="pool", strict=True, forward_fn=lambda module,
+                                        batch: module(batch), spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(n_deltas=1))
     L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(GraphClassifier(True), DataLoader(graphs, 8))
     assert len(monitor.history) == 2
 
@@ -284,7 +294,8 @@ def test_lightning_demo_transformer_embeds_twice_first_call_by_default(tmp_path)
     module = TokenPairs(vocab_size=16)
     embedding = copy.deepcopy(module.model.embedding)
     probe_call = dict(forward_fn=lambda model, batch: model(*batch).view(batch[0].shape[0], 6, 16), class_dim=-1,
-                      probe_size=40, n_freqs=8, deltas=[100.0], strict=True)
+                      probe_size=40, spectral=ProjectedSpectralError(n_freqs=8),
+                      filtering=LowHighFrequencyError(deltas=[100.0]), strict=True)
     monitor = FrequencyPrincipleMonitor(input_features="model.embedding", **probe_call)
     with pytest.warns(UserWarning, match=r"runs 2 times per forward call.*\('model.embedding', 1\)") as record:
         L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(module)
@@ -307,12 +318,15 @@ def test_lightning_boring_model_needs_and_takes_a_probe(tmp_path):
 
     torch.manual_seed(0)
     module = BoringModel()
-    monitor = FrequencyPrincipleMonitor(probe_size=16, n_freqs=8, deltas=[10.0])
+    monitor = FrequencyPrincipleMonitor(probe_size=16, spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(deltas=[10.0]))
     with pytest.warns(UserWarning, match="probe_inputs"):  # the dataset yields bare tensors: no target
         L.Trainer(max_epochs=1, limit_train_batches=4, callbacks=[monitor], **TRAINER).fit(module)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(50, 32, generator=g), torch.randn(50, 2, generator=g)
-    monitor = FrequencyPrincipleMonitor(probe_inputs=x, probe_targets=y, n_freqs=8, deltas=[10.0], strict=True)
+    monitor = FrequencyPrincipleMonitor(strict=True, probe_dataloader=(x, y),
+                                        spectral=ProjectedSpectralError(n_freqs=8),
+                                        filtering=LowHighFrequencyError(deltas=[10.0]))
     L.Trainer(max_epochs=2, limit_train_batches=4, callbacks=[monitor], **TRAINER).fit(
         module, torch.utils.data.DataLoader(RandomDataset(32, 64), batch_size=2))
     with torch.no_grad():

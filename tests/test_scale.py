@@ -194,7 +194,7 @@ def test_bad_input_components_name_the_argument(bad):
     with pytest.raises(ValueError, match="input_components"):
         LowHighFrequencyError(input_components=bad)
     with pytest.raises(ValueError, match="input_components"):
-        FrequencyPrincipleMonitor(input_components=bad)
+        FrequencyPrincipleMonitor(filtering=LowHighFrequencyError(input_components=bad))
 
 
 def test_bad_pca_arguments_name_the_argument():
@@ -236,8 +236,9 @@ def test_monitor_filters_reduced_inputs_in_a_trainer(make_trainer):
     images = _image_like(96, (1, 8, 8), seed=6)
     labels = (images.float().mean(dim=(1, 2, 3)) > 128).long() + (images[:, 0, 0, 0] > 200).long()
     probe_x, probe_y = images[:64], labels[:64]
-    monitor = FrequencyPrincipleMonitor(probe_inputs=probe_x, probe_targets=probe_y, n_freqs=16, n_deltas=2,
-                                        input_components=6, log_images=False, history_file=None)
+    monitor = FrequencyPrincipleMonitor(log_images=False, history_file=None, probe_dataloader=(probe_x, probe_y),
+                                        spectral=ProjectedSpectralError(n_freqs=16),
+                                        filtering=LowHighFrequencyError(n_deltas=2, input_components=6))
     model = TinyImageClassifier()
     trainer = make_trainer(max_epochs=2, callbacks=[monitor])
     trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=32, shuffle=True))

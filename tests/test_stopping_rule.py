@@ -16,6 +16,7 @@ from fp_lightning.callbacks import (
     history_checks,
     load_history,
 )
+from fp_lightning.metrics import ProjectedSpectralError
 from tests.conftest import SILENT
 
 DELTAS = (0.1, 1.0, 10.0)
@@ -138,7 +139,8 @@ def test_replay_of_a_real_run_from_its_npz(tmp_path):
     kwargs = dict(arm_threshold=None, plateau_rtol=0.3, plateau_window=0.0, patience=2, low_threshold=None,
                   share_threshold=0.5, delta="largest")
     stopper = FrequencyEarlyStopping(**kwargs, dry_run=True)
-    monitor = FrequencyPrincipleMonitor(probe_size=64, n_freqs=16, log_images=False, output_dir=tmp_path)
+    monitor = FrequencyPrincipleMonitor(probe_size=64, log_images=False, output_dir=tmp_path,
+                                        spectral=ProjectedSpectralError(n_freqs=16))
     trainer = Trainer(max_epochs=8, callbacks=[monitor, stopper], **SILENT)
     trainer.fit(SmallRegressor(lr=3e-2), wave_loader())
     assert stopper.rule.criterion is not None and monitor.history.records["epoch"][-1] == 8  # fired, trained on

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import low_high_errors, nufft_spectrum, principal_projection, relative_spectral_error
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests.conftest import EVERY_STEP
 
 N_FREQS = 16
@@ -112,7 +113,8 @@ def test_segmentation_per_pixel_labels(tmp_path):
     images = torch.rand(40, 1, 8, 8, generator=g)
     masks = (images[:, 0] * 3).long().clamp(max=2)            # the class is the pixel's brightness band
     deltas = [2.0, 20.0]
-    monitor = FrequencyPrincipleMonitor(probe_size=32, n_freqs=N_FREQS, deltas=deltas, strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=32, strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+                                        filtering=LowHighFrequencyError(deltas=deltas))
     module = TinySegmenter()
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(images, masks), batch_size=8, shuffle=True),
                                     monitor, tmp_path, TensorBoardLogger(tmp_path, name="seg"))
@@ -169,8 +171,9 @@ class TinyTagger(LightningModule):
 def test_sequence_tagger_with_class_dim_minus_one(tmp_path):
     seed_everything(0, verbose=False)
     deltas = [5.0, 40.0]
-    monitor = FrequencyPrincipleMonitor(probe_size=40, n_freqs=N_FREQS, deltas=deltas, class_dim=-1,
-                                        input_key="tokens", target_key="tags", strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=40, class_dim=-1, input_key="tokens", target_key="tags",
+                                        strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+                                        filtering=LowHighFrequencyError(deltas=deltas))
     module = TinyTagger()
     loader = DataLoader(TokenDataset(48), batch_size=16, shuffle=True, collate_fn=collate_sentences)
     trainer, choice_warnings = _fit(module, loader, monitor, tmp_path, CSVLogger(tmp_path, name="tagger"))
@@ -185,8 +188,9 @@ def test_sequence_tagger_with_class_dim_minus_one(tmp_path):
 
 @pytest.mark.parametrize("strict", [True, False])
 def test_tagger_without_class_dim_names_it(tmp_path, strict):
-    monitor = FrequencyPrincipleMonitor(probe_size=16, n_freqs=N_FREQS, deltas=[5.0], input_key="tokens",
-                                        target_key="tags", strict=strict)
+    monitor = FrequencyPrincipleMonitor(probe_size=16, input_key="tokens", target_key="tags", strict=strict,
+                                        spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+                                        filtering=LowHighFrequencyError(deltas=[5.0]))
     loader = DataLoader(TokenDataset(16), batch_size=8, collate_fn=collate_sentences)
     trainer = Trainer(max_epochs=1, callbacks=[monitor], logger=False, default_root_dir=tmp_path, **TRAINER_KW)
     if strict:
@@ -225,7 +229,8 @@ def test_binary_classifier_with_float_targets_gets_sigmoid_and_one_warning(tmp_p
     x = torch.randn(48, 3, generator=g) * 2
     y = (torch.sin(2 * x[:, :1]) > 0).float()                   # (n, 1) float 0/1
     deltas = [1.0, 10.0]
-    monitor = FrequencyPrincipleMonitor(probe_size=40, n_freqs=N_FREQS, deltas=deltas, strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=40, strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+                                        filtering=LowHighFrequencyError(deltas=deltas))
     module = TinyBinaryClassifier()
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(x, y), batch_size=12, shuffle=True), monitor,
                                     tmp_path, logger=False)
@@ -261,7 +266,8 @@ def test_soft_labels_get_softmax_and_one_warning(tmp_path):
     teacher = torch.stack([torch.sin(3 * x[:, 0]), x[:, 1], -x[:, 0], torch.cos(5 * x[:, 1])], dim=1)
     soft = torch.softmax(2 * teacher, dim=1)                    # a teacher's probabilities
     deltas = [0.05, 0.5]
-    monitor = FrequencyPrincipleMonitor(probe_size=32, n_freqs=N_FREQS, deltas=deltas, strict=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=32, strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
+                                        filtering=LowHighFrequencyError(deltas=deltas))
     module = TinySoftLabelModel()
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(x, soft), batch_size=8, shuffle=True), monitor,
                                     tmp_path, TensorBoardLogger(tmp_path, name="soft"), epochs=1)

@@ -17,6 +17,7 @@ from fp_lightning.functional import (
     loss_density,
     output_change_ratio,
 )
+from fp_lightning.metrics import ProjectedSpectralError
 from fp_lightning.record import FrequencyHistory, load_history
 from fp_lightning.report import training_stages, write_report
 from tests.conftest import tiny_trainer
@@ -166,8 +167,9 @@ def test_monitor_logs_the_ratios_that_numpy_computes_from_the_outputs(tmp_path) 
     data = _grid_data()
     model = WaveRegressor()
     n_freqs = 16
-    monitor = FrequencyPrincipleMonitor(probe_size=len(data), n_freqs=n_freqs, frequencies=[1, 4], cutoff=2,
-                                        every_n_epochs=1, share_window=3, log_images=True)
+    monitor = FrequencyPrincipleMonitor(probe_size=len(data), every_n_epochs=1, log_images=True,
+                                        spectral=ProjectedSpectralError(n_freqs=n_freqs, frequencies=[1, 4], cutoff=2,
+                                                                        share_window=3))
     outputs: list[np.ndarray] = []  # the model's outputs on the sorted grid at each recording
     monitor.listeners.append(lambda trainer, module: outputs.append(module(data.tensors[0]).detach().numpy()))
     trainer = tiny_trainer(max_epochs=4, logger=L.loggers.TensorBoardLogger(tmp_path), callbacks=[monitor])
@@ -202,8 +204,8 @@ def test_a_resume_keeps_the_output_change_ratio_going(tmp_path) -> None:
     loader = DataLoader(data, batch_size=16)
 
     def run(max_epochs: int, ckpt_path=None) -> FrequencyPrincipleMonitor:
-        monitor = FrequencyPrincipleMonitor(probe_size=len(data), n_freqs=16, frequencies=[1, 4], every_n_epochs=1,
-                                            log_images=False)
+        monitor = FrequencyPrincipleMonitor(probe_size=len(data), every_n_epochs=1, log_images=False,
+                                            spectral=ProjectedSpectralError(n_freqs=16, frequencies=[1, 4]))
         trainer = tiny_trainer(max_epochs=max_epochs, default_root_dir=tmp_path, enable_checkpointing=True,
                                callbacks=[monitor])
         trainer.fit(WaveRegressor(), loader, ckpt_path=ckpt_path)
@@ -243,7 +245,8 @@ def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> 
     x = torch.randn(120, 2, generator=g) * 0.6 + torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])[labels]
     noisy = torch.where(torch.rand(120, generator=g) < 0.2, torch.randint(0, 3, (120,), generator=g), labels)
     data = TensorDataset(x, noisy)
-    monitor = FrequencyPrincipleMonitor(probe_size=120, n_freqs=8, every_n_epochs=1, log_images=False)
+    monitor = FrequencyPrincipleMonitor(probe_size=120, every_n_epochs=1, log_images=False,
+                                        spectral=ProjectedSpectralError(n_freqs=8))
     last_outputs: list[torch.Tensor] = []
     monitor.listeners.append(lambda trainer, module: last_outputs.append(module(x).detach()))
     stopper = L.callbacks.EarlyStopping(monitor="fp/denoised_loss", mode="min", patience=50)
@@ -293,11 +296,12 @@ def test_a_checkpoint_without_the_denoised_score_restores_every_fit(tmp_path) ->
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 3, (60,), generator=g)
     data = TensorDataset(torch.randn(60, 2, generator=g) + labels[:, None].float(), labels)
-    first = FrequencyPrincipleMonitor(probe_size=60, n_freqs=8, every_n_epochs=1, log_images=False,
-                                      denoised_loss=False)
+    first = FrequencyPrincipleMonitor(probe_size=60, every_n_epochs=1, log_images=False, denoised_loss=False,
+                                      spectral=ProjectedSpectralError(n_freqs=8))
     trainer = tiny_trainer(max_epochs=1, callbacks=[first], default_root_dir=tmp_path)
     trainer.fit(BlobClassifier(), DataLoader(data, batch_size=20))
-    resumed = FrequencyPrincipleMonitor(probe_size=60, n_freqs=8, denoised_loss=False)
+    resumed = FrequencyPrincipleMonitor(probe_size=60, denoised_loss=False,
+                                        spectral=ProjectedSpectralError(n_freqs=8))
     resumed.load_state_dict(first.state_dict())
     assert resumed.spectral.resolved_output_transform == first.spectral.resolved_output_transform == "softmax"
     assert torch.equal(resumed.spectral.projection.directions, first.spectral.projection.directions)

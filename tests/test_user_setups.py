@@ -21,11 +21,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from fp_lightning.functional import nufft_spectrum, principal_projection, relative_spectral_error
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from tests.conftest import EVERY_STEP
 
 QUIET = dict(EVERY_STEP, enable_checkpointing=False)
-SMALL = dict(n_freqs=16, deltas=[0.05, 0.5])
-AUTO = dict(n_freqs=16, n_deltas=2)  # scale-free δ, for inputs on another scale
+SMALL = dict(spectral=ProjectedSpectralError(n_freqs=16), filtering=LowHighFrequencyError(deltas=[0.05, 0.5]))
+AUTO = dict(spectral=ProjectedSpectralError(n_freqs=16), filtering=LowHighFrequencyError(n_deltas=2))  # scale-free δ
 
 
 # ---------------------------------------------------------------------------------------------- users' code
@@ -171,7 +172,7 @@ class MaskedMean(LightningModule):
 def test_train_loader_collate_fn_builds_the_probe_and_forward_fn_runs_it(tmp_path):
     data = Sentences()
     monitor = FrequencyPrincipleMonitor(probe_size=60, forward_fn=lambda m, b: m(b["x"], b["mask"]), strict=True,
-                                        batch_size=25, **SMALL)
+                                        probe_batch_size=25, **SMALL)
     module = MaskedMean()
     trainer = fit(module, DataLoader(data, batch_size=20, collate_fn=pad_collate), monitor, tmp_path)
     probe = pad_collate([data[int(i)] for i in monitor.probe.indices])
@@ -202,11 +203,11 @@ def test_several_train_dataloaders_choose_the_probe_source(tmp_path):
     first = FrequencyPrincipleMonitor(probe_size=30, strict=True, **SMALL)
     fit(TwoSources(), loaders, first, tmp_path / "first", epochs=1)
     assert torch.equal(first.probe.inputs, a.tensors[0][first.probe.indices])  # default: the first loader
-    chosen = FrequencyPrincipleMonitor(probe_size=30, train_dataloader_key="b", strict=True, **SMALL)
+    chosen = FrequencyPrincipleMonitor(probe_size=30, probe_dataloader="b", strict=True, **SMALL)
     fit(TwoSources(), loaders, chosen, tmp_path / "chosen", epochs=1)
     assert torch.equal(chosen.probe.inputs, b.tensors[0][chosen.probe.indices])
     with pytest.warns(UserWarning, match="`train_dataloader_key`='c'"):
-        fit(TwoSources(), loaders, FrequencyPrincipleMonitor(train_dataloader_key="c", **SMALL), tmp_path, epochs=1)
+        fit(TwoSources(), loaders, FrequencyPrincipleMonitor(probe_dataloader="c", **SMALL), tmp_path, epochs=1)
 
 
 # ---------------------------------------------------------------------------------------------- 2. models as written
@@ -240,7 +241,8 @@ class Prediction:
 )
 def test_outputs_of_any_structure(tmp_path, wrap, output_key):
     x, y = wave(96)
-    monitor = FrequencyPrincipleMonitor(probe_size=96, output_key=output_key, strict=True, batch_size=40, **SMALL)
+    monitor = FrequencyPrincipleMonitor(probe_size=96, output_key=output_key, strict=True, probe_batch_size=40,
+                                        **SMALL)
     module = Regressor(wrap)
     trainer = fit(module, DataLoader(TensorDataset(x, y), batch_size=32), monitor, tmp_path, epochs=1)
     module.eval()
@@ -264,7 +266,8 @@ def test_output_without_a_tensor_names_output_key(tmp_path):
 @pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "bf16-mixed", "32-true"])
 def test_precision_plugin_runs_the_probe(tmp_path, precision):
     x, y = wave(96)
-    monitor = FrequencyPrincipleMonitor(probe_size=96, strict=True, backend="direct", **SMALL)
+    monitor = FrequencyPrincipleMonitor(probe_size=96, strict=True, spectral=ProjectedSpectralError(backend="direct"),
+                                        **SMALL)
     module = Regressor(optimizer="sgd")  # Adam's eps underflows in float16
     trainer = fit(module, DataLoader(TensorDataset(x, y), batch_size=32), monitor, tmp_path, epochs=1,
                   precision=precision)
@@ -496,8 +499,8 @@ def test_dataset_without_targets_names_probe_dataloader(tmp_path):
         ({"output_key": 1.5}, "`output_key`"),
         ({"forward_fn": "model"}, "`forward_fn`"),
         ({"input_features": 3}, "`input_features`"),
-        ({"probe_dataloader": 12}, "`probe_dataloader`"),
-        ({"train_dataloader_key": [0]}, "`train_dataloader_key`"),
+        ({"probe_dataloader": 1.5}, "`probe_dataloader`"),
+        ({"probe_dataloader": [0]}, "`probe_dataloader`"),
         ({"every_n_train_steps": 0}, "`every_n_train_steps`"),
     ],
 )

@@ -22,10 +22,25 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
-__all__ = ["ProbeSet", "STREAM_POOL_FACTOR", "attribute_names", "draw_probe_set", "extract_batch", "is_sliceable",
-           "is_stream", "isolated_rng", "probe_set_from_loader", "probe_source", "resumed_stream_probe",
-           "sample_probe_set", "saved_probe_batch", "shard_slice", "slice_batch", "stream_probe_set",
-           "train_loader"]
+__all__ = [
+    "STREAM_POOL_FACTOR",
+    "ProbeSet",
+    "attribute_names",
+    "draw_probe_set",
+    "extract_batch",
+    "is_sliceable",
+    "is_stream",
+    "isolated_rng",
+    "probe_set_from_loader",
+    "probe_source",
+    "resumed_stream_probe",
+    "sample_probe_set",
+    "saved_probe_batch",
+    "shard_slice",
+    "slice_batch",
+    "stream_probe_set",
+    "train_loader",
+]
 
 _INPUT_NAMES = ("x", "input", "inputs", "image", "images", "data", "pixel_values", "input_ids")
 _TARGET_NAMES = ("y", "target", "targets", "label", "labels")
