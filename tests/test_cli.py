@@ -33,6 +33,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return output / "mnist_fc" / "version_0", printed
 
 
+@pytest.mark.slow
 def test_demo_writes_history_report_and_tensorboard_logs(demo_run: tuple[Path, str]) -> None:
     run_dir, printed = demo_run
     history = np.load(run_dir / "fp_history.npz")
@@ -45,6 +46,7 @@ def test_demo_writes_history_report_and_tensorboard_logs(demo_run: tuple[Path, s
     assert "1st epoch <0.1" in printed  # the per-k summary table
 
 
+@pytest.mark.slow
 def test_report_redraws_png_from_the_saved_history(demo_run: tuple[Path, str], tmp_path: Path) -> None:
     run_dir, _ = demo_run
     png = run_dir / "fp_report.png"
@@ -104,6 +106,7 @@ def test_every_paper_experiment_has_a_config() -> None:
                      "theory_fig1_mse.yaml", "theory_fig2_l4.yaml"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
 def test_config_fits_a_short_version(config: Path, tmp_path: Path) -> None:
     args = ["fit", "--config", str(config), "--trainer.max_epochs=1", "--trainer.enable_checkpointing=false",

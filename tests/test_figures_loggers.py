@@ -131,6 +131,7 @@ def read_layout(log_dir):
     return events, layout
 
 
+@pytest.mark.slow
 def test_custom_scalars_patterns_match_exactly_one_logged_key(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -165,6 +166,7 @@ def test_custom_scalars_patterns_match_exactly_one_logged_key(tmp_path):
         chart[1] for charts in expected.values() for chart in charts.values()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("root", ["lightning.pytorch", "pytorch_lightning"])
 def test_tensorboard_and_csv_both_get_every_figure_at_the_global_step(tmp_path, root):
     pytest.importorskip(root)
@@ -245,6 +247,7 @@ def test_panel_titles_give_the_completed_epochs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ W&B, MLflow
+@pytest.mark.slow
 @pytest.mark.integration
 def test_wandb_offline_gets_every_figure(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
@@ -268,6 +271,7 @@ def test_wandb_offline_gets_every_figure(tmp_path, monkeypatch):
         assert_is_panel(png_pixels(media / mine[0]))
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_mlflow_gets_a_png_artifact_per_tag_and_step(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")

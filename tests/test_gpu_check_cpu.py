@@ -93,6 +93,7 @@ def test_an_injected_failure_exits_non_zero_naming_the_step(tmp_path):
     assert report["steps"]["install"]["ok"] and "tests" not in report["steps"]  # nothing runs without the environment
 
 
+@pytest.mark.slow
 def test_a_failing_benchmark_section_is_named_and_the_others_still_run(tmp_path):
     out = tmp_path / "bench.json"
     env = check_env(FP_CHECK_FAIL="bench:spectrum")

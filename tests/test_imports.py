@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # a fresh interpreter imports torch and Lightning
 def test_import_does_not_load_the_plotting_code():
     # torchmetrics imports matplotlib by itself when it is installed, so the check is on our own figure modules
     code = ("import sys, fp_lightning, fp_lightning.metrics, fp_lightning.functional, fp_lightning.callbacks; "

@@ -170,6 +170,7 @@ def test_csv_logger_gets_scalars_and_png_panels_without_warnings(tmp_path):
     assert (folder / "fp_panels" / "delta_f_heatmap.png").is_file() and (folder / "fp_report.png").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_history(tmp_path):
     kw = dict(probe_size=128, spectral=ProjectedSpectralError(n_freqs=16),
               filtering=LowHighFrequencyError(deltas=[0.05]))

@@ -132,6 +132,7 @@ def _fit(config: str, tmp_path: Path, *extra: str) -> None:
     assert main(args) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["fig7a_relu.yaml", "fig7b_random_points.yaml", "fig8_extrapolation.yaml",
                                     "fig2_image_small_init.yaml", "fig2_image_large_init.yaml"])
 def test_config_trains_two_steps_and_records_the_monitor(config: str, tmp_path: Path) -> None:
@@ -180,6 +181,7 @@ def test_fig8_flatness_numbers_against_direct_values() -> None:
     assert fig8.local_extrema(np.tanh(x - 5)) == 0 and fig8.local_extrema(np.ones(5)) == 0
 
 
+@pytest.mark.slow
 def test_fig2_snapshots_and_row_spectrum(tmp_path: Path) -> None:
     fig2 = _example("fig2_image")
     path = tmp_path / "snapshots.npz"

@@ -27,6 +27,7 @@ def test_matches_numpy_eigh_on_mnist_images():
     assert proj.coords.min() == 0.0 and abs(float(proj.coords.max()) - 399 / 400) < 1e-15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dataset", "n"), [("mnist", 600), ("cifar", 1100)])
 def test_subspace_iteration_matches_numpy_eigh(dataset, n):
     # MNIST 600 × 784: the explicit 600 × 600 Gram matrix, iterated; CIFAR 1100 × 3072: products with X and Xᵀ only

@@ -163,6 +163,7 @@ def _grid_data(n: int = 64) -> TensorDataset:
     return TensorDataset(x, y)
 
 
+@pytest.mark.slow
 def test_monitor_logs_the_ratios_that_numpy_computes_from_the_outputs(tmp_path) -> None:
     data = _grid_data()
     model = WaveRegressor()
@@ -199,6 +200,7 @@ def test_monitor_logs_the_ratios_that_numpy_computes_from_the_outputs(tmp_path) 
     assert write_report(next(tmp_path.rglob("fp_history.npz")), tmp_path / "report.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_resume_keeps_the_output_change_ratio_going(tmp_path) -> None:
     data = _grid_data()
     loader = DataLoader(data, batch_size=16)

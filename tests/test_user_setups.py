@@ -197,6 +197,7 @@ class TwoSources(Regressor):
         return sum(nn.functional.mse_loss(self.prediction(x), y) for x, y in batch.values())
 
 
+@pytest.mark.slow
 def test_several_train_dataloaders_choose_the_probe_source(tmp_path):
     a, b = TensorDataset(*wave(96, seed=0)), TensorDataset(*wave(64, seed=3))
     loaders = {"a": DataLoader(a, batch_size=16), "b": DataLoader(b, batch_size=16)}
@@ -308,6 +309,7 @@ def token_data(n=96):
     return TensorDataset(ids, (ids[:, :1].float() / 10).sin())
 
 
+@pytest.mark.slow
 def test_token_ids_warn_and_input_features_define_the_space(tmp_path):
     data = token_data()
     with pytest.warns(UserWarning, match="Set `input_features`") as caught:
@@ -392,6 +394,7 @@ def test_every_recording_reaches_every_logger_at_the_global_step(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- 7. cadence
+@pytest.mark.slow
 def test_every_n_train_steps_records_mid_epoch_and_early_stopping_follows(tmp_path):
     data = DataLoader(TensorDataset(*wave(192)), batch_size=16)  # 12 steps per epoch
     monitor = FrequencyPrincipleMonitor(probe_size=64, every_n_train_steps=5, **SMALL)
@@ -431,6 +434,7 @@ def test_checkpoint_and_early_stopping_on_fp_keys_with_mid_epoch_validation(tmp_
 
 
 # ---------------------------------------------------------------------------------------------- 9. lifecycle
+@pytest.mark.slow
 def test_second_fit_starts_fresh_with_a_new_probe(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=40, strict=True, **SMALL)
     first, second = TensorDataset(*wave(96, seed=0)), TensorDataset(*wave(96, seed=5))
