@@ -217,6 +217,7 @@ class _NoisyTwoMoons(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
+@pytest.mark.slow
 def test_lightning_checkpoint_and_early_stopping_watch_the_score(tmp_path):
     """A user's callback logs the score; ModelCheckpoint and EarlyStopping use it as they use a validation loss."""
     import lightning.pytorch as pl

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 import yaml
 
 from fp_lightning.callbacks import PeakCurriculum
@@ -49,6 +50,7 @@ def test_moves_keep_the_starting_peak_when_the_first_recording_already_moved():
     assert moves == [(0, 3), (50, 7), (150, 11)]
 
 
+@pytest.mark.slow
 def test_table_of_a_real_high_to_low_run_matches_the_curriculum_replayed_on_its_history(tmp_path: Path):
     config = yaml.safe_load(CONFIG.read_text())
     config["model"]["init_args"]["hidden"] = [16, 16]  # small, fast; the task and the loss are the config's

@@ -17,7 +17,7 @@ from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import principal_projection
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # real library models, end to end
 TRAINER = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
 
 

@@ -107,6 +107,7 @@ class TinySegmenter(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
+@pytest.mark.slow
 def test_segmentation_per_pixel_labels(tmp_path):
     seed_everything(0, verbose=False)
     g = torch.Generator().manual_seed(1)
@@ -168,6 +169,7 @@ class TinyTagger(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+@pytest.mark.slow
 def test_sequence_tagger_with_class_dim_minus_one(tmp_path):
     seed_everything(0, verbose=False)
     deltas = [5.0, 40.0]
