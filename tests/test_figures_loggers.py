@@ -198,6 +198,7 @@ def live_figures():
     return sum(type(obj) is Figure for obj in gc.get_objects())  # type(): no attribute lookup on odd objects
 
 
+@pytest.mark.slow
 def test_csv_logger_gets_png_files_and_scalars(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
@@ -341,6 +342,7 @@ def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
 
 
 # ------------------------------------------------------------------------------------------------ keys of a run
+@pytest.mark.slow
 @pytest.mark.parametrize(("deltas", "keys"), [([0.0123456, 0.5], ["0.0123", "0.5"]),
                                               ([0.010001, 0.010002], ["0.010001", "0.010002"])])
 def test_logged_keys_layout_and_image_tags_share_the_delta_form(tmp_path, deltas, keys):
@@ -365,6 +367,7 @@ def test_logged_keys_layout_and_image_tags_share_the_delta_form(tmp_path, deltas
             monitor.history.records["e_low"][-1][j], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_failing_destination_warns_once_and_the_others_still_get_figures(tmp_path):
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 

@@ -7,6 +7,7 @@ from fp_lightning.functional import GaussianFilterBank
 from tests._data import mnist_test_subset
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 def test_cache_modes_agree_over_epochs(dtype, rtol):
     images, labels = mnist_test_subset(600)

@@ -89,6 +89,7 @@ def test_errors_match_dense_kernel_on_mnist(mnist):
     assert np.all(ref_low > 1e-3) and np.ptp(ref_high) > 0.05
 
 
+@pytest.mark.slow
 def test_chunked_equals_unchunked(mnist):
     images, y, h, _ = mnist
     n = 100  # 14 full blocks of 7 and a ragged one of 2

@@ -213,6 +213,7 @@ def test_checkpoint_holds_the_metrics_state_and_loads_weights_only(interrupted):
     assert state["filtering"]["_fitted_deltas"].tolist() == first.history.deltas
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(interrupted, tmp_path):
     path, first = interrupted
     full = _monitor()

@@ -171,6 +171,7 @@ def test_cnn_on_cifar_fit() -> None:
     assert {"train_loss", "val_loss", "val_acc"} <= set(run.callback_metrics)
 
 
+@pytest.mark.slow
 def test_tanh_mlp_on_staircase_tasks() -> None:
     dm = Staircase1DDataModule(preset="fig3")
     model = TanhMLP1D(lr=1e-3, init_seed=0)

@@ -30,6 +30,7 @@ def _fit(tmp_path, epochs=3, monitor=None, module=None, data=None, logger=True, 
     return trainer, module
 
 
+@pytest.mark.slow
 def test_logs_keys_and_values_match_direct_computation(tmp_path):
     data = regression_data()
     monitor = FrequencyPrincipleMonitor(probe_size=200, probe_batch_size=64,

@@ -205,6 +205,7 @@ def test_fig2_snapshots_and_row_spectrum(tmp_path: Path) -> None:
     assert (tmp_path / "fig2.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_fig7b_grid_probe_measures_on_the_whole_grid(tmp_path: Path) -> None:
     _example("fig7b_grid_probe").main(["--trainer.max_epochs=1", *QUIET,
                                        f"--trainer.logger.init_args.save_dir={tmp_path}"])

@@ -43,6 +43,7 @@ def _callbacks_and_metrics():
             ProjectedSpectralError(n_freqs=8), LowHighFrequencyError(deltas=[0.1]), DenoisedLoss()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_copy", [copy.deepcopy, lambda obj: pickle.loads(pickle.dumps(obj))],
                          ids=["deepcopy", "pickle"])
 def test_every_callback_and_metric_copies_before_and_after_a_fit(tmp_path, make_copy):

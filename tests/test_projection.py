@@ -20,6 +20,7 @@ def _numpy_projection(x: np.ndarray, m: int) -> np.ndarray:
     return (raw - raw.min(0)) / (raw.max(0) - raw.min(0)) * (len(x) - 1) / len(x)
 
 
+@pytest.mark.slow
 def test_matches_numpy_eigh_on_mnist_images():
     images, _ = mnist_test_subset(400)
     proj = principal_projection(torch.from_numpy(images), n_components=2)
@@ -43,6 +44,7 @@ def test_subspace_iteration_matches_numpy_eigh(dataset, n):
     np.testing.assert_allclose(proj.eigenvalues.numpy(), top, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_slow_subspace_iteration_falls_back_to_dense_eigh():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 300, generator=g, dtype=torch.float64)  # nearly equal eigenvalues: slow convergence

@@ -63,6 +63,7 @@ _PATHS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(_PATHS))
 @pytest.mark.parametrize(("n", "shape", "m"), [(240, (3, 8, 8), 3), (150, (3, 10, 10), 2)])
 def test_blockwise_projection_equals_numpy_eigh(monkeypatch, path, n, shape, m):

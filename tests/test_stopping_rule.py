@@ -133,6 +133,7 @@ def test_replay_rounds_like_callback_metrics():
     assert stops.index(True) + 1 == 5 and by_hand.criterion == "low_converged"  # 0.05 at 4 and 5
 
 
+@pytest.mark.slow
 def test_replay_of_a_real_run_from_its_npz(tmp_path):
     """A real monitor and a dry-run callback; the saved history, replayed, gives the same state at every field."""
     seed_everything(0, verbose=False)

@@ -225,6 +225,7 @@ class TinyBinaryClassifier(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
+@pytest.mark.slow
 def test_binary_classifier_with_float_targets_gets_sigmoid_and_one_warning(tmp_path):
     seed_everything(0, verbose=False)
     g = torch.Generator().manual_seed(3)
