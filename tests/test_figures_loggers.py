@@ -136,7 +136,8 @@ def test_custom_scalars_patterns_match_exactly_one_logged_key(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
     # k = 1 and k = 12 tracked together: an unanchored "k=1" would match both
-    trainer, monitor = fit(tmp_path, TensorBoardLogger(tmp_path, name="tb"), frequencies=[1, 2, 12])
+    trainer, monitor = fit(tmp_path, TensorBoardLogger(tmp_path, name="tb"),
+                           spectral=ProjectedSpectralError(n_freqs=16, frequencies=[1, 2, 12]))
     events, layout = read_layout(trainer.log_dir)
     logged = [tag for tag in events.Tags()["scalars"] if tag.startswith("fp/")]
     assert {f"fp/delta_f/k={k}" for k in (1, 2, 12)} <= set(logged)

@@ -216,9 +216,7 @@ def test_pytorch_lightning_trainer(tmp_path):
         ({"probe_dataloader": (torch.rand(3, 2), torch.rand(2))}, "`probe_dataloader`=\\(inputs, targets\\)"),
         ({"probe_batch_size": 0}, "`probe_batch_size`"),
         ({"probe_seed": -1}, "`probe_seed`"),
-        ({"backend": "fftw"}, "`backend`"),
-        ({"n_deltas": 0}, "`n_deltas`"),
-        ({"filter_precision": "half"}, "`filter_precision`"),
+        ({"spectral": ProjectedSpectralError(n_freqs=8), "filtering": "deltas"}, "`filtering`"),
     ],
 )
 def test_constructor_errors_name_argument(kwargs, match):

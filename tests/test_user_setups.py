@@ -207,7 +207,7 @@ def test_several_train_dataloaders_choose_the_probe_source(tmp_path):
     chosen = FrequencyPrincipleMonitor(probe_size=30, probe_dataloader="b", strict=True, **SMALL)
     fit(TwoSources(), loaders, chosen, tmp_path / "chosen", epochs=1)
     assert torch.equal(chosen.probe.inputs, b.tensors[0][chosen.probe.indices])
-    with pytest.warns(UserWarning, match="`train_dataloader_key`='c'"):
+    with pytest.warns(UserWarning, match="`probe_dataloader`='c'"):
         fit(TwoSources(), loaders, FrequencyPrincipleMonitor(probe_dataloader="c", **SMALL), tmp_path, epochs=1)
 
 
@@ -267,8 +267,8 @@ def test_output_without_a_tensor_names_output_key(tmp_path):
 @pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "bf16-mixed", "32-true"])
 def test_precision_plugin_runs_the_probe(tmp_path, precision):
     x, y = wave(96)
-    monitor = FrequencyPrincipleMonitor(probe_size=96, strict=True, spectral=ProjectedSpectralError(backend="direct"),
-                                        **SMALL)
+    monitor = FrequencyPrincipleMonitor(probe_size=96, strict=True, filtering=SMALL["filtering"],
+                                        spectral=ProjectedSpectralError(n_freqs=16, backend="direct"))
     module = Regressor(optimizer="sgd")  # Adam's eps underflows in float16
     trainer = fit(module, DataLoader(TensorDataset(x, y), batch_size=32), monitor, tmp_path, epochs=1,
                   precision=precision)
@@ -504,7 +504,7 @@ def test_dataset_without_targets_names_probe_dataloader(tmp_path):
         ({"forward_fn": "model"}, "`forward_fn`"),
         ({"input_features": 3}, "`input_features`"),
         ({"probe_dataloader": 1.5}, "`probe_dataloader`"),
-        ({"probe_dataloader": [0]}, "`probe_dataloader`"),
+        ({"probe_dataloader": (torch.zeros(3, 2), "labels")}, "`probe_dataloader`"),
         ({"every_n_train_steps": 0}, "`every_n_train_steps`"),
     ],
 )

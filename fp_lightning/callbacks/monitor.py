@@ -540,7 +540,8 @@ def _configured(given: Any, kind: type, name: str, comparison: dict[str, Any]) -
     metric.output_transform = comparison["output_transform"]
     metric.class_dim = check_class_dim(comparison["class_dim"])
     metric.ignore_index = comparison["ignore_index"]
-    metric.sync_on_compute = False  # every rank measures the whole probe set already
+    # every rank measures the whole probe set already; torchmetrics reads ``_to_sync`` at compute
+    metric.sync_on_compute = metric._to_sync = False
     return metric
 
 

@@ -484,7 +484,11 @@ def probe_source(value: Any) -> tuple[Any, int | str | None, ProbeSet | None]:
         return None, None, None
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return None, value, None
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+    pair = isinstance(value, tuple) and len(value) == 2 and any(isinstance(v, torch.Tensor) for v in value)
+    if pair and not all(isinstance(v, torch.Tensor) for v in value):
+        raise ValueError("`probe_dataloader`=(inputs, targets) must be two tensors, got "
+                         f"({type(value[0]).__name__}, {type(value[1]).__name__}).")
+    if pair:
         inputs, targets = value
         if inputs.shape[0] != targets.shape[0] or inputs.shape[0] < 2:
             raise ValueError(f"`probe_dataloader`=(inputs, targets) needs the same number (≥ 2) of inputs "
