@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from fp_lightning.callbacks._compat import CALLBACK_BASES, rank_zero_info, rank_zero_warn
-from fp_lightning.callbacks.panels import PanelWriter
+from fp_lightning.callbacks.panels import PanelWriter, output_folder, publish_scalars
 from fp_lightning.callbacks.probe_forward import (
     ForwardFn,
     callable_features,
@@ -201,7 +201,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Draw the probe set and record the initial state (epoch 0), unless resuming with a history."""
-        self._folder = self._output_folder(trainer)  # a collective under DDP: asked once, on every rank
+        self._folder = output_folder(trainer, self.output_dir)  # a collective under DDP: asked once, on every rank
         self._run_safely("probe set", lambda: self._prepare_probe(trainer))
         if self.probe is None:
             return
@@ -310,7 +310,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         values = self._run_safely(what, lambda: self._measure(trainer, pl_module, epoch, timing))
         if values:
             with _timed(timing, "logging", pl_module):
-                self._publish_scalars(trainer, values)
+                publish_scalars(trainer, values)
                 self._write_outputs(trainer)
             self.timings.append({"epoch": epoch, "step": trainer.global_step, **timing})
         for listener in self.listeners:
@@ -445,20 +445,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         }
 
     # ------------------------------------------------------------------ outputs
-    def _publish_scalars(self, trainer: Any, values: dict[str, float]) -> None:
-        """Every rank's ``callback_metrics`` (for EarlyStopping/ModelCheckpoint) and, on rank 0, every logger.
-
-        The loggers are called directly, as Lightning's ``LearningRateMonitor`` does: the values are the same on every
-        rank, so no ``sync_dist`` is needed, and every recording (the one before training and those between
-        ``log_every_n_steps``) reaches every logger at ``trainer.global_step``.
-        """
-        trainer.callback_metrics.update({key: torch.tensor(value) for key, value in values.items()})
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            logger.log_metrics(values, step=trainer.global_step)
-            logger.save()
-
     def _write_outputs(self, trainer: Any) -> None:
         if not trainer.is_global_zero or self.history is None or trainer.fast_dev_run:
             return
@@ -483,19 +469,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self._folder is None or self.history_file is None:
             return None
         return self._folder / self.history_file
-
-    def _output_folder(self, trainer: Any) -> Path | None:
-        """Where files go: ``output_dir``, else the logger's folder, else an explicit ``default_root_dir``."""
-        if trainer.fast_dev_run:
-            return None
-        if self.output_dir is not None:
-            return self.output_dir
-        folder = trainer.log_dir if trainer.loggers else None  # a collective: every rank asks
-        if folder is None:
-            root = trainer.default_root_dir
-            # Lightning falls back to the working directory: a user who gave no path gets no files there
-            folder = None if os.path.abspath(root) == os.getcwd() else root
-        return None if folder is None else Path(folder)
 
     # ------------------------------------------------------------------ fault handling
     def _run_safely(self, what: str, action: Callable[[], Any]) -> Any:

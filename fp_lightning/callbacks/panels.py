@@ -31,8 +31,18 @@ from fp_lightning.record import FrequencyHistory, delta_keys
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that importing the package stays cheap
     from matplotlib.figure import Figure
 
-__all__ = ["PANEL_FOLDER", "PanelWriter", "custom_scalars_layout", "draw_panels",
-           "exact_tag_pattern", "logger_kind", "panel_file_stem", "render_figure"]
+__all__ = [
+    "PANEL_FOLDER",
+    "PanelWriter",
+    "custom_scalars_layout",
+    "draw_panels",
+    "exact_tag_pattern",
+    "logger_kind",
+    "output_folder",
+    "panel_file_stem",
+    "publish_scalars",
+    "render_figure",
+]
 
 #: Folder (in the run folder, and in an MLflow run's artifacts) that holds the figures as PNG files.
 PANEL_FOLDER = "fp_panels"
@@ -342,3 +352,51 @@ def _to_files(directory: Path, images: dict[str, np.ndarray]) -> None:
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as handle:
             Image.fromarray(rgb).save(handle, format="PNG")
         os.replace(handle.name, directory / f"{panel_file_stem(tag)}.png")
+
+
+# ---------------------------------------------------------------------- the scalars and where files go
+def publish_scalars(trainer: Any, values: dict[str, float]) -> None:
+    """Every rank's ``callback_metrics`` (for EarlyStopping/ModelCheckpoint) and, on rank 0, every logger.
+
+    The loggers are called directly, as Lightning's ``LearningRateMonitor`` does: the values are the same on every
+    rank, so no ``sync_dist`` is needed, and every recording (the one before training and those between
+    ``log_every_n_steps``) reaches every logger at ``trainer.global_step``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> trainer = SimpleNamespace(callback_metrics={}, is_global_zero=True, loggers=[], global_step=0)
+        >>> publish_scalars(trainer, {"fp/loss_low": 0.5})
+        >>> float(trainer.callback_metrics["fp/loss_low"])
+        0.5
+    """
+    import torch
+
+    trainer.callback_metrics.update({key: torch.tensor(value) for key, value in values.items()})
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(values, step=trainer.global_step)
+        logger.save()
+
+
+def output_folder(trainer: Any, output_dir: str | os.PathLike[str] | None) -> Path | None:
+    """Where a monitor's files go: ``output_dir``, else the logger's folder, else an explicit ``default_root_dir``.
+
+    ``None`` (no files) under ``fast_dev_run``, or when the user gave no folder at all: Lightning falls back to the
+    working directory, where nobody asked for files. Asking the logger's folder is a collective under DDP, so every
+    rank calls this.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> output_folder(SimpleNamespace(fast_dev_run=False), "runs/a")
+        PosixPath('runs/a')
+    """
+    if trainer.fast_dev_run:
+        return None
+    if output_dir is not None:
+        return Path(output_dir)
+    folder = trainer.log_dir if trainer.loggers else None
+    if folder is None:
+        root = trainer.default_root_dir
+        folder = None if os.path.abspath(root) == os.getcwd() else root
+    return None if folder is None else Path(folder)
