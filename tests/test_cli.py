@@ -126,6 +126,7 @@ def test_config_fits_a_short_version(config: Path, tmp_path: Path) -> None:
     assert "tensorboard --logdir" in printed
 
 
+@pytest.mark.slow
 def test_config_override_with_a_bad_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(CONFIGS[0]), "--trainer.max_epochs=abc"])

@@ -222,12 +222,14 @@ def test_csv_logger_gets_png_files_and_scalars(tmp_path):
         assert values == pytest.approx(history, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_no_logger_writes_png_files_in_the_root_folder(tmp_path):
     trainer, monitor = fit(tmp_path, False)
     files = sorted(p.name for p in (tmp_path / PANEL_FOLDER).iterdir())
     assert files == sorted(f"{panel_file_stem(tag)}.png" for tag in expected_tags())
 
 
+@pytest.mark.slow
 def test_panel_titles_give_the_completed_epochs(tmp_path):
     trainer, monitor = fit(tmp_path, False, log_images=False)
     assert not (tmp_path / PANEL_FOLDER).exists()  # log_images=False draws nothing
@@ -316,6 +318,7 @@ def drawn_ticks(axis):
             if low - 1e-9 <= tick.get_loc() <= high + 1e-9 and tick.label1.get_visible()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recordings", [3, 41, 300])
 def test_panel_text_stays_inside_and_tick_labels_never_overlap(recordings):
     for tag, figure in draw_panels(long_history(recordings)).items():

@@ -175,6 +175,7 @@ def test_perfect_output_has_zero_errors(prob, deltas):
     assert torch.equal(e_high, torch.zeros(len(deltas), dtype=torch.float64))
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(prob=problems, deltas=deltas_st, s=st.floats(1e-3, 1e3))
 def test_errors_invariant_to_scaling_target_and_output(prob, deltas, s):
@@ -221,6 +222,7 @@ def test_tiny_delta_is_the_identity_without_nan():
 
 
 # --------------------------------------------------------------------------------------------- the cached bank
+@pytest.mark.slow
 def test_bank_caches_give_fresh_numbers_and_filter_only_outputs(mnist, monkeypatch):
     images, y, h, _ = mnist
     x, yt = torch.from_numpy(images), torch.from_numpy(y)

@@ -89,6 +89,7 @@ def segmentation_data():
     return torch.utils.data.TensorDataset(images, labels)
 
 
+@pytest.mark.slow
 def test_segmentation_void_pixels_with_ignore_index_255(tmp_path):
     data = segmentation_data()
     monitor = FrequencyPrincipleMonitor(probe_size=40, spectral=ProjectedSpectralError(n_freqs=10),
@@ -180,6 +181,7 @@ def _random_label_fit(callbacks, caplog):
     return [str(w.message) for w in record if "denoised labels agree" in str(w.message)]
 
 
+@pytest.mark.slow
 def test_denoised_score_notice_is_information_unless_watched(caplog):
     # random labels: neighbours never share them, so the denoised labels agree about as often as chance
     assert _random_label_fit([], caplog) == []

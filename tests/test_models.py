@@ -162,6 +162,7 @@ def test_fc_scalar_label_and_cnn_on_mnist() -> None:
     assert torch.isfinite(run.callback_metrics["train_loss"])
 
 
+@pytest.mark.slow
 @needs_cifar
 def test_cnn_on_cifar_fit() -> None:
     dm = CIFAR10DataModule(SHARED_DATA, subset_size=64, batch_size=32, download=False, val_fraction=0.25)

@@ -60,6 +60,7 @@ def test_logs_keys_and_values_match_direct_computation(tmp_path):
     assert float(metrics["fp/e_high/delta=0.01"]) == pytest.approx(float(e_high[0]), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_history_file_and_panels(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=128, spectral=ProjectedSpectralError(n_freqs=16),
                                         filtering=LowHighFrequencyError(n_deltas=2))
@@ -80,6 +81,7 @@ def test_history_file_and_panels(tmp_path):
     assert len(events.Images("fp/delta_f_heatmap")) == 3
 
 
+@pytest.mark.slow
 def test_never_changes_training(tmp_path):
     """Same seeded run with dropout (uses the RNG) with and without the monitor: identical weights."""
     _, plain = _fit(tmp_path / "a", module=lambda: make_module(dropout=0.3), logger=False)
@@ -108,6 +110,7 @@ def test_restores_each_submodule_mode(tmp_path):
     assert torch.equal(state, torch.random.get_rng_state())
 
 
+@pytest.mark.slow
 def test_faults_warn_and_training_goes_on(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),
                                         filtering=LowHighFrequencyError(deltas=[0.1]))
@@ -131,6 +134,7 @@ def test_strict_raises(tmp_path):
         _fit(tmp_path, epochs=3, monitor=monitor, module=lambda: make_module(nan_after=1), logger=False)
 
 
+@pytest.mark.slow
 def test_small_dataset_and_no_targets(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=1000, spectral=ProjectedSpectralError(n_freqs=16),
                                         filtering=LowHighFrequencyError(deltas=[0.1]))
@@ -151,6 +155,7 @@ def test_small_dataset_and_no_targets(tmp_path):
         sample_probe_set(NoTargets(), 5, 0)
 
 
+@pytest.mark.slow
 def test_dict_batches_with_keys(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=100, input_key="features", strict=True,
                                         spectral=ProjectedSpectralError(n_freqs=16),
@@ -159,6 +164,7 @@ def test_dict_batches_with_keys(tmp_path):
     assert len(monitor.history) == 2
 
 
+@pytest.mark.slow
 def test_csv_logger_gets_scalars_and_png_panels_without_warnings(tmp_path):
     monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),
                                         filtering=LowHighFrequencyError(deltas=[0.1]))
@@ -193,6 +199,7 @@ def test_resume_continues_history(tmp_path):
                                np.array(full.history.records["delta_f"][:3]), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_pytorch_lightning_trainer(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
     monitor = FrequencyPrincipleMonitor(probe_size=64, strict=True, spectral=ProjectedSpectralError(n_freqs=16),
@@ -234,6 +241,7 @@ def test_filter_precision_reaches_the_filter_bank():
     assert monitor.filtering._bank is not None and monitor.filtering._bank.dtype is torch.float64
 
 
+@pytest.mark.slow
 def test_given_probe_set(tmp_path):
     data = regression_data()
     x, y = data.tensors
@@ -244,6 +252,7 @@ def test_given_probe_set(tmp_path):
     assert len(monitor.probe) == 50 and not math.isnan(monitor.history.records["loss_low"][-1])
 
 
+@pytest.mark.slow
 def test_filtering_fault_keeps_delta_f(tmp_path):
     """A δ so small that the filter leaves y unchanged: e_low/e_high skipped with one warning, Δ_F still logged."""
     monitor = FrequencyPrincipleMonitor(probe_size=64, spectral=ProjectedSpectralError(n_freqs=16),

@@ -107,6 +107,7 @@ def test_heatmap_says_which_k_are_labelled_beyond_the_limit():
     assert ax.get_ylabel() == "tracked $k$ (every 2nd)"
 
 
+@pytest.mark.slow
 def test_no_literal_underscore_outside_mathtext(tmp_path):
     h = history()
     figures = dict(draw_panels(h))

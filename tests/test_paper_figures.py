@@ -150,6 +150,7 @@ def _cli_objects(config: str) -> tuple[pl.LightningModule, pl.LightningDataModul
     return cli.model, cli.datamodule
 
 
+@pytest.mark.slow
 def test_fig7_configs_build_the_papers_settings() -> None:
     model, dm = _cli_objects("fig7a_relu.yaml")
     assert any(isinstance(m, torch.nn.ReLU) for m in model.modules())
@@ -161,6 +162,7 @@ def test_fig7_configs_build_the_papers_settings() -> None:
     assert len(dm.x_train) == 600 and dm.sampling == "grid_subset" and dm.grid_size == 3000
 
 
+@pytest.mark.slow
 def test_fig2_configs_differ_only_in_the_init_std() -> None:
     small, dm = _cli_objects("fig2_image_small_init.yaml")
     large, _ = _cli_objects("fig2_image_large_init.yaml")

@@ -234,6 +234,7 @@ class TinyImageClassifier(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
+@pytest.mark.slow
 def test_monitor_filters_reduced_inputs_in_a_trainer(make_trainer):
     torch.manual_seed(0)
     images = _image_like(96, (1, 8, 8), seed=6)

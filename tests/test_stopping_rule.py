@@ -98,6 +98,7 @@ RULES = {
 STOPS = {"a": (None, None), "b": ("high_frequency_turn", 9), "c": ("low_plateau", 8), "delta_f": ("low_converged", 6)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RULES))
 def test_replay_takes_the_callbacks_decisions_in_a_trainer(tmp_path, name):
     seed_everything(0, verbose=False)

@@ -262,6 +262,7 @@ class TinySoftLabelModel(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
+@pytest.mark.slow
 def test_soft_labels_get_softmax_and_one_warning(tmp_path):
     seed_everything(0, verbose=False)
     g = torch.Generator().manual_seed(4)

@@ -239,6 +239,7 @@ class BlobClassifier(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=0.02)
 
 
+@pytest.mark.slow
 def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> None:
     from fp_lightning import DenoisedLoss
 
@@ -266,6 +267,7 @@ def test_denoised_loss_reaches_callback_metrics_and_early_stopping(tmp_path) -> 
     assert meta["denoised_label_agreement"] == pytest.approx(reference.label_agreement)
 
 
+@pytest.mark.slow
 def test_the_theory_stages_example_reads_a_saved_history(tmp_path) -> None:
     import importlib.util
     from pathlib import Path
@@ -294,6 +296,7 @@ def test_the_theory_stages_example_reads_a_saved_history(tmp_path) -> None:
     example.draw(loaded, "test").savefig(tmp_path / "stages.png")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_the_denoised_score_restores_every_fit(tmp_path) -> None:
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 3, (60,), generator=g)

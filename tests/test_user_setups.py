@@ -96,6 +96,7 @@ class Stream(IterableDataset):
         return iter(zip(self.x, self.y))
 
 
+@pytest.mark.slow
 def test_stream_probe_drawn_without_touching_training_and_reused_on_resume(tmp_path):
     seed_everything(0, verbose=False)
     plain = Regressor()
@@ -169,6 +170,7 @@ class MaskedMean(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
+@pytest.mark.slow
 def test_train_loader_collate_fn_builds_the_probe_and_forward_fn_runs_it(tmp_path):
     data = Sentences()
     monitor = FrequencyPrincipleMonitor(probe_size=60, forward_fn=lambda m, b: m(b["x"], b["mask"]), strict=True,
@@ -184,6 +186,7 @@ def test_train_loader_collate_fn_builds_the_probe_and_forward_fn_runs_it(tmp_pat
     torch.testing.assert_close(logged_delta_f(trainer, monitor), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_probe_dataloader_gives_a_held_out_probe(tmp_path):
     train, held_out = TensorDataset(*wave(128, seed=0)), TensorDataset(*wave(80, seed=7))
     monitor = FrequencyPrincipleMonitor(probe_size=40, probe_dataloader=DataLoader(held_out, batch_size=10),
@@ -240,6 +243,7 @@ class Prediction:
     ],
     ids=["tuple", "tuple-position", "namedtuple", "dict", "model-output", "dataclass-attribute"],
 )
+@pytest.mark.slow
 def test_outputs_of_any_structure(tmp_path, wrap, output_key):
     x, y = wave(96)
     monitor = FrequencyPrincipleMonitor(probe_size=96, output_key=output_key, strict=True, probe_batch_size=40,
@@ -264,6 +268,7 @@ def test_output_without_a_tensor_names_output_key(tmp_path):
             tmp_path, epochs=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "bf16-mixed", "32-true"])
 def test_precision_plugin_runs_the_probe(tmp_path, precision):
     x, y = wave(96)
@@ -354,6 +359,7 @@ class Augmented(Dataset):
         return self.x[i] + noise, self.y[i]
 
 
+@pytest.mark.slow
 def test_augmenting_dataset_gives_bit_identical_weights(tmp_path):
     def run(with_monitor):
         seed_everything(0, verbose=False)
@@ -370,6 +376,7 @@ def test_augmenting_dataset_gives_bit_identical_weights(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- 6. every logger
+@pytest.mark.slow
 def test_every_recording_reaches_every_logger_at_the_global_step(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -418,6 +425,7 @@ class WithValidation(Regressor):
         self.log("val_loss", nn.functional.mse_loss(self.prediction(x), y))
 
 
+@pytest.mark.slow
 def test_checkpoint_and_early_stopping_on_fp_keys_with_mid_epoch_validation(tmp_path):
     train, val = DataLoader(TensorDataset(*wave(192)), batch_size=16), DataLoader(TensorDataset(*wave(32, seed=2)))
     monitor = FrequencyPrincipleMonitor(probe_size=64, **SMALL)
@@ -466,6 +474,7 @@ def test_fast_dev_run_and_lr_find_without_warnings_or_files(tmp_path, monkeypatc
     assert not list(tmp_path.glob("fp_*")), "nothing written to the working directory without a path"
 
 
+@pytest.mark.slow
 def test_logger_false_writes_only_where_asked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = DataLoader(TensorDataset(*wave(64)), batch_size=32)
