@@ -168,6 +168,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self.denoised is not None:
             self.denoised.warn_auto_choice = False
             self.denoised.warn_low_agreement = False  # said by the monitor, which knows whether anyone watches
+            self.denoised.bank_source = self.filtering.filter_bank_for  # one distance pass serves both Metrics
         self.share_window = self.spectral.share_window
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))

@@ -115,6 +115,7 @@ def leave_one_out_lowpass(
     num_classes: int | None = None,
     chunk_size: int | None = None,
     dtype: torch.dtype = torch.float64,
+    bank: GaussianFilterBank | None = None,
 ) -> torch.Tensor:
     """Denoised labels: the Gaussian low-pass of the labels at each sample with the sample itself left out.
 
@@ -123,14 +124,15 @@ def leave_one_out_lowpass(
         inputs (δ a variance in squared input units, as in :func:`~fp_lightning.functional.gaussian_lowpass`,
         whose filter is the same with the self term j = i kept). Integer class labels (n,) are one-hot vectors, so
         each ŷ_i is a probability vector: the neighbours' kernel-weighted class vote. A sample whose neighbours'
-        weights all underflow to 0 (no other input within about 38·√δ of it in float64, 14·√δ in float32) gets the
-        mean label ȳ instead,
-        the limit of the filter for a vanishing neighbourhood weight relative to the whole set.
+        weights all underflow to 0 (no other input within about 38·√δ of it: the kernel is float64 whatever
+        ``dtype``) gets the mean label ȳ instead, the limit of the filter for a vanishing neighbourhood weight relative to the whole set.
         ``delta=None`` takes δ = ``delta_fraction`` · m, m the median pairwise squared distance
         (:func:`scale_free_delta`): scale-free.
 
-    The sums come from :class:`~fp_lightning.functional.GaussianFilterBank` tile by tile (float64 accumulation,
-    distances and kernels in ``dtype``), so n = 5,000 or more never builds a dense n × n matrix.
+    The sums come from :meth:`GaussianFilterBank.neighbour_sums_at <fp_lightning.functional.GaussianFilterBank>`
+    tile by tile (squared distances in ``dtype``, kernels and sums in float64), so n = 5,000 or more never builds a
+    dense n × n matrix. Given a ``bank`` built on the same inputs (a ``LowHighFrequencyError``'s, which keeps its
+    distances beside its kernels), no distance is computed again.
 
     Args:
         inputs: (n, ...), n ≥ 2, flattened per sample (or features of them, e.g. a network layer's activations).
@@ -139,9 +141,12 @@ def leave_one_out_lowpass(
         delta_fraction: δ / m when ``delta`` is ``None``.
         num_classes: number of classes of integer labels (default: largest label + 1).
         chunk_size: tile edge of the kernel built at once (``None``: the filter bank's memory budget).
-        dtype: working precision of distances and kernels, ``torch.float64`` (default: the labels are computed
-            once per probe set, and a kernel entry exp(−D/(2δ)) then stays representable up to D/(2δ) ≈ 745, against
-            ≈ 103 in float32, which matters at the small δ where denoising works best) or ``torch.float32``.
+        dtype: working precision of the squared distances D, ``torch.float64`` (default) or ``torch.float32``
+            (the distance products run twice as fast; a kernel entry is then off by about 1e-7·‖x − x̄‖²/δ
+            relatively). The kernel exp(−D/(2δ)) is float64 either way: it stays representable up to D/(2δ) ≈ 745,
+            against ≈ 103 in float32, which matters at the small δ where denoising works best.
+        bank: a filter bank already built on exactly these ``inputs`` (same rows, same order) whose distances to
+            use instead of ``chunk_size`` and ``dtype`` (its own); ``None``: a new one, which keeps nothing.
 
     Returns:
         (n, c) float64 on the device of ``inputs`` (c = C classes, or the labels' columns; 1 for (n,) values).
@@ -166,10 +171,12 @@ def leave_one_out_lowpass(
     if not scalar and deltas.numel() != 1:
         raise ValueError(f"`delta` must be one number > 0, got {delta!r}.")
     dtype = check_dtype("dtype", dtype, (torch.float32, torch.float64))
-    bank = GaussianFilterBank(flat, deltas, chunk_size=chunk_size, memory_budget=0, dtype=dtype)
+    if bank is None:
+        bank = GaussianFilterBank(flat, deltas, chunk_size=chunk_size, memory_budget=0, dtype=dtype)
+    elif not isinstance(bank, GaussianFilterBank) or bank.n_samples != n:
+        raise ValueError(f"`bank` must be a GaussianFilterBank built on the {n} `inputs`, got {bank!r}.")
     # the bank's off-diagonal sums are exactly the leave-one-out numerator and denominator
-    sums, weights = bank.neighbour_sums(values)
-    sums, weights = sums[0], weights[0]
+    sums, weights = bank.neighbour_sums_at(values, float(deltas[0]))
     isolated = weights[:, 0] <= 0
     denoised = sums / torch.where(isolated, 1.0, weights[:, 0]).unsqueeze(1)
     if bool(isolated.any()):

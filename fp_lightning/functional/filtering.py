@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -152,8 +152,10 @@ class GaussianFilterBank:
     * the kernel tiles of every δ of the upper block triangle, if they fit ``memory_budget`` (about
       M·n²·itemsize/2 bytes: 2·M·n² in float32), so later passes are matrix products only; else the
       squared-distance tiles (about n²·itemsize/2 bytes), so later passes only evaluate exponentials and
-      products; else nothing, and every pass recomputes them tile by tile. The cache is filled during the first
-      filtering pass;
+      products; else nothing, and every pass recomputes them tile by tile. Beside the kernels the distance tiles
+      are kept too when both fit (about (M + 1)·n²·itemsize/2 bytes), so that a width outside ``deltas``
+      (:meth:`neighbour_sums_at`, the leave-one-out labels of the denoised score) needs no second distance pass.
+      The cache is filled during the first pass over the tiles, whichever method makes it;
     * for :meth:`errors`, the norms of y^{low} and y^{high} of the last target seen (recognised by its values),
       so each epoch only filters h − y.
 
@@ -171,8 +173,9 @@ class GaussianFilterBank:
         chunk_size: tile edge (rows and columns of the kernel built at once). ``None``: the largest tile whose
             temporaries stay within 256 MB (at most 512 on CPU).
         memory_budget: bytes the bank may keep between calls (default 1 GiB): the kernels of all M widths (about
-            M·n²·itemsize/2 bytes; later passes are then matrix products only) if they fit, else the squared
-            distances (about n²·itemsize/2 bytes), else nothing; 0 disables caching.
+            M·n²·itemsize/2 bytes; later passes are then matrix products only) if they fit, and the squared
+            distances beside them if those fit too (about n²·itemsize/2 bytes more), else the squared distances
+            alone, else nothing; 0 disables caching.
         dtype: working precision of the distances, kernels and their products, ``torch.float32`` (default: twice
             as fast, half the memory; relative error about 1e-7·‖x − x̄‖²/δ per kernel entry) or
             ``torch.float64``. Sums over tiles, the self term and the results are float64 either way.
@@ -228,7 +231,9 @@ class GaussianFilterBank:
         # the squared distances (later passes skip the distance products), else nothing (bounded memory).
         keep_kernels = cache_bytes * self._coefs.numel() <= memory_budget
         self._kernels: dict[tuple[int, int], torch.Tensor] | None = {} if keep_kernels else None
-        keep_distances = not keep_kernels and cache_bytes <= memory_budget
+        # the distances too when they fit beside the kernels: one more width (the denoised score's, through
+        # :meth:`neighbour_sums_at`) then costs no second distance pass
+        keep_distances = cache_bytes * (self._coefs.numel() + 1 if keep_kernels else 1) <= memory_budget
         self._cache: dict[tuple[int, int], torch.Tensor] | None = {} if keep_distances else None
         self._n_tiles = len(self._blocks) * (len(self._blocks) + 1) // 2
         self._kernels_complete = False
@@ -449,6 +454,43 @@ class GaussianFilterBank:
             for (p0, q0), stacked in self._kernels.items():
                 self._add_products(acc, stacked, w, (p0, p0 + stacked.shape[1]), (q0, q0 + stacked.shape[2]))
             return acc[..., :c], acc[..., c:c + 1]
+        for dist, rows, cols in self._distance_tiles():
+            self._kernel_products(dist, rows, cols, w, acc)
+        self._kernels_complete = self._kernels is not None
+        return acc[..., :c], acc[..., c:c + 1]
+
+    @torch.no_grad()
+    def neighbour_sums_at(self, v: torch.Tensor, delta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Off-diagonal sums of float64 (n, c) ``v`` at one width δ that need not be among the bank's ``deltas``.
+
+        S_i = Σ_{j≠i} K_ij v_j and T_i = Σ_{j≠i} K_ij with K_ij = exp(−‖x_i − x_j‖²/(2δ)), returned as (n, c) and
+        (n, 1) float64. The squared distances are this bank's (in ``dtype``; the cached ones when the bank keeps
+        them, so no distance product is repeated), the kernel and the products are float64 whatever ``dtype``: a
+        kernel entry stays representable up to ‖x_i − x_j‖²/(2δ) ≈ 745 (≈ 103 in float32), which matters at the
+        small δ of the leave-one-out labels (``leave_one_out_lowpass``). Nothing of δ is cached.
+
+        Example:
+            >>> bank = GaussianFilterBank(torch.tensor([[0.0], [1.0], [5.0]]), [1.0, 2.0])
+            >>> sums, weights = bank.neighbour_sums_at(torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64), 0.5)
+            >>> round(float(sums[0, 0] / weights[0, 0]), 6)   # the same as neighbour_sums of a bank at δ = 0.5
+            2.0
+        """
+        delta_value, _ = _as_deltas(delta, "delta")
+        if delta_value.numel() != 1:
+            raise ValueError(f"`delta` must be one number > 0, got {delta!r}.")
+        coef = -0.5 * math.log2(math.e) / float(delta_value[0])  # as the bank's own widths: exp2(coef · D)
+        n, c = v.shape
+        w = torch.cat([v, v.new_ones(n, 1)], dim=1).to(device=self._device, dtype=torch.float64)
+        acc = w.new_zeros(n, c + 1)
+        for dist, rows, cols in self._distance_tiles():
+            kernel = dist.to(torch.float64).mul_(coef).exp2_()
+            if rows == cols:
+                kernel.fill_diagonal_(0.0)
+            self._add_products(acc, kernel, w, rows, cols)
+        return acc[:, :c], acc[:, c:]
+
+    def _distance_tiles(self) -> Iterator[tuple[torch.Tensor, tuple[int, int], tuple[int, int]]]:
+        """Every squared-distance tile of the upper block triangle (cached, or computed and cached if kept)."""
         need_inputs = self._cache is None or len(self._cache) < self._n_tiles
         centred = self._centred_inputs() if need_inputs else None
         for i, (r0, r1) in enumerate(self._blocks):
@@ -457,10 +499,7 @@ class GaussianFilterBank:
                 c0, c1 = self._blocks[j]
                 cached = self._cache is not None and (i, j) in self._cache
                 cols = None if cached or not need_inputs else (rows if j == i else self._block(centred, c0, c1))
-                dist = self._distance_tile(i, j, rows, cols)
-                self._kernel_products(dist, (r0, r1), (c0, c1), w, acc)
-        self._kernels_complete = self._kernels is not None
-        return acc[..., :c], acc[..., c:c + 1]
+                yield self._distance_tile(i, j, rows, cols), (r0, r1), (c0, c1)
 
 
 def gaussian_lowpass(

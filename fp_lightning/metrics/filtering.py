@@ -189,6 +189,25 @@ class LowHighFrequencyError(ProbeSetMetric):
             self._bank, self._bank_inputs = bank, x
         return bank
 
+    def filter_bank_for(self, x: torch.Tensor) -> GaussianFilterBank | None:
+        """The filter bank of the last ``compute()`` if it was built on exactly ``x`` (compared by value), else ``None``.
+
+        Another width on the same probe set then reuses its cached distances
+        (:meth:`~fp_lightning.functional.GaussianFilterBank.neighbour_sums_at`): the monitor's denoised score does.
+
+        Example:
+            >>> metric = LowHighFrequencyError(deltas=[0.5])
+            >>> x = torch.tensor([[0.0], [1.0], [3.0]])
+            >>> metric.update(x, torch.tensor([[0.0], [1.0], [0.0]]), torch.zeros(3, 1))
+            >>> _ = metric.compute()
+            >>> metric.filter_bank_for(x).n_samples, metric.filter_bank_for(2 * x)
+            (3, None)
+        """
+        bank, inputs = self._bank, self._bank_inputs
+        if bank is None or inputs is None or inputs.shape != x.shape or inputs.device != x.device:
+            return None
+        return bank if torch.equal(inputs, x) else None
+
     def plot(self, val: dict[str, torch.Tensor] | None = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
         """Draw e_low and e_high against δ (log scale): low-frequency errors on the left, high on the right.
 
