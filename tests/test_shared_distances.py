@@ -76,9 +76,10 @@ def test_bank_of_other_inputs_is_refused(points):
 def test_metric_shares_the_filter_bank(points, monkeypatch):
     x, labels = points
     probs = torch.softmax(torch.randn(70, 3, generator=torch.Generator().manual_seed(1)), dim=1)
-    filtering, denoised = LowHighFrequencyError(deltas=[0.5, 2.0]), DenoisedLoss(delta=0.05)
+    filtering = LowHighFrequencyError(deltas=[0.5, 2.0])  # float32 distances by default
+    denoised = DenoisedLoss(delta=0.05, filter_precision="float32")
     denoised.bank_source = filtering.filter_bank_for
-    alone = DenoisedLoss(delta=0.05)
+    alone = DenoisedLoss(delta=0.05, filter_precision="float32")
     for metric in (filtering, denoised, alone):
         metric.update(x, probs, labels)
     filtering.compute()
@@ -88,7 +89,7 @@ def test_metric_shares_the_filter_bank(points, monkeypatch):
     assert float(shared_loss) == pytest.approx(float(alone.compute()["denoised_loss"]), rel=1e-12)
     assert len(passes) == 1  # the Metric on its own makes its own pass
     assert filtering.filter_bank_for(x + 1) is None
-    float64 = DenoisedLoss(delta=0.05, filter_precision="float64")  # another precision: no sharing, its own pass
+    float64 = DenoisedLoss(delta=0.05)  # float64 distances by default: another precision, its own pass
     float64.bank_source = filtering.filter_bank_for
     float64.update(x, probs, labels)
     float64.compute()

@@ -77,7 +77,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             labels (a validation-free score for ``EarlyStopping``/``ModelCheckpoint``, ``mode="min"``; see
             :class:`~fp_lightning.DenoisedLoss` and docs/early_stopping.md): ``True`` (default settings, in the
             space of the projection and filter), ``False``, or a configured ``DenoisedLoss``. Its labels are
-            computed once, at the first recording, and frozen.
+            computed once, at the first recording, and frozen, from the filter's cached distances when both see
+            the same inputs in the same precision (``True`` takes the filter's ``filter_precision``).
         output_transform: ``"auto"`` | ``"softmax"`` | ``"sigmoid"`` | ``"identity"`` | a callable (Python only).
         class_dim: the class axis of the outputs for class targets: 1 (torch's ``cross_entropy``: (n, C),
             (n, C, T), (n, C, H, W) logits) or -1 for (n, T, C) logits with (n, T) labels.
@@ -164,7 +165,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.filtering = _configured(filtering, LowHighFrequencyError, "filtering", comparison)
         self.filtering.warn_auto_choice = False
         self.denoised = None if denoised_loss is False else _configured(
-            None if denoised_loss is True else denoised_loss, DenoisedLoss, "denoised_loss", comparison)
+            DenoisedLoss(filter_precision=self.filtering.filter_precision) if denoised_loss is True else denoised_loss,
+            DenoisedLoss, "denoised_loss", comparison)
         if self.denoised is not None:
             self.denoised.warn_auto_choice = False
             self.denoised.warn_low_agreement = False  # said by the monitor, which knows whether anyone watches
