@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
-import torch  # noqa: E402
+import torch
 from bench_monitor import DEFAULT_DATA, REPO, _dataset, _model, _timed_hooks
 
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from lightning.pytorch import Trainer, seed_everything
 
 from fp_lightning import DenoisedLoss, FrequencyPrincipleMonitor
-from fp_lightning.metrics import LowHighFrequencyError
 from fp_lightning.functional import GaussianFilterBank, leave_one_out_lowpass
+from fp_lightning.metrics import LowHighFrequencyError
 from tests._lightning import loader, make_module, regression_data
 from tests.conftest import EVERY_STEP as TRAINER_KW
 from tests.test_denoising import _dense_leave_one_out

@@ -125,7 +125,8 @@ def leave_one_out_lowpass(
         whose filter is the same with the self term j = i kept). Integer class labels (n,) are one-hot vectors, so
         each ŷ_i is a probability vector: the neighbours' kernel-weighted class vote. A sample whose neighbours'
         weights all underflow to 0 (no other input within about 38·√δ of it: the kernel is float64 whatever
-        ``dtype``) gets the mean label ȳ instead, the limit of the filter for a vanishing neighbourhood weight relative to the whole set.
+        ``dtype``) gets the mean label ȳ instead, the limit of the filter for a vanishing neighbourhood weight
+        relative to the whole set.
         ``delta=None`` takes δ = ``delta_fraction`` · m, m the median pairwise squared distance
         (:func:`scale_free_delta`): scale-free.
 

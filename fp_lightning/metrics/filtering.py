@@ -190,15 +190,15 @@ class LowHighFrequencyError(ProbeSetMetric):
         return bank
 
     def filter_bank_for(self, x: torch.Tensor) -> GaussianFilterBank | None:
-        """The filter bank of the last ``compute()`` if it was built on exactly ``x`` (compared by value), else ``None``.
+        """The filter bank of the last ``compute()`` if it was built on exactly ``x`` (compared by value), else None.
 
         Another width on the same probe set then reuses its cached distances
         (:meth:`~fp_lightning.functional.GaussianFilterBank.neighbour_sums_at`): the monitor's denoised score does.
 
         Example:
-            >>> metric = LowHighFrequencyError(deltas=[0.5])
+            >>> metric = LowHighFrequencyError(deltas=[0.5], output_transform="identity")
             >>> x = torch.tensor([[0.0], [1.0], [3.0]])
-            >>> metric.update(x, torch.tensor([[0.0], [1.0], [0.0]]), torch.zeros(3, 1))
+            >>> metric.update(x, torch.zeros(3, 1), torch.tensor([[0.0], [1.0], [0.0]]))
             >>> _ = metric.compute()
             >>> metric.filter_bank_for(x).n_samples, metric.filter_bank_for(2 * x)
             (3, None)

@@ -1,0 +1,130 @@
+"""Benchmark: what a recording's analysis costs beyond the probe forward pass, and what cheaper kernel storage buys.
+
+Workload: the monitor at its defaults on the MNIST fully connected network (784-200-100-100-10) with a probe of
+5,000 MNIST training images, ``--recordings`` recordings of one training batch each (``bench_monitor.monitor_split``);
+the monitor's own timings split each later recording into the forward pass, the spectrum, the filtering (e_low,
+e_high from the cached kernels), the denoised score and the logging. The ratio (spectrum + filtering + denoised) /
+forward is the figure.
+
+Then the filtering step alone, on the same probe and the monitor's δ, one later recording's ``errors`` call (new
+outputs, cached target): the kernels of every δ are read once per recording (8 δ × 5,000²/2 float32 numbers, about
+420 MB), so the step is bound by memory bandwidth. Variants, all reading the same cached kernels:
+
+* ``float32 (default)``: the bank as it is, each stacked (M, 512, 512) tile multiplied twice (rows, then columns);
+* ``float32, per δ``: the same products one δ at a time, so that a 1 MB tile is still in the cache for its second
+  product (the same numbers, summed in the same order per δ: exact);
+* ``float16 storage`` and ``bfloat16 storage``: the kernels kept in 16 bits (half the bytes to read), converted
+  to float32 one δ-tile at a time before the same products. Not exact: the change of e_low and e_high against the
+  default is reported.
+
+The fastest of ``--repeat`` calls is reported per variant (other processes share these cores). Usage:
+``python benchmarks/bench_kernel_storage.py [--data DIR] [--repeat 5] [--recordings 6]``; writes
+``benchmarks/results/kernel_storage.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+import torch
+from bench_monitor import DEFAULT_DATA, REPO, _dataset, monitor_split
+
+from fp_lightning.functional.filtering import GaussianFilterBank
+
+
+def _products(bank: GaussianFilterBank, w: torch.Tensor, acc: torch.Tensor, storage: torch.dtype | None,
+              per_delta: bool) -> None:
+    """acc += K w over the cached kernels, as the bank's own pass does, with the kernels read as ``storage``."""
+    for (p0, q0), stacked in bank._kernels.items():
+        rows, cols = (p0, p0 + stacked.shape[1]), (q0, q0 + stacked.shape[2])
+        if not per_delta:
+            bank._add_products(acc, stacked, w, rows, cols)
+            continue
+        for m in range(stacked.shape[0]):
+            kernel = stacked[m] if storage is None else stacked[m].to(torch.float32)
+            bank._add_products(acc[m], kernel, w, rows, cols)
+
+
+def filtering_variants(bank: GaussianFilterBank, y: torch.Tensor, h: torch.Tensor, repeat: int) -> dict:
+    """Time one later recording's filtering (the h − y pass and the norms) per storage variant."""
+    bank.errors(y, h)  # fills the kernels and the target's cache
+    diff = (h - y).to(torch.float64)
+    c = diff.shape[1]
+    width = -(-(c + 1) // 12) * 12
+    w = torch.cat([diff, diff.new_ones(len(diff), 1), diff.new_zeros(len(diff), width - c - 1)], 1).float()
+    exact_kernels = bank._kernels
+    out = {}
+    y_low, y_high = bank._target_cache[1], bank._target_cache[2]
+    reference = None
+    for name, storage, per_delta in (("float32 (default)", None, False), ("float32, per δ", None, True),
+                                     ("float16 storage", torch.float16, True),
+                                     ("bfloat16 storage", torch.bfloat16, True)):
+        bank._kernels = (exact_kernels if storage is None
+                         else {key: tile.to(storage) for key, tile in exact_kernels.items()})
+        times = []
+        for _ in range(repeat):
+            acc = diff.new_zeros(bank._coefs.numel(), len(diff), width)
+            start = time.perf_counter()
+            _products(bank, w, acc, storage, per_delta)
+            low, high = bank._part_norms(diff, acc[..., :c], acc[..., c:c + 1])
+            times.append(time.perf_counter() - start)
+        e = torch.cat([low / y_low, high / y_high])
+        reference = e if reference is None else reference
+        out[name] = {"seconds": min(times), "all_seconds": times,
+                     "kernel_bytes": sum(t.numel() * t.element_size() for t in bank._kernels.values()),
+                     "max_rel_change": float(((e - reference).abs() / reference.abs()).max())}
+        print(f"{name}: {min(times) * 1e3:.1f} ms, kernels {out[name]['kernel_bytes'] / 2**20:.0f} MiB, "
+              f"max rel. change of e_low/e_high {out[name]['max_rel_change']:.1e}", flush=True)
+    bank._kernels = exact_kernels
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--recordings", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "kernel_storage.json")
+    args = parser.parse_args()
+    x, y = _dataset("mnist", args.data)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    split = monitor_split("mnist", x, y, 5000, args.recordings, REPO / "benchmarks" / "results" / "runs" / "storage")
+    monitor = split.pop("monitor")
+    steady = split["steady"]
+    later = monitor.timings[1:]
+    analysis = statistics.median(t["spectrum"] + t["filtering"] + t["denoised"] for t in later)
+    ratio = analysis / steady["forward"]
+    print(f"later recordings (median): forward {steady['forward'] * 1e3:.1f} ms, analysis (spectrum + filtering + "
+          f"denoised) {analysis * 1e3:.1f} ms: {ratio:.2f}× the forward; split {steady}", flush=True)
+    bank = monitor.filtering._bank
+    x_probe = monitor.filtering._bank_inputs
+    model = monitor_model_outputs(monitor, x_probe)
+    targets = torch.nn.functional.one_hot(y[:5000], 10).double()
+    variants = filtering_variants(bank, targets, model, args.repeat)
+    result = {"machine": platform.platform(), "threads": torch.get_num_threads(), "probe": 5000,
+              "deltas": bank.deltas.tolist(), "first_recording": split["first"], "later_recordings": steady,
+              "later_analysis_seconds": analysis, "analysis_over_forward": ratio, "filtering_variants": variants}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+def monitor_model_outputs(monitor, x_probe: torch.Tensor) -> torch.Tensor:
+    """Softmax outputs of a seeded MNIST network on the probe: realistic values of h for the timing."""
+    from bench_monitor import _model
+
+    torch.manual_seed(1)
+    with torch.no_grad():
+        return torch.softmax(_model("mnist")(x_probe.reshape(-1, 1, 28, 28)), dim=1).double()
+
+
+if __name__ == "__main__":
+    main()
