@@ -15,7 +15,9 @@ recordings' logging step (scalars and images), and the images in the TensorBoard
 are counted.
 
 Usage: ``python benchmarks/bench_overhead.py [--data DIR] [--epochs 2 10] [--pairs 3] [--loggers none tensorboard]``;
-writes ``benchmarks/results/overhead.json``. Targets: at most 1.10× over 2 epochs and 1.05× over 10.
+writes ``benchmarks/results/overhead.json``. ``--one plain`` or ``--one monitored`` runs a single fit and exits, so
+that whole processes can be timed from outside (``/usr/bin/time -v python benchmarks/bench_overhead.py --one
+monitored --epochs 2 --loggers none``). Targets: at most 1.10× over 2 epochs and 1.05× over 10.
 """
 
 from __future__ import annotations
@@ -111,9 +113,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--loggers", nargs="+", choices=["none", "tensorboard"], default=["none", "tensorboard"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
+    parser.add_argument("--one", choices=["plain", "monitored"],
+                        help="run a single fit (the first --epochs and --loggers) and exit, for timing whole "
+                             "processes from outside, e.g. /usr/bin/time -v")
     args = parser.parse_args()
     x, y = _dataset("mnist", args.data)
     root = REPO / "benchmarks" / "results" / "runs" / "overhead"
+    if args.one is not None:
+        run = one_run(x, y, args.epochs[0], root / f"one_{args.one}", args.loggers[0], args.one == "monitored")
+        print(json.dumps(run))
+        return
     results: dict = {"machine": platform.platform(), "threads": torch.get_num_threads(), "runs": {}}
     for logger in args.loggers:  # warm-up: imports, allocator, first Trainer, first figures
         one_pair(x[:2000], y[:2000], 1, root, logger, True)
