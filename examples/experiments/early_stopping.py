@@ -77,15 +77,20 @@ DATA_DIR = os.environ.get("FP_DATA_DIR", str(REPO.parent / "shared" / "data"))
 # Task settings. lr and budgets are raised / cut from the paper's to fit 2 shared CPU cores (see README notes in the
 # JSON): fig6 uses the paper's network, init and full-batch Adam but lr 1e-3 instead of 2e-5.
 TASKS: dict[str, dict[str, Any]] = {
-    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2, 3]},
+    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2, 3, 4]},
     "mnist-20": {"kind": "mnist", "noise": 0.2, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40,
-                 "seeds": [0, 1, 2, 3]},
+                 "seeds": [0, 1, 2, 3, 4]},
     "mnist-40": {"kind": "mnist", "noise": 0.4, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40,
-                 "seeds": [0, 1, 2, 3]},
+                 "seeds": [0, 1, 2, 3, 4]},
     "cifar-20": {"kind": "cifar", "noise": 0.2, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35,
-                 "seeds": [0, 1, 2, 3], "n_test": 2000},
+                 "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
     "cifar-40": {"kind": "cifar", "noise": 0.4, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35,
-                 "seeds": [0, 1, 2, 3], "n_test": 2000},
+                 "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
+    # the whole of data_batch_1 (10,000 images)
+    "cifar10k-20": {"kind": "cifar", "noise": 0.2, "n": 10000, "lr": 2e-3, "batch": 128, "epochs": 20,
+                    "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
+    "cifar10k-40": {"kind": "cifar", "noise": 0.4, "n": 10000, "lr": 2e-3, "batch": 128, "epochs": 20,
+                    "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "fig6": {**TASKS["fig6"], "epochs": 250, "seeds": [1]},
@@ -647,6 +652,38 @@ def _parse_fes(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _replay_dir(replay: str) -> Path:
+    """The folder the replay's probe files are resolved from: the first item, or its parent when it is a file."""
+    first = Path(replay.split(",")[0])
+    return first if first.is_dir() else first.parent
+
+
+def _run_one(name: str, seed: int, settings: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
+    """Train runs A and B of one (task, seed), or load them when ``runs_dir`` already holds them.
+
+    Each finished run writes ``runs_dir/TASK_seedS.json`` (the record, in the format of the full results file, so
+    ``--replay runs_dir`` reads it) and its ``.npz`` of probe outputs beside it.
+    """
+    out_file = runs_dir / f"{name}_seed{seed}.json"
+    if out_file.exists():
+        print(f"{name} seed {seed}: loaded from {out_file}", flush=True)
+        saved = json.loads(out_file.read_text())
+        return saved["records"][0]
+    task = settings["tasks"][name]
+    data = _task_data(task, seed)
+    rec = {"task": name, "seed": seed, "A": _train(task, seed, data, with_val=False),
+           "B": _train(task, seed, data, with_val=True)}
+    probe_file = runs_dir / f"{name}_seed{seed}.npz"
+    _save_probe(probe_file, rec["A"], data)
+    rec["probe_file"] = probe_file.name
+    print(f"{name} seed {seed}: {rec['A']['seconds']:.0f} s + {rec['B']['seconds']:.0f} s", flush=True)
+    run_settings = {**settings, "tasks": {name: task}}
+    tmp = out_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": run_settings, "records": [rec]}))
+    tmp.replace(out_file)  # atomic: a killed run leaves no half-written result that a restart would trust
+    return rec
+
+
 def main() -> None:
     import logging
 
@@ -660,6 +697,11 @@ def main() -> None:
                         help="seeds whose runs chose the defaults (labelled 'tuning'; the rest 'held-out')")
     parser.add_argument("--replay", default=None,
                         help="re-evaluate the rules on saved JSON file(s) (comma-separated, merged), no training")
+    parser.add_argument("--runs", default=None,
+                        help="explicit run order, 'task:seed,task:seed,...' (overrides --tasks/--seeds)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="where each (task, seed) writes its own JSON and .npz as it finishes; finished runs "
+                             "found there are loaded, not retrained (default: OUT's stem + '_runs')")
     parser.add_argument("--fes", nargs="*", default=[], help="FrequencyEarlyStopping overrides, e.g. patience=5")
     parser.add_argument("--out", default=None, help="JSON (default benchmarks/results/early_stopping[_quick].json)")
     parser.add_argument("--plot", default=None, help="PNG path (default docs/early_stopping[_quick].png; '' for none)")
@@ -682,8 +724,14 @@ def main() -> None:
 
     if args.replay:
         records, settings = [], {}
-        for file in args.replay.split(","):
+        files = [f for item in args.replay.split(",")
+                 for f in (sorted(Path(item).glob("*_seed*.json")) if Path(item).is_dir() else [Path(item)])]
+        for file in files:
             saved = json.loads(Path(file).read_text())
+            for rec in saved["records"]:  # probe files are relative to the JSON that names them
+                if "probe_file" in rec:
+                    rec["probe_file"] = os.path.relpath(Path(file).parent / rec["probe_file"],
+                                                        _replay_dir(args.replay))
             records += saved["records"]
             settings = {**saved["settings"], **settings,
                         "tasks": {**saved["settings"]["tasks"], **settings.get("tasks", {})}}
@@ -694,24 +742,28 @@ def main() -> None:
                               for n in names}, "quick": args.quick, "monitor": MONITOR_KW,
                     "n_test_images": N_TEST_IMAGES, "feature_epochs": FEATURE_EPOCHS, "torch": torch.__version__,
                     "lightning": L.__version__, "python": platform.python_version(), "threads": args.threads}
-        probe_dir = Path(args.out).parent / (Path(args.out).stem + "_probe")
+        runs_dir = Path(args.runs_dir) if args.runs_dir else Path(args.out).parent / (Path(args.out).stem + "_runs")
+        if args.runs:  # an explicit order, "task:seed,...": the most informative runs first
+            order = [(item.split(":")[0], int(item.split(":")[1])) for item in args.runs.split(",") if item]
+            unknown = sorted({n for n, _ in order} - set(table))
+            if unknown:
+                raise SystemExit(f"--runs: unknown task(s) {unknown}; choose from {list(table)}")
+            settings["tasks"] = {n: {**table[n], **({} if args.epochs is None else {"epochs": args.epochs})}
+                                 for n, _ in order}
+        else:
+            order = [(name, seed) for name in names
+                     for seed in ([int(s) for s in args.seeds.split(",")] if args.seeds
+                                  else settings["tasks"][name]["seeds"])]
         records = []
-        for name in names:
-            task = settings["tasks"][name]
-            seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else task["seeds"]
-            for seed in seeds:
-                data = _task_data(task, seed)
-                rec = {"task": name, "seed": seed, "A": _train(task, seed, data, with_val=False),
-                       "B": _train(task, seed, data, with_val=True)}
-                probe_file = probe_dir / f"{name}_seed{seed}.npz"
-                _save_probe(probe_file, rec["A"], data)
-                rec["probe_file"] = os.path.relpath(probe_file, Path(args.out).parent)
-                print(f"{name} seed {seed}: {rec['A']['seconds']:.0f} s + {rec['B']['seconds']:.0f} s", flush=True)
-                records.append(rec)
-                # written after every run, so a long benchmark that is cut short keeps what it measured
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps({"settings": settings, "records": records}))
-    results_dir = Path(args.replay.split(",")[0] if args.replay else args.out).parent
+        for name, seed in order:
+            rec = _run_one(name, seed, settings, runs_dir)
+            if "probe_file" in rec:  # (runs imported from an earlier recording may have none)
+                rec["probe_file"] = os.path.relpath(runs_dir / rec["probe_file"], Path(args.out).parent)
+            records.append(rec)
+            # written after every run, so a long benchmark that is cut short keeps what it measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"settings": settings, "records": records}))
+    results_dir = _replay_dir(args.replay) if args.replay else Path(args.out).parent
     if args.tune_denoised:
         rows = tune_denoised(records, settings, results_dir, tuning_seeds)
         Path(args.tune_denoised).write_text(json.dumps({"grid": DENOISED_GRID, "rows": rows}))
