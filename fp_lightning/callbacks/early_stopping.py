@@ -242,7 +242,7 @@ class FrequencyEarlyStopping(*_bases()):
             state.update({key: rule[key] for key in ("denoised_best", "denoised_best_epoch", "denoised_count")})
         if self.rule.label_wave_window is not None:  # (e)'s window and the choice between (d) and (e)
             state.update({key: rule[key] for key in ("label_wave_values", "label_wave_best", "label_wave_best_epoch",
-                                                     "selected", "last_epoch")})
+                                                     "selected")})
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -242,7 +242,6 @@ class FrequencyStoppingRule:
         self.label_wave_best = math.inf
         self.label_wave_best_epoch: int | None = None
         self.selected: str | None = None
-        self.last_epoch: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The state after the checks so far, in plain Python containers (``torch.load(weights_only=True)`` safe).
@@ -259,7 +258,7 @@ class FrequencyStoppingRule:
                 "denoised_best": self.denoised_best, "denoised_best_epoch": self.denoised_best_epoch,
                 "denoised_count": self.denoised_count, "label_wave_values": list(self.label_wave_values),
                 "label_wave_best": self.label_wave_best, "label_wave_best_epoch": self.label_wave_best_epoch,
-                "selected": self.selected, "last_epoch": self.last_epoch}
+                "selected": self.selected}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (missing keys keep their reset values), so checks continue alike.
@@ -297,7 +296,6 @@ class FrequencyStoppingRule:
         if selected is not None and selected not in SELECTIONS:
             raise ValueError(f"`state_dict['selected']` must be None or one of {SELECTIONS}, got {selected!r}.")
         self.selected = selected
-        self.last_epoch = _optional_int(state_dict.get("last_epoch"))
 
     # ------------------------------------------------------------------ the decision
     def update(self, metrics: Mapping[str, float], epoch: int) -> Decision:
@@ -325,7 +323,6 @@ class FrequencyStoppingRule:
         if self.criterion is not None or epoch < self.min_epochs:
             return Decision(epoch=epoch, should_stop=False, checked=False)
         self._select(metrics)
-        self.last_epoch = epoch
         name, low = self.low_error(metrics) if self.uses_low_error else ("", None)
         share = metrics.get(SHARE_KEY)
         share = None if share is None else float(share)
@@ -394,11 +391,11 @@ class FrequencyStoppingRule:
 
     @property
     def best_epoch(self) -> int | None:
-        """The epoch whose weights the rule chose so far (``None`` before any check).
+        """The epoch whose weights the rule chose so far (``None``: the latest weights).
 
         The criterion that fired decides: (d) its best-scored epoch, (e) the last epoch of its minimal window,
         any other the epoch of the stop. While none has fired (a run that ends at its budget): (e)'s epoch when
-        only (e) is in use, else (d)'s when (d) is in use, else the last check.
+        only (e) is in use, else (d)'s when (d) is in use, else ``None``.
 
         Example:
             >>> rule = FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None,
@@ -418,7 +415,7 @@ class FrequencyStoppingRule:
             return self.label_wave_best_epoch
         if self.uses_denoised and self.denoised_best_epoch is not None:
             return self.denoised_best_epoch
-        return self.last_epoch
+        return None
 
     def _select(self, metrics: Mapping[str, float]) -> None:
         """With ``agreement_threshold``: choose (d) or (e) for the whole run at the first check."""
