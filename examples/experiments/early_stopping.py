@@ -19,6 +19,13 @@ Then every stopping rule is evaluated on the recorded curves:
   epoch up to the first stop;
 - ``freq``: ``FrequencyEarlyStopping`` with its defaults (or ``--fes key=value`` overrides), replayed through
   ``FrequencyEarlyStopping.evaluate`` on run A's logged values (the live dry run's decision is recorded as a check);
+- ``lw``: Label Wave (Yuan, Feng, Liu, "Early Stopping Against Label Noise Without Validation Data", ICLR 2025):
+  the share of the monitor's probe samples whose predicted class changed since the previous epoch, its moving
+  average over ``RECOMMENDED["label_wave_window"]`` epochs, the weights of the last epoch of its first minimal
+  window (``FrequencyEarlyStopping(label_wave_window=...)`` replayed on the recorded outputs); ``lw_all``: the
+  same on the whole training set (the paper's count); classifiers only;
+- ``default``: ``FrequencyEarlyStopping.recommended()`` replayed on the recorded values (the denoised minimum
+  where the denoised labels agree with the labels, Label Wave otherwise), with the chosen epoch's weights;
 - ``last``: no stopping, run A's last epoch;
 - ``val``: ``EarlyStopping`` semantics on run B's validation loss, patience = 10% of the epoch budget (at least 2),
   min_delta 0; the weights of the stopping epoch (Lightning's ``EarlyStopping`` does not restore weights);
@@ -69,7 +76,7 @@ sys.path.insert(0, str(REPO))
 import lightning.pytorch as L  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
-from fp_lightning.callbacks.early_stopping import FrequencyEarlyStopping  # noqa: E402
+from fp_lightning.callbacks.early_stopping import RECOMMENDED, FrequencyEarlyStopping  # noqa: E402
 from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor  # noqa: E402
 
 DATA_DIR = os.environ.get("FP_DATA_DIR", str(REPO.parent / "shared" / "data"))
@@ -104,7 +111,11 @@ FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
 MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
-RULES = ("dn_stop", "dn_best", "both_best", "freq", "last", "val", "val_best", "oracle")
+RULES = ("dn_stop", "dn_best", "both_best", "freq", "lw", "lw_all", "default", "last", "val", "val_best", "oracle")
+#: Rules that exist for classifiers only (Label Wave needs predicted classes): absent for the 1-D regression.
+CLASSIFIER_RULES = ("lw", "lw_all")
+#: Label Wave's moving-average windows compared on the tuning seeds (the recommended rule uses RECOMMENDED's).
+LW_WINDOWS = (1, 3, 5, 7)
 #: The denoised score's settings (see docs/early_stopping.md for how they were chosen on the tuning seeds): where to
 #: smooth ("input", or "features@e": the penultimate features of the model after epoch e, frozen), δ / m, soft or
 #: hard denoised labels, and the patience of the stop on it (EarlyStopping(mode="min") semantics): an int is a
@@ -478,6 +489,123 @@ def val_stop(val_loss: list[float], patience: int) -> tuple[int, int]:
     return len(val_loss) - 1, best_epoch
 
 
+def label_wave_pick(changes: list[float] | np.ndarray, window: int) -> tuple[int, int | None]:
+    """Label Wave on c(1..E) through ``FrequencyStoppingRule`` (what the callback decides): (chosen, stop epoch).
+
+    The chosen epoch is the last of the first minimal window (at the budget's end without a stop: of the lowest
+    window so far; the last epoch when fewer than ``window`` epochs exist). Values are rounded to float32, as the
+    callback reads them from ``trainer.callback_metrics``.
+    """
+    from fp_lightning.callbacks.stopping_rule import FrequencyStoppingRule
+    from fp_lightning.record import PREDICTION_CHANGES_KEY
+
+    rule = FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None,
+                                 label_wave_window=window)
+    for epoch, value in enumerate(changes, start=1):
+        if rule.update({PREDICTION_CHANGES_KEY: float(np.float32(value))}, epoch).should_stop:
+            break
+    chosen = rule.best_epoch
+    return (len(changes) if chosen is None else chosen), rule.stopped_after
+
+
+def recommended_pick(score: list[float], waves: dict[str, Any] | None, epochs: int) -> tuple[int, str | None]:
+    """``FrequencyEarlyStopping.recommended()`` replayed on run A's values: (chosen epoch, selected criterion)."""
+    from fp_lightning.callbacks.stopping_rule import FrequencyStoppingRule
+    from fp_lightning.record import AGREEMENT_KEY, DENOISED_KEY, PREDICTION_CHANGES_KEY
+
+    settings = {k: v for k, v in RECOMMENDED.items() if k != "restore_best_weights"}
+    settings["denoised_patience"] = max(2, round(settings["denoised_patience"] * epochs))  # as at fit start
+    rule = FrequencyStoppingRule(**settings)
+    for epoch in range(1, epochs + 1):
+        metrics = {DENOISED_KEY: float(np.float32(score[epoch]))}
+        if waves is not None:
+            metrics[PREDICTION_CHANGES_KEY] = float(np.float32(waves["probe"][epoch - 1]))
+            metrics[AGREEMENT_KEY] = float(np.float32(waves["agreement"]))
+        if rule.update(metrics, epoch).should_stop:
+            break
+    chosen = rule.best_epoch
+    return (epochs if chosen is None else chosen), rule.selected
+
+
+def label_wave_signals(rec: dict[str, Any], arrays: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
+    """Prediction changes of run A per epoch 1..E on the probe and on the whole training set, split by frequency.
+
+    A probe sample is "high-frequency" when its label disagrees with its leave-one-out low-pass label (the
+    denoised label of ``DENOISED``'s settings, argmax); ``hf`` / ``lf`` are the changed samples among those /
+    the others, as fractions of the whole probe (so hf + lf = probe). ``agreement`` is the chance-corrected
+    agreement (a − 1/C) / (1 − 1/C) that ``fp/denoised_agreement`` logs.
+    """
+    if not arrays["classify"]:
+        return None
+    saved = np.load(results_dir / rec["probe_file"])
+    every = saved["outputs"].argmax(-1)
+    probe = arrays["outputs"].argmax(-1)
+    labels = _LABEL_CACHE[(rec["task"], rec["seed"], DENOISED["space"], DENOISED["delta_fraction"])]
+    high = labels.argmax(1) != arrays["targets"]
+    classes = labels.shape[1]
+    agreement = float(np.mean(~high))
+    changed = probe[1:] != probe[:-1]
+    return {"all": (every[1:] != every[:-1]).mean(1).tolist(), "probe": changed.mean(1).tolist(),
+            "hf": (changed & high).mean(1).tolist(), "lf": (changed & ~high).mean(1).tolist(),
+            "hf_samples": float(high.mean()), "agreement": (agreement - 1 / classes) / (1 - 1 / classes)}
+
+
+def label_wave_study(records: list[dict[str, Any]], tuning_seeds: set[int]) -> dict[str, Any]:
+    """Label Wave's window on the tuning seeds, and the frequency reading of its signal (classifier runs).
+
+    Per task and split, the mean ratio (test loss at the chosen epoch ÷ the oracle's) of Label Wave with each window
+    of ``LW_WINDOWS`` on the probe and on the whole training set, and of Label Wave (the recommended window) on the
+    high-frequency samples' changes alone and on the others'; the share of the changes that fall on high-frequency
+    samples (mean over epochs 1..E, and at the oracle epoch), against their share of the probe.
+    """
+    window = RECOMMENDED["label_wave_window"]
+    rows = []
+    for rec in records:
+        waves = rec["A"].get("label_wave")
+        if waves is None:
+            continue
+        test = np.asarray(rec["A"]["curves"]["test_loss"])
+        oracle = int(np.argmin(test))
+
+        def ratio(epoch: int, test: np.ndarray = test, oracle: int = oracle) -> float:
+            return float(test[epoch] / test[oracle])
+
+        total, high = np.asarray(waves["probe"]), np.asarray(waves["hf"])
+        share = np.divide(high, total, out=np.full_like(total, np.nan), where=total > 0)
+        row = {"task": rec["task"], "seed": rec["seed"], "split": "tuning" if rec["seed"] in tuning_seeds
+               else "held-out", "agreement": waves["agreement"], "hf_samples": waves["hf_samples"],
+               "hf_share_of_changes": float(np.nanmean(share)),
+               "hf_share_at_oracle": float(share[oracle - 1]) if oracle >= 1 else math.nan}
+        for w in LW_WINDOWS:
+            row[f"probe_w{w}"] = ratio(label_wave_pick(waves["probe"], w)[0])
+            row[f"all_w{w}"] = ratio(label_wave_pick(waves["all"], w)[0])
+        row["hf_only"] = ratio(label_wave_pick(waves["hf"], window)[0])
+        row["lf_only"] = ratio(label_wave_pick(waves["lf"], window)[0])
+        rows.append(row)
+    table: dict[str, Any] = {}
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("task", "seed", "split")]
+    for task in sorted({r["task"] for r in rows}):
+        for split in ("tuning", "held-out"):
+            part = [r for r in rows if r["task"] == task and r["split"] == split]
+            if part:
+                table[f"{task} {split}"] = {"runs": len(part), **{k: float(np.nanmean([r[k] for r in part]))
+                                                                  for k in keys}}
+    for split in ("tuning", "held-out"):
+        part = [r for r in rows if r["split"] == split]
+        if part:
+            table[f"all {split}"] = {"runs": len(part), **{k: float(np.nanmean([r[k] for r in part])) for k in keys}}
+    return {"rows": rows, "means": table}
+
+
+def print_label_wave_study(study: dict[str, Any]) -> None:
+    keys = ["agreement", "hf_samples", "hf_share_of_changes", "hf_share_at_oracle",
+            *[f"probe_w{w}" for w in LW_WINDOWS], *[f"all_w{w}" for w in LW_WINDOWS], "hf_only", "lf_only"]
+    print("Label Wave study (mean over runs; ratios = test loss at the chosen epoch / oracle's)")
+    print(f"{'':22s} {'n':>2s} " + " ".join(f"{k[:10]:>10s}" for k in keys))
+    for name, row in study["means"].items():
+        print(f"{name:22s} {row['runs']:2d} " + " ".join(f"{row[k]:10.3f}" for k in keys))
+
+
 def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
                    denoised: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per rule: epoch, test loss, ratio to the oracle, accuracy difference to the oracle (points).
@@ -506,8 +634,17 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
     picks = {"dn_stop": ("A", d_stop), "dn_best": ("A", d_best), "both_best": ("A", both_best),
              "freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
              "val_best": ("B", v_best), "oracle": ("A", oracle)}
+    waves = a.get("label_wave")
+    window = RECOMMENDED["label_wave_window"]
+    if waves is not None:
+        picks["lw"] = ("A", label_wave_pick(waves["probe"], window)[0])
+        picks["lw_all"] = ("A", label_wave_pick(waves["all"], window)[0])
+    chosen, selected = recommended_pick(a["denoised_score"], waves, epochs)
+    picks["default"] = ("A", chosen)
     out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience, "dn_patience": d_patience,
-                           "freq_criterion": criterion, "freq_fired": stop is not None}
+                           "freq_criterion": criterion, "freq_fired": stop is not None,
+                           "default_selected": selected,
+                           "agreement": None if waves is None else waves["agreement"]}
     for rule, (run, epoch) in picks.items():
         curves = record[run]["curves"]
         loss = float(curves["test_loss"][epoch])
@@ -522,15 +659,19 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for rule in RULES:
-        ratios = [r["rules"][rule]["ratio"] for r in results]
+        ratios = [r["rules"][rule]["ratio"] for r in results if rule in r["rules"]]
+        if not ratios:  # a classifier rule on regression runs only
+            summary[rule] = {"mean_ratio": math.nan, "max_ratio": math.nan, "within_goal": "0/0"}
+            continue
         summary[rule] = {"mean_ratio": float(np.mean(ratios)), "max_ratio": float(np.max(ratios))}
-        diffs = [r["rules"][rule]["acc_diff_points"] for r in results if "acc_diff_points" in r["rules"][rule]]
+        diffs = [r["rules"][rule]["acc_diff_points"] for r in results
+                 if rule in r["rules"] and "acc_diff_points" in r["rules"][rule]]
         if diffs:
             summary[rule]["mean_acc_diff_points"] = float(np.mean(diffs))
             summary[rule]["min_acc_diff_points"] = float(np.min(diffs))
     for rule in RULES:
         within = [r["rules"][rule]["ratio"] <= 1.05 and r["rules"][rule].get("acc_diff_points", 0.0) >= -1.0
-                  for r in results]
+                  for r in results if rule in r["rules"]]
         summary[rule]["within_goal"] = f"{sum(within)}/{len(within)}"
     summary["freq_within_goal"] = summary["freq"]["within_goal"]
     return summary
@@ -543,7 +684,10 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     for res in results:
         cells = []
         for rule in RULES:
-            row = res["rules"][rule]
+            row = res["rules"].get(rule)
+            if row is None:
+                cells.append(f"{'n/a':^21s}")
+                continue
             acc = f"{row['acc_diff_points']:+6.2f}" if "acc_diff_points" in row else f"{'':6s}"
             cells.append(f"{row['epoch']:4d} {row['ratio']:6.3f} {acc}  ")
         crit = res["rules"]["freq_criterion"] or "-"
@@ -558,13 +702,16 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
 
 def markdown_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The table of docs/early_stopping.md: one row per run, cells "stop epoch, test loss ÷ oracle's, Δacc"."""
-    shown = ("dn_best", "dn_stop", "freq", "last", "val", "val_best")
+    shown = ("default", "lw", "lw_all", "dn_best", "freq", "last", "val_best")
     lines = ["| task | seed | split | " + " | ".join(shown) + " | oracle epoch |",
              "|---|---|---|" + "---|" * len(shown) + "---|"]
     for res in results:
         cells = []
         for rule in shown:
-            row = res["rules"][rule]
+            row = res["rules"].get(rule)
+            if row is None:
+                cells.append("–")
+                continue
             acc = f", {row['acc_diff_points']:+.1f}".replace("-", "−") if "acc_diff_points" in row else ""
             cells.append(f"{row['epoch']}, {row['ratio']:.3f}{acc}")
         lines.append(f"| {res['task']} | {res['seed']} | {res['split']} | " + " | ".join(cells)
@@ -604,7 +751,7 @@ def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Pat
         a, b = rec["A"]["curves"], rec["B"]["curves"]
         ax.plot(a["epoch"], a["test_loss"], color="0.25", lw=1.6, label="test loss (all training data)")
         ax.plot(b["epoch"], b["test_loss"], color="0.65", ls="--", label="test loss (90%, validation run)")
-        for rule in RULES:
+        for rule in (r for r in RULES if r in res["rules"] and r in colors):
             ax.axvline(res["rules"][rule]["epoch"], color=colors[rule], lw=1.3, ls=":" if rule == "last" else "-",
                        label=names.get(rule, rule))
         if "denoised_score" in rec["A"]:  # on its own axis: a loss against other labels, not comparable in level
@@ -780,6 +927,7 @@ def main() -> None:
             assert curve is not None, f"{rec['task']}: {DENOISED} was not recorded"
             rec["A"]["denoised_score"] = curve.tolist()
             rec["A"]["denoised_settings"] = {k: DENOISED[k] for k in ("space", "delta_fraction", "hard")}
+            rec["A"]["label_wave"] = label_wave_signals(rec, arrays, results_dir)
         elif "denoised_score" not in rec["A"]:
             raise FileNotFoundError(f"{rec['task']} seed {rec['seed']}: no denoised score in the JSON and no "
                                     f"{rec.get('probe_file')} to compute it from; rerun the benchmark.")
@@ -802,6 +950,10 @@ def main() -> None:
         print("held-out seeds only:")
         print("  mean L/L*: " + ", ".join(f"{r} {summary['held_out'][r]['mean_ratio']:.3f}" for r in RULES)
               + "; within goal: " + ", ".join(f"{r} {summary['held_out'][r]['within_goal']}" for r in RULES))
+    study = label_wave_study(records, tuning_seeds)
+    summary["label_wave_study"] = study["means"]
+    if study["rows"]:
+        print_label_wave_study(study)
     if args.markdown:
         print(markdown_table(results, summary))
     out = {"settings": settings, "fes_kwargs": fes_kwargs, "denoised": DENOISED, "results": results,
