@@ -729,6 +729,32 @@ def markdown_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> st
     return "\n".join(lines)
 
 
+def task_markdown(results: list[dict[str, Any]],
+                  shown: tuple[str, ...] = ("default", "lw", "lw_all", "dn_best", "val_best", "last")) -> str:
+    """Per task and split: the mean ratio (max; runs within 5% and 1 point), and the rule ``default`` chose."""
+    lines = ["| task | split | runs | " + " | ".join(shown) + " | default used |",
+             "|---|---|---|" + "---|" * len(shown) + "---|"]
+    for split in ("held-out", "tuning"):
+        for task in dict.fromkeys(r["task"] for r in results):
+            part = [r for r in results if r["task"] == task and r["split"] == split]
+            if not part:
+                continue
+            cells = []
+            for rule in shown:
+                rows = [r["rules"][rule] for r in part if rule in r["rules"]]
+                if not rows:
+                    cells.append("–")
+                    continue
+                ok = sum(row["ratio"] <= 1.05 and row.get("acc_diff_points", 0.0) >= -1.0 for row in rows)
+                acc = [row["acc_diff_points"] for row in rows if "acc_diff_points" in row]
+                acc_text = f", {np.mean(acc):+.1f}".replace("-", "−") if acc else ""
+                cells.append(f"{np.mean([row['ratio'] for row in rows]):.3f}{acc_text} (max "
+                             f"{max(row['ratio'] for row in rows):.3f}; {ok}/{len(rows)})")
+            used = sorted({str(r["rules"].get("default_selected")) for r in part})
+            lines.append(f"| {task} | {split} | {len(part)} | " + " | ".join(cells) + f" | {', '.join(used)} |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -741,11 +767,13 @@ def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Pat
     n_rows = -(-(len(firsts) + 1) // n_cols)  # one more cell for the legend
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.6 * n_rows), squeeze=False)
     colors = {"dn_stop": "tab:purple", "dn_best": "magenta", "both_best": "tab:olive", "freq": "tab:red",
-              "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green"}
+              "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green",
+              "lw": "tab:orange", "default": "tab:brown"}
     names = {"dn_stop": "stop on fp/denoised_loss", "dn_best": "same, best epoch restored",
              "both_best": "FrequencyEarlyStopping (a)-(d), restored", "freq": "FrequencyEarlyStopping (a)-(c)",
              "last": "no stopping", "val": "validation-loss EarlyStopping", "val_best": "same, best epoch restored",
-             "oracle": "oracle (best test loss)"}
+             "oracle": "oracle (best test loss)", "lw": "Label Wave (probe), restored",
+             "default": "FrequencyEarlyStopping.recommended()"}
     cells = list(axes.flat)
     for ax, (task, (rec, res)) in zip(cells, firsts.items()):
         a, b = rec["A"]["curves"], rec["B"]["curves"]
@@ -956,6 +984,7 @@ def main() -> None:
         print_label_wave_study(study)
     if args.markdown:
         print(markdown_table(results, summary))
+        print(task_markdown(results))
     out = {"settings": settings, "fes_kwargs": fes_kwargs, "denoised": DENOISED, "results": results,
            "summary": summary,
            "records": records}
