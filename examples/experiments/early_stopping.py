@@ -30,6 +30,8 @@ Then every stopping rule is evaluated on the recorded curves:
 - ``val``: ``EarlyStopping`` semantics on run B's validation loss, patience = 10% of the epoch budget (at least 2),
   min_delta 0; the weights of the stopping epoch (Lightning's ``EarlyStopping`` does not restore weights);
 - ``val_best``: the same stop, restoring the best validation epoch (``EarlyStopping`` + ``ModelCheckpoint``);
+- ``val_min``: run B's lowest validation loss over the whole budget, restored (no stop: the most favourable
+  patience for the validation baseline);
 - ``oracle``: run A's best test-loss epoch (the reference of the ratios).
 
 Seeds 0 and 1 of every task chose the settings ("tuning"); the others are "held-out".
@@ -111,7 +113,8 @@ FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
 MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
-RULES = ("dn_stop", "dn_best", "both_best", "freq", "lw", "lw_all", "default", "last", "val", "val_best", "oracle")
+RULES = ("dn_stop", "dn_best", "both_best", "freq", "lw", "lw_all", "default", "last", "val", "val_best", "val_min",
+         "oracle")
 #: Rules that exist for classifiers only (Label Wave needs predicted classes): absent for the 1-D regression.
 CLASSIFIER_RULES = ("lw", "lw_all")
 #: Label Wave's moving-average windows compared on the tuning seeds (the recommended rule uses RECOMMENDED's).
@@ -633,7 +636,8 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
     both_best = int(np.argmin(a["denoised_score"][1:both + 1])) + 1
     picks = {"dn_stop": ("A", d_stop), "dn_best": ("A", d_best), "both_best": ("A", both_best),
              "freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
-             "val_best": ("B", v_best), "oracle": ("A", oracle)}
+             "val_best": ("B", v_best), "oracle": ("A", oracle),
+             "val_min": ("B", int(np.argmin(b["curves"]["val_loss"][1:])) + 1)}
     waves = a.get("label_wave")
     window = RECOMMENDED["label_wave_window"]
     if waves is not None:
@@ -730,7 +734,8 @@ def markdown_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> st
 
 
 def task_markdown(results: list[dict[str, Any]],
-                  shown: tuple[str, ...] = ("default", "lw", "lw_all", "dn_best", "val_best", "last")) -> str:
+                  shown: tuple[str, ...] = ("default", "lw", "lw_all", "dn_best", "val_best", "val_min", "last"),
+                  ) -> str:
     """Per task and split: the mean ratio (max; runs within 5% and 1 point), and the rule ``default`` chose."""
     lines = ["| task | split | runs | " + " | ".join(shown) + " | default used |",
              "|---|---|---|" + "---|" * len(shown) + "---|"]
