@@ -760,6 +760,48 @@ def task_markdown(results: list[dict[str, Any]],
     return "\n".join(lines)
 
 
+def group_markdown(results: list[dict[str, Any]], split: str = "held-out",
+                   shown: tuple[str, ...] = ("default", "lw", "dn_best", "val_best", "val_min", "last")) -> str:
+    """README table: MNIST + 1-D, CIFAR-10 at 2,000 and at 10,000 images; mean ratio (max), runs within 5%."""
+    groups = {"MNIST 20% / 40% noise, 1-D Fig. 6 task": ("mnist-20", "mnist-40", "fig6"),
+              "CIFAR-10, 2,000 images, 20% / 40%": ("cifar-20", "cifar-40"),
+              "CIFAR-10, 10,000 images, 20% / 40%": ("cifar10k-20", "cifar10k-40")}
+    names = {"default": "`recommended()`", "lw": "Label Wave", "dn_best": "denoised score, restored",
+             "val_best": "validation loss (10% held out), best restored", "val_min": "validation loss, lowest epoch",
+             "last": "no stopping"}
+    lines = ["| runs | " + " | ".join(names[r] for r in shown) + " |", "|---|" + "---|" * len(shown)]
+    for title, tasks in groups.items():
+        part = [r for r in results if r["split"] == split and r["task"] in tasks]
+        if not part:
+            continue
+        cells = []
+        for rule in shown:
+            ratios = [r["rules"][rule]["ratio"] for r in part if rule in r["rules"]]
+            if not ratios:
+                cells.append("–")
+                continue
+            ok = sum(x <= 1.05 for x in ratios)
+            cells.append(f"{np.mean(ratios):.3f} ({max(ratios):.3f}; {ok}/{len(ratios)})")
+        lines.append(f"| {title} ({len(part)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def study_markdown(study: dict[str, Any], split: str = "held-out") -> str:
+    """The frequency reading of the prediction changes, per task (one split)."""
+    lines = ["| task (runs) | A | high-freq. share of probe | their share of changes (mean; at oracle) | "
+             "Label Wave: all changes | high-freq. changes only | the others only | window 1 / 3 / 5 / 7 (probe) "
+             "| window 5, whole training set |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in study["means"].items():
+        if not name.endswith(split) or name.startswith("all "):
+            continue
+        task = name[: -len(split) - 1]
+        windows = " / ".join(f"{row[f'probe_w{w}']:.3f}" for w in LW_WINDOWS)
+        lines.append(f"| {task} ({row['runs']}) | {row['agreement']:.2f} | {row['hf_samples']:.2f} | "
+                     f"{row['hf_share_of_changes']:.2f}; {row['hf_share_at_oracle']:.2f} | {row['probe_w5']:.3f} | "
+                     f"{row['hf_only']:.3f} | {row['lf_only']:.3f} | {windows} | {row['all_w5']:.3f} |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -990,6 +1032,9 @@ def main() -> None:
     if args.markdown:
         print(markdown_table(results, summary))
         print(task_markdown(results))
+        print(group_markdown(results))
+        if study["rows"]:
+            print(study_markdown(study))
     out = {"settings": settings, "fes_kwargs": fes_kwargs, "denoised": DENOISED, "results": results,
            "summary": summary,
            "records": records}
