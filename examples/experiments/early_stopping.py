@@ -20,12 +20,14 @@ Then every stopping rule is evaluated on the recorded curves:
 - ``freq``: ``FrequencyEarlyStopping`` with its defaults (or ``--fes key=value`` overrides), replayed through
   ``FrequencyEarlyStopping.evaluate`` on run A's logged values (the live dry run's decision is recorded as a check);
 - ``lw``: Label Wave (Yuan, Feng, Liu, "Early Stopping Against Label Noise Without Validation Data", ICLR 2025):
-  the share of the monitor's probe samples whose predicted class changed since the previous epoch, its moving
-  average over ``RECOMMENDED["label_wave_window"]`` epochs, the weights of the last epoch of its first minimal
-  window (``FrequencyEarlyStopping(label_wave_window=...)`` replayed on the recorded outputs); ``lw_all``: the
+  the share of the monitor's probe samples (its own draw) whose predicted class changed since the previous epoch,
+  its moving average over ``RECOMMENDED["label_wave_window"]`` epochs, the weights of the last epoch of its first
+  minimal window (``FrequencyEarlyStopping(label_wave_window=...)`` replayed on the recorded outputs); ``lw_all``: the
   same on the whole training set (the paper's count); classifiers only;
-- ``default``: ``FrequencyEarlyStopping.recommended()`` replayed on the recorded values (the denoised minimum
-  where the denoised labels agree with the labels, Label Wave otherwise), with the chosen epoch's weights;
+- ``default``: ``FrequencyEarlyStopping.recommended()`` replayed on the values the monitor logged in run A
+  (``fp/prediction_changes`` and ``fp/denoised_agreement`` recomputed on the same probe for runs recorded before
+  the monitor logged them): the denoised minimum where the denoised labels agree with the labels, Label Wave
+  otherwise, with the chosen epoch's weights;
 - ``last``: no stopping, run A's last epoch;
 - ``val``: ``EarlyStopping`` semantics on run B's validation loss, patience = 10% of the epoch budget (at least 2),
   min_delta 0; the weights of the stopping epoch (Lightning's ``EarlyStopping`` does not restore weights);
@@ -511,8 +513,9 @@ def label_wave_pick(changes: list[float] | np.ndarray, window: int) -> tuple[int
     return (len(changes) if chosen is None else chosen), rule.stopped_after
 
 
-def recommended_pick(score: list[float], waves: dict[str, Any] | None, epochs: int) -> tuple[int, str | None]:
-    """``FrequencyEarlyStopping.recommended()`` replayed on run A's values: (chosen epoch, selected criterion)."""
+def recommended_pick(signals: dict[str, Any], epochs: int) -> tuple[int, str | None]:
+    """``FrequencyEarlyStopping.recommended()`` replayed on what the callback read (:func:`live_signals`):
+    (chosen epoch, selected criterion)."""
     from fp_lightning.callbacks.stopping_rule import FrequencyStoppingRule
     from fp_lightning.record import AGREEMENT_KEY, DENOISED_KEY, PREDICTION_CHANGES_KEY
 
@@ -520,37 +523,77 @@ def recommended_pick(score: list[float], waves: dict[str, Any] | None, epochs: i
     settings["denoised_patience"] = max(2, round(settings["denoised_patience"] * epochs))  # as at fit start
     rule = FrequencyStoppingRule(**settings)
     for epoch in range(1, epochs + 1):
-        metrics = {DENOISED_KEY: float(np.float32(score[epoch]))}
-        if waves is not None:
-            metrics[PREDICTION_CHANGES_KEY] = float(np.float32(waves["probe"][epoch - 1]))
-            metrics[AGREEMENT_KEY] = float(np.float32(waves["agreement"]))
+        metrics = {DENOISED_KEY: float(np.float32(signals["denoised"][epoch - 1]))}
+        if signals["changes"] is not None:
+            metrics[PREDICTION_CHANGES_KEY] = float(np.float32(signals["changes"][epoch - 1]))
+        if signals["agreement"] is not None:
+            metrics[AGREEMENT_KEY] = float(np.float32(signals["agreement"]))
         if rule.update(metrics, epoch).should_stop:
             break
     chosen = rule.best_epoch
     return (epochs if chosen is None else chosen), rule.selected
 
 
-def label_wave_signals(rec: dict[str, Any], arrays: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
-    """Prediction changes of run A per epoch 1..E on the probe and on the whole training set, split by frequency.
+def monitor_probe(n: int) -> np.ndarray:
+    """The training-set indices of the monitor's probe in run A: ``MONITOR_KW["probe_size"]`` of the n samples,
+    drawn as ``FrequencyPrincipleMonitor`` draws them (``probe_seed=0``: the first of a seeded permutation, sorted)."""
+    size = min(n, MONITOR_KW["probe_size"])
+    return np.sort(torch.randperm(n, generator=torch.Generator().manual_seed(0))[:size].numpy())
 
-    A probe sample is "high-frequency" when its label disagrees with its leave-one-out low-pass label (the
-    denoised label of ``DENOISED``'s settings, argmax); ``hf`` / ``lf`` are the changed samples among those /
-    the others, as fractions of the whole probe (so hf + lf = probe). ``agreement`` is the chance-corrected
-    agreement (a − 1/C) / (1 − 1/C) that ``fp/denoised_agreement`` logs.
+
+def label_wave_signals(rec: dict[str, Any], settings: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
+    """Prediction changes of run A per epoch 1..E on the monitor's probe and on the whole training set.
+
+    On the monitor's probe (:func:`monitor_probe`, the samples ``fp/prediction_changes`` counts), a sample is
+    "high-frequency" when its label disagrees with its leave-one-out low-pass label (the monitor's denoised label:
+    inputs, δ = m/1000, argmax); ``hf`` / ``lf`` are the changed samples among those / the others, as fractions of
+    the whole probe (hf + lf = probe). ``agreement`` is the chance-corrected agreement (a − 1/C) / (1 − 1/C) that
+    ``fp/denoised_agreement`` logs. ``None`` for regression.
     """
-    if not arrays["classify"]:
+    from fp_lightning.functional import leave_one_out_lowpass
+
+    task = settings["tasks"][rec["task"]]
+    if task["kind"] == "fig6":
         return None
     saved = np.load(results_dir / rec["probe_file"])
-    every = saved["outputs"].argmax(-1)
-    probe = arrays["outputs"].argmax(-1)
-    labels = _LABEL_CACHE[(rec["task"], rec["seed"], DENOISED["space"], DENOISED["delta_fraction"])]
-    high = labels.argmax(1) != arrays["targets"]
+    data = _task_data(task, rec["seed"])
+    if _input_digest(data["x"]) != str(saved["input_sha1"]):
+        raise RuntimeError(f"{rec['task']} seed {rec['seed']}: the reloaded inputs differ from the recorded ones.")
+    pick = monitor_probe(len(data["x"]))
+    targets = saved["targets"][pick]
+    labels = leave_one_out_lowpass(data["x"][pick], torch.from_numpy(targets),
+                                   delta_fraction=DENOISED["delta_fraction"], dtype=torch.float64).numpy()
+    high = labels.argmax(1) != targets
     classes = labels.shape[1]
     agreement = float(np.mean(~high))
-    changed = probe[1:] != probe[:-1]
+    every = saved["outputs"].argmax(-1)
+    changed = every[1:, pick] != every[:-1, pick]
     return {"all": (every[1:] != every[:-1]).mean(1).tolist(), "probe": changed.mean(1).tolist(),
             "hf": (changed & high).mean(1).tolist(), "lf": (changed & ~high).mean(1).tolist(),
             "hf_samples": float(high.mean()), "agreement": (agreement - 1 / classes) / (1 - 1 / classes)}
+
+
+def live_signals(record: dict[str, Any]) -> dict[str, Any]:
+    """What the callback read in run A (``fp_metrics``, epochs 1..E): denoised score, prediction changes, agreement.
+
+    Runs recorded before the monitor logged ``fp/prediction_changes`` have the score only; their changes and
+    agreement come from :func:`label_wave_signals` (the same probe; equal to the logged values within float32 where
+    both exist).
+    """
+    from fp_lightning.record import AGREEMENT_KEY, DENOISED_KEY, PREDICTION_CHANGES_KEY
+
+    metrics = record["A"]["fp_metrics"][1:]
+    out: dict[str, Any] = {"denoised": [m[DENOISED_KEY] for m in metrics] if all(DENOISED_KEY in m for m in metrics)
+                           else None, "changes": None, "agreement": None, "source": "logged"}
+    if metrics and all(PREDICTION_CHANGES_KEY in m for m in metrics):
+        out["changes"] = [m[PREDICTION_CHANGES_KEY] for m in metrics]
+        out["agreement"] = metrics[0].get(AGREEMENT_KEY)
+    waves = record["A"].get("label_wave")
+    if out["changes"] is None and waves is not None:
+        out.update(changes=waves["probe"], agreement=waves["agreement"], source="recomputed")
+    if out["denoised"] is None:  # (not expected: every recording logged the score)
+        out["denoised"] = record["A"]["denoised_score"][1:]
+    return out
 
 
 def label_wave_study(records: list[dict[str, Any]], tuning_seeds: set[int]) -> dict[str, Any]:
@@ -643,12 +686,13 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
     if waves is not None:
         picks["lw"] = ("A", label_wave_pick(waves["probe"], window)[0])
         picks["lw_all"] = ("A", label_wave_pick(waves["all"], window)[0])
-    chosen, selected = recommended_pick(a["denoised_score"], waves, epochs)
+    signals = live_signals(record)
+    chosen, selected = recommended_pick(signals, epochs)
     picks["default"] = ("A", chosen)
     out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience, "dn_patience": d_patience,
                            "freq_criterion": criterion, "freq_fired": stop is not None,
-                           "default_selected": selected,
-                           "agreement": None if waves is None else waves["agreement"]}
+                           "default_selected": selected, "default_signals": signals["source"],
+                           "agreement": signals["agreement"]}
     for rule, (run, epoch) in picks.items():
         curves = record[run]["curves"]
         loss = float(curves["test_loss"][epoch])
@@ -1002,7 +1046,7 @@ def main() -> None:
             assert curve is not None, f"{rec['task']}: {DENOISED} was not recorded"
             rec["A"]["denoised_score"] = curve.tolist()
             rec["A"]["denoised_settings"] = {k: DENOISED[k] for k in ("space", "delta_fraction", "hard")}
-            rec["A"]["label_wave"] = label_wave_signals(rec, arrays, results_dir)
+            rec["A"]["label_wave"] = label_wave_signals(rec, settings, results_dir)
         elif "denoised_score" not in rec["A"]:
             raise FileNotFoundError(f"{rec['task']} seed {rec['seed']}: no denoised score in the JSON and no "
                                     f"{rec.get('probe_file')} to compute it from; rerun the benchmark.")
