@@ -809,7 +809,8 @@ def group_markdown(results: list[dict[str, Any]], split: str = "held-out",
     """README table: MNIST + 1-D, CIFAR-10 at 2,000 and at 10,000 images; mean ratio (max), runs within 5%."""
     groups = {"MNIST 20% / 40% noise, 1-D Fig. 6 task": ("mnist-20", "mnist-40", "fig6"),
               "CIFAR-10, 2,000 images, 20% / 40%": ("cifar-20", "cifar-40"),
-              "CIFAR-10, 10,000 images, 20% / 40%": ("cifar10k-20", "cifar10k-40")}
+              "CIFAR-10, 10,000 images, 20% / 40%": ("cifar10k-20", "cifar10k-40"),
+              "CIFAR-10, both sizes": ("cifar-20", "cifar-40", "cifar10k-20", "cifar10k-40")}
     names = {"default": "`recommended()`", "lw": "Label Wave", "dn_best": "denoised score, restored",
              "val_best": "validation loss (10% held out), best restored", "val_min": "validation loss, lowest epoch",
              "last": "no stopping"}
