@@ -4,7 +4,8 @@ One home for the record, used by the monitor (what it logs), the stopping rule's
 the panels and the report (what they draw):
 
 - the keys: ``fp/delta_f/k=<k>``, ``fp/e_low/delta=<δ>``, ``fp/e_high/delta=<δ>`` (``<δ>`` from
-  :func:`delta_keys`), ``fp/loss_low``, ``fp/loss_high``, ``fp/low_share``, ``fp/denoised_loss``;
+  :func:`delta_keys`), ``fp/loss_low``, ``fp/loss_high``, ``fp/low_share``, ``fp/denoised_loss``,
+  ``fp/prediction_changes``, ``fp/denoised_agreement``;
 - :func:`logged_values`: one recording's measurements as those keys and values;
 - :class:`FrequencyHistory`: every recording, kept in the monitor's ``state_dict`` and saved as a plain ``.npz``.
 """
@@ -22,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DELTA_F_PREFIX", "DENOISED_KEY", "E_HIGH_PREFIX", "E_LOW_PREFIX", "HISTORY_FILE", "LOSS_HIGH_KEY",
-           "LOSS_LOW_KEY", "SHARE_KEY", "FrequencyHistory", "delta_key", "delta_keys", "load_history", "logged_values"]
+__all__ = ["AGREEMENT_KEY", "DELTA_F_PREFIX", "DENOISED_KEY", "E_HIGH_PREFIX", "E_LOW_PREFIX", "HISTORY_FILE",
+           "LOSS_HIGH_KEY", "LOSS_LOW_KEY", "PREDICTION_CHANGES_KEY", "SHARE_KEY", "FrequencyHistory",
+           "delta_key", "delta_keys", "load_history", "logged_values"]
 
 DELTA_F_PREFIX = "fp/delta_f/k="
 E_LOW_PREFIX = "fp/e_low/delta="
@@ -32,6 +34,10 @@ LOSS_LOW_KEY = "fp/loss_low"
 LOSS_HIGH_KEY = "fp/loss_high"
 SHARE_KEY = "fp/low_share"
 DENOISED_KEY = "fp/denoised_loss"
+#: Classifiers: the share of probe predictions whose class changed since the previous recording (Label Wave's signal).
+PREDICTION_CHANGES_KEY = "fp/prediction_changes"
+#: Class labels: the chance-corrected agreement (a − 1/C) / (1 − 1/C) of the denoised classes with the labels.
+AGREEMENT_KEY = "fp/denoised_agreement"
 #: Significant digits of ``<δ>`` in the keys (more only where two δ of a run would print the same).
 DELTA_DIGITS = 3
 
@@ -39,11 +45,13 @@ DELTA_DIGITS = 3
 HISTORY_FILE = "fp_history.npz"
 
 _PER_EPOCH = ("epoch", "step", "delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share", "output_amplitude",
-              "loss_density", "loss_change_ratio", "window_change_ratio", "output_change_ratio", "denoised_loss")
+              "loss_density", "loss_change_ratio", "window_change_ratio", "output_change_ratio", "denoised_loss",
+              "prediction_changes", "denoised_agreement")
 # Fields a recording may leave out (histories written before they existed, callers that do not measure them): they
 # are stored as NaN rows of their length, K for the loss density and K − 1 (one per cutoff η) for the ratios.
 _OPTIONAL: dict[str, int | None] = {"loss_density": 0, "loss_change_ratio": 1, "window_change_ratio": 1,
-                                    "output_change_ratio": 1, "denoised_loss": None}
+                                    "output_change_ratio": 1, "denoised_loss": None, "prediction_changes": None,
+                                    "denoised_agreement": None}
 
 
 @dataclass
@@ -56,7 +64,9 @@ class FrequencyHistory:
     rows are q(k), k = 0..K−1; ``loss_change_ratio`` (Eq. (38), against the previous recording),
     ``window_change_ratio`` (Eq. (39), over the monitor's ``share_window``) and ``output_change_ratio`` (Eq. (40))
     rows follow the cutoffs η = 0..K−2, NaN where no earlier recording exists. ``denoised_loss`` is the monitor's
-    ``fp/denoised_loss`` (NaN when it was off).
+    ``fp/denoised_loss`` (NaN when it was off); ``prediction_changes`` and ``denoised_agreement`` are
+    ``fp/prediction_changes`` and ``fp/denoised_agreement`` (NaN where not measured: the first recording, targets
+    that are not class labels).
 
     File format (``save``): a NumPy ``.npz`` with one array per field and ``meta`` (JSON text), loadable with
     ``numpy.load`` alone, no fp_lightning needed.
@@ -180,13 +190,14 @@ def delta_key(delta: float) -> str:
 
 def logged_values(freqs: Sequence[int], delta_f: Sequence[float], deltas: Sequence[float], e_low: Sequence[float],
                   e_high: Sequence[float], loss_low: float, loss_high: float, low_share: float,
-                  denoised_loss: float = math.nan) -> dict[str, float]:
+                  denoised_loss: float = math.nan, prediction_changes: float = math.nan,
+                  denoised_agreement: float = math.nan) -> dict[str, float]:
     """One recording as the monitor logs it: ``{key: value}`` under the keys of this module.
 
     Convention:
         Δ_F for every tracked k; e_low / e_high for every δ unless e_low is NaN (the filtering of that recording
-        was skipped); the loss split; the low share and the denoised loss unless NaN (fewer than two recordings,
-        or the score is off).
+        was skipped); the loss split; the low share, the denoised loss, the prediction changes and the denoised
+        labels' agreement unless NaN (fewer than two recordings, the score is off, not class labels).
 
     Example:
         >>> logged_values([1, 4], [0.5, 0.9], [0.25], [0.1], [0.8], 2.0, 1.0, float("nan"))
@@ -204,4 +215,8 @@ def logged_values(freqs: Sequence[int], delta_f: Sequence[float], deltas: Sequen
         values[SHARE_KEY] = float(low_share)
     if not math.isnan(float(denoised_loss)):
         values[DENOISED_KEY] = float(denoised_loss)
+    if not math.isnan(float(prediction_changes)):
+        values[PREDICTION_CHANGES_KEY] = float(prediction_changes)
+    if not math.isnan(float(denoised_agreement)):
+        values[AGREEMENT_KEY] = float(denoised_agreement)
     return values

@@ -19,10 +19,21 @@ Then every stopping rule is evaluated on the recorded curves:
   epoch up to the first stop;
 - ``freq``: ``FrequencyEarlyStopping`` with its defaults (or ``--fes key=value`` overrides), replayed through
   ``FrequencyEarlyStopping.evaluate`` on run A's logged values (the live dry run's decision is recorded as a check);
+- ``lw``: Label Wave (Yuan, Feng, Liu, "Early Stopping Against Label Noise Without Validation Data", ICLR 2025):
+  the share of the monitor's probe samples (its own draw) whose predicted class changed since the previous epoch,
+  its moving average over ``RECOMMENDED["label_wave_window"]`` epochs, the weights of the last epoch of its first
+  minimal window (``FrequencyEarlyStopping(label_wave_window=...)`` replayed on the recorded outputs); ``lw_all``: the
+  same on the whole training set (the paper's count); classifiers only;
+- ``default``: ``FrequencyEarlyStopping.recommended()`` replayed on the values the monitor logged in run A
+  (``fp/prediction_changes`` and ``fp/denoised_agreement`` recomputed on the same probe for runs recorded before
+  the monitor logged them): the denoised minimum where the denoised labels agree with the labels, Label Wave
+  otherwise, with the chosen epoch's weights;
 - ``last``: no stopping, run A's last epoch;
 - ``val``: ``EarlyStopping`` semantics on run B's validation loss, patience = 10% of the epoch budget (at least 2),
   min_delta 0; the weights of the stopping epoch (Lightning's ``EarlyStopping`` does not restore weights);
 - ``val_best``: the same stop, restoring the best validation epoch (``EarlyStopping`` + ``ModelCheckpoint``);
+- ``val_min``: run B's lowest validation loss over the whole budget, restored (no stop: the most favourable
+  patience for the validation baseline);
 - ``oracle``: run A's best test-loss epoch (the reference of the ratios).
 
 Seeds 0 and 1 of every task chose the settings ("tuning"); the others are "held-out".
@@ -69,7 +80,7 @@ sys.path.insert(0, str(REPO))
 import lightning.pytorch as L  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
-from fp_lightning.callbacks.early_stopping import FrequencyEarlyStopping  # noqa: E402
+from fp_lightning.callbacks.early_stopping import RECOMMENDED, FrequencyEarlyStopping  # noqa: E402
 from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor  # noqa: E402
 
 DATA_DIR = os.environ.get("FP_DATA_DIR", str(REPO.parent / "shared" / "data"))
@@ -77,15 +88,20 @@ DATA_DIR = os.environ.get("FP_DATA_DIR", str(REPO.parent / "shared" / "data"))
 # Task settings. lr and budgets are raised / cut from the paper's to fit 2 shared CPU cores (see README notes in the
 # JSON): fig6 uses the paper's network, init and full-batch Adam but lr 1e-3 instead of 2e-5.
 TASKS: dict[str, dict[str, Any]] = {
-    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2, 3]},
+    "fig6": {"kind": "fig6", "lr": 1e-3, "epochs": 400, "seeds": [0, 1, 2, 3, 4]},
     "mnist-20": {"kind": "mnist", "noise": 0.2, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40,
-                 "seeds": [0, 1, 2, 3]},
+                 "seeds": [0, 1, 2, 3, 4]},
     "mnist-40": {"kind": "mnist", "noise": 0.4, "n": 3000, "lr": 1e-3, "batch": 100, "epochs": 40,
-                 "seeds": [0, 1, 2, 3]},
+                 "seeds": [0, 1, 2, 3, 4]},
     "cifar-20": {"kind": "cifar", "noise": 0.2, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35,
-                 "seeds": [0, 1, 2, 3], "n_test": 2000},
+                 "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
     "cifar-40": {"kind": "cifar", "noise": 0.4, "n": 2000, "lr": 2e-3, "batch": 128, "epochs": 35,
-                 "seeds": [0, 1, 2, 3], "n_test": 2000},
+                 "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
+    # the whole of data_batch_1 (10,000 images)
+    "cifar10k-20": {"kind": "cifar", "noise": 0.2, "n": 10000, "lr": 2e-3, "batch": 128, "epochs": 20,
+                    "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
+    "cifar10k-40": {"kind": "cifar", "noise": 0.4, "n": 10000, "lr": 2e-3, "batch": 128, "epochs": 20,
+                    "seeds": [0, 1, 2, 3, 4], "n_test": 2000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "fig6": {**TASKS["fig6"], "epochs": 250, "seeds": [1]},
@@ -99,7 +115,12 @@ FEATURE_EPOCHS = (0, 1, 2, 3, 5, 8, 12, 20, 50, 100, 200)
 N_TEST_IMAGES = 4000  # clean test images evaluated after every epoch (a fixed random subset of the other split)
 # (CIFAR: 2000, "n_test" in its settings, to keep the CNN's per-epoch evaluation cheap)
 MONITOR_KW = {"probe_size": 2000, "log_images": False, "history_file": None}
-RULES = ("dn_stop", "dn_best", "both_best", "freq", "last", "val", "val_best", "oracle")
+RULES = ("dn_stop", "dn_best", "both_best", "freq", "lw", "lw_all", "default", "last", "val", "val_best", "val_min",
+         "oracle")
+#: Rules that exist for classifiers only (Label Wave needs predicted classes): absent for the 1-D regression.
+CLASSIFIER_RULES = ("lw", "lw_all")
+#: Label Wave's moving-average windows compared on the tuning seeds (the recommended rule uses RECOMMENDED's).
+LW_WINDOWS = (1, 3, 5, 7)
 #: The denoised score's settings (see docs/early_stopping.md for how they were chosen on the tuning seeds): where to
 #: smooth ("input", or "features@e": the penultimate features of the model after epoch e, frozen), δ / m, soft or
 #: hard denoised labels, and the patience of the stop on it (EarlyStopping(mode="min") semantics): an int is a
@@ -473,6 +494,164 @@ def val_stop(val_loss: list[float], patience: int) -> tuple[int, int]:
     return len(val_loss) - 1, best_epoch
 
 
+def label_wave_pick(changes: list[float] | np.ndarray, window: int) -> tuple[int, int | None]:
+    """Label Wave on c(1..E) through ``FrequencyStoppingRule`` (what the callback decides): (chosen, stop epoch).
+
+    The chosen epoch is the last of the first minimal window (at the budget's end without a stop: of the lowest
+    window so far; the last epoch when fewer than ``window`` epochs exist). Values are rounded to float32, as the
+    callback reads them from ``trainer.callback_metrics``.
+    """
+    from fp_lightning.callbacks.stopping_rule import FrequencyStoppingRule
+    from fp_lightning.record import PREDICTION_CHANGES_KEY
+
+    rule = FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None,
+                                 label_wave_window=window)
+    for epoch, value in enumerate(changes, start=1):
+        if rule.update({PREDICTION_CHANGES_KEY: float(np.float32(value))}, epoch).should_stop:
+            break
+    chosen = rule.best_epoch
+    return (len(changes) if chosen is None else chosen), rule.stopped_after
+
+
+def recommended_pick(signals: dict[str, Any], epochs: int) -> tuple[int, str | None]:
+    """``FrequencyEarlyStopping.recommended()`` replayed on what the callback read (:func:`live_signals`):
+    (chosen epoch, selected criterion)."""
+    from fp_lightning.callbacks.stopping_rule import FrequencyStoppingRule
+    from fp_lightning.record import AGREEMENT_KEY, DENOISED_KEY, PREDICTION_CHANGES_KEY
+
+    settings = {k: v for k, v in RECOMMENDED.items() if k != "restore_best_weights"}
+    settings["denoised_patience"] = max(2, round(settings["denoised_patience"] * epochs))  # as at fit start
+    rule = FrequencyStoppingRule(**settings)
+    for epoch in range(1, epochs + 1):
+        metrics = {DENOISED_KEY: float(np.float32(signals["denoised"][epoch - 1]))}
+        if signals["changes"] is not None:
+            metrics[PREDICTION_CHANGES_KEY] = float(np.float32(signals["changes"][epoch - 1]))
+        if signals["agreement"] is not None:
+            metrics[AGREEMENT_KEY] = float(np.float32(signals["agreement"]))
+        if rule.update(metrics, epoch).should_stop:
+            break
+    chosen = rule.best_epoch
+    return (epochs if chosen is None else chosen), rule.selected
+
+
+def monitor_probe(n: int) -> np.ndarray:
+    """The training-set indices of the monitor's probe in run A: ``MONITOR_KW["probe_size"]`` of the n samples,
+    drawn as ``FrequencyPrincipleMonitor`` draws them (``probe_seed=0``: the first of a seeded permutation, sorted)."""
+    size = min(n, MONITOR_KW["probe_size"])
+    return np.sort(torch.randperm(n, generator=torch.Generator().manual_seed(0))[:size].numpy())
+
+
+def label_wave_signals(rec: dict[str, Any], settings: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
+    """Prediction changes of run A per epoch 1..E on the monitor's probe and on the whole training set.
+
+    On the monitor's probe (:func:`monitor_probe`, the samples ``fp/prediction_changes`` counts), a sample is
+    "high-frequency" when its label disagrees with its leave-one-out low-pass label (the monitor's denoised label:
+    inputs, δ = m/1000, argmax); ``hf`` / ``lf`` are the changed samples among those / the others, as fractions of
+    the whole probe (hf + lf = probe). ``agreement`` is the chance-corrected agreement (a − 1/C) / (1 − 1/C) that
+    ``fp/denoised_agreement`` logs. ``None`` for regression.
+    """
+    from fp_lightning.functional import leave_one_out_lowpass
+
+    task = settings["tasks"][rec["task"]]
+    if task["kind"] == "fig6":
+        return None
+    saved = np.load(results_dir / rec["probe_file"])
+    data = _task_data(task, rec["seed"])
+    if _input_digest(data["x"]) != str(saved["input_sha1"]):
+        raise RuntimeError(f"{rec['task']} seed {rec['seed']}: the reloaded inputs differ from the recorded ones.")
+    pick = monitor_probe(len(data["x"]))
+    targets = saved["targets"][pick]
+    labels = leave_one_out_lowpass(data["x"][pick], torch.from_numpy(targets),
+                                   delta_fraction=DENOISED["delta_fraction"], dtype=torch.float64).numpy()
+    high = labels.argmax(1) != targets
+    classes = labels.shape[1]
+    agreement = float(np.mean(~high))
+    every = saved["outputs"].argmax(-1)
+    changed = every[1:, pick] != every[:-1, pick]
+    return {"all": (every[1:] != every[:-1]).mean(1).tolist(), "probe": changed.mean(1).tolist(),
+            "hf": (changed & high).mean(1).tolist(), "lf": (changed & ~high).mean(1).tolist(),
+            "hf_samples": float(high.mean()), "agreement": (agreement - 1 / classes) / (1 - 1 / classes)}
+
+
+def live_signals(record: dict[str, Any]) -> dict[str, Any]:
+    """What the callback read in run A (``fp_metrics``, epochs 1..E): denoised score, prediction changes, agreement.
+
+    Runs recorded before the monitor logged ``fp/prediction_changes`` have the score only; their changes and
+    agreement come from :func:`label_wave_signals` (the same probe; equal to the logged values within float32 where
+    both exist).
+    """
+    from fp_lightning.record import AGREEMENT_KEY, DENOISED_KEY, PREDICTION_CHANGES_KEY
+
+    metrics = record["A"]["fp_metrics"][1:]
+    out: dict[str, Any] = {"denoised": [m[DENOISED_KEY] for m in metrics] if all(DENOISED_KEY in m for m in metrics)
+                           else None, "changes": None, "agreement": None, "source": "logged"}
+    if metrics and all(PREDICTION_CHANGES_KEY in m for m in metrics):
+        out["changes"] = [m[PREDICTION_CHANGES_KEY] for m in metrics]
+        out["agreement"] = metrics[0].get(AGREEMENT_KEY)
+    waves = record["A"].get("label_wave")
+    if out["changes"] is None and waves is not None:
+        out.update(changes=waves["probe"], agreement=waves["agreement"], source="recomputed")
+    if out["denoised"] is None:  # (not expected: every recording logged the score)
+        out["denoised"] = record["A"]["denoised_score"][1:]
+    return out
+
+
+def label_wave_study(records: list[dict[str, Any]], tuning_seeds: set[int]) -> dict[str, Any]:
+    """Label Wave's window on the tuning seeds, and the frequency reading of its signal (classifier runs).
+
+    Per task and split, the mean ratio (test loss at the chosen epoch ÷ the oracle's) of Label Wave with each window
+    of ``LW_WINDOWS`` on the probe and on the whole training set, and of Label Wave (the recommended window) on the
+    high-frequency samples' changes alone and on the others'; the share of the changes that fall on high-frequency
+    samples (mean over epochs 1..E, and at the oracle epoch), against their share of the probe.
+    """
+    window = RECOMMENDED["label_wave_window"]
+    rows = []
+    for rec in records:
+        waves = rec["A"].get("label_wave")
+        if waves is None:
+            continue
+        test = np.asarray(rec["A"]["curves"]["test_loss"])
+        oracle = int(np.argmin(test))
+
+        def ratio(epoch: int, test: np.ndarray = test, oracle: int = oracle) -> float:
+            return float(test[epoch] / test[oracle])
+
+        total, high = np.asarray(waves["probe"]), np.asarray(waves["hf"])
+        share = np.divide(high, total, out=np.full_like(total, np.nan), where=total > 0)
+        row = {"task": rec["task"], "seed": rec["seed"], "split": "tuning" if rec["seed"] in tuning_seeds
+               else "held-out", "agreement": waves["agreement"], "hf_samples": waves["hf_samples"],
+               "hf_share_of_changes": float(np.nanmean(share)),
+               "hf_share_at_oracle": float(share[oracle - 1]) if oracle >= 1 else math.nan}
+        for w in LW_WINDOWS:
+            row[f"probe_w{w}"] = ratio(label_wave_pick(waves["probe"], w)[0])
+            row[f"all_w{w}"] = ratio(label_wave_pick(waves["all"], w)[0])
+        row["hf_only"] = ratio(label_wave_pick(waves["hf"], window)[0])
+        row["lf_only"] = ratio(label_wave_pick(waves["lf"], window)[0])
+        rows.append(row)
+    table: dict[str, Any] = {}
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("task", "seed", "split")]
+    for task in sorted({r["task"] for r in rows}):
+        for split in ("tuning", "held-out"):
+            part = [r for r in rows if r["task"] == task and r["split"] == split]
+            if part:
+                table[f"{task} {split}"] = {"runs": len(part), **{k: float(np.nanmean([r[k] for r in part]))
+                                                                  for k in keys}}
+    for split in ("tuning", "held-out"):
+        part = [r for r in rows if r["split"] == split]
+        if part:
+            table[f"all {split}"] = {"runs": len(part), **{k: float(np.nanmean([r[k] for r in part])) for k in keys}}
+    return {"rows": rows, "means": table}
+
+
+def print_label_wave_study(study: dict[str, Any]) -> None:
+    keys = ["agreement", "hf_samples", "hf_share_of_changes", "hf_share_at_oracle",
+            *[f"probe_w{w}" for w in LW_WINDOWS], *[f"all_w{w}" for w in LW_WINDOWS], "hf_only", "lf_only"]
+    print("Label Wave study (mean over runs; ratios = test loss at the chosen epoch / oracle's)")
+    print(f"{'':22s} {'n':>2s} " + " ".join(f"{k[:10]:>10s}" for k in keys))
+    for name, row in study["means"].items():
+        print(f"{name:22s} {row['runs']:2d} " + " ".join(f"{row[k]:10.3f}" for k in keys))
+
+
 def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
                    denoised: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per rule: epoch, test loss, ratio to the oracle, accuracy difference to the oracle (points).
@@ -500,9 +679,20 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
     both_best = int(np.argmin(a["denoised_score"][1:both + 1])) + 1
     picks = {"dn_stop": ("A", d_stop), "dn_best": ("A", d_best), "both_best": ("A", both_best),
              "freq": ("A", epochs if stop is None else stop), "last": ("A", epochs), "val": ("B", v_stop),
-             "val_best": ("B", v_best), "oracle": ("A", oracle)}
+             "val_best": ("B", v_best), "oracle": ("A", oracle),
+             "val_min": ("B", int(np.argmin(b["curves"]["val_loss"][1:])) + 1)}
+    waves = a.get("label_wave")
+    window = RECOMMENDED["label_wave_window"]
+    if waves is not None:
+        picks["lw"] = ("A", label_wave_pick(waves["probe"], window)[0])
+        picks["lw_all"] = ("A", label_wave_pick(waves["all"], window)[0])
+    signals = live_signals(record)
+    chosen, selected = recommended_pick(signals, epochs)
+    picks["default"] = ("A", chosen)
     out: dict[str, Any] = {"oracle_loss": float(test[oracle]), "val_patience": patience, "dn_patience": d_patience,
-                           "freq_criterion": criterion, "freq_fired": stop is not None}
+                           "freq_criterion": criterion, "freq_fired": stop is not None,
+                           "default_selected": selected, "default_signals": signals["source"],
+                           "agreement": signals["agreement"]}
     for rule, (run, epoch) in picks.items():
         curves = record[run]["curves"]
         loss = float(curves["test_loss"][epoch])
@@ -517,15 +707,19 @@ def evaluate_rules(record: dict[str, Any], fes_kwargs: dict[str, Any],
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for rule in RULES:
-        ratios = [r["rules"][rule]["ratio"] for r in results]
+        ratios = [r["rules"][rule]["ratio"] for r in results if rule in r["rules"]]
+        if not ratios:  # a classifier rule on regression runs only
+            summary[rule] = {"mean_ratio": math.nan, "max_ratio": math.nan, "within_goal": "0/0"}
+            continue
         summary[rule] = {"mean_ratio": float(np.mean(ratios)), "max_ratio": float(np.max(ratios))}
-        diffs = [r["rules"][rule]["acc_diff_points"] for r in results if "acc_diff_points" in r["rules"][rule]]
+        diffs = [r["rules"][rule]["acc_diff_points"] for r in results
+                 if rule in r["rules"] and "acc_diff_points" in r["rules"][rule]]
         if diffs:
             summary[rule]["mean_acc_diff_points"] = float(np.mean(diffs))
             summary[rule]["min_acc_diff_points"] = float(np.min(diffs))
     for rule in RULES:
         within = [r["rules"][rule]["ratio"] <= 1.05 and r["rules"][rule].get("acc_diff_points", 0.0) >= -1.0
-                  for r in results]
+                  for r in results if rule in r["rules"]]
         summary[rule]["within_goal"] = f"{sum(within)}/{len(within)}"
     summary["freq_within_goal"] = summary["freq"]["within_goal"]
     return summary
@@ -538,7 +732,10 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     for res in results:
         cells = []
         for rule in RULES:
-            row = res["rules"][rule]
+            row = res["rules"].get(rule)
+            if row is None:
+                cells.append(f"{'n/a':^21s}")
+                continue
             acc = f"{row['acc_diff_points']:+6.2f}" if "acc_diff_points" in row else f"{'':6s}"
             cells.append(f"{row['epoch']:4d} {row['ratio']:6.3f} {acc}  ")
         crit = res["rules"]["freq_criterion"] or "-"
@@ -553,13 +750,16 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
 
 def markdown_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The table of docs/early_stopping.md: one row per run, cells "stop epoch, test loss ÷ oracle's, Δacc"."""
-    shown = ("dn_best", "dn_stop", "freq", "last", "val", "val_best")
+    shown = ("default", "lw", "lw_all", "dn_best", "freq", "last", "val_best")
     lines = ["| task | seed | split | " + " | ".join(shown) + " | oracle epoch |",
              "|---|---|---|" + "---|" * len(shown) + "---|"]
     for res in results:
         cells = []
         for rule in shown:
-            row = res["rules"][rule]
+            row = res["rules"].get(rule)
+            if row is None:
+                cells.append("–")
+                continue
             acc = f", {row['acc_diff_points']:+.1f}".replace("-", "−") if "acc_diff_points" in row else ""
             cells.append(f"{row['epoch']}, {row['ratio']:.3f}{acc}")
         lines.append(f"| {res['task']} | {res['seed']} | {res['split']} | " + " | ".join(cells)
@@ -577,6 +777,76 @@ def markdown_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> st
     return "\n".join(lines)
 
 
+def task_markdown(results: list[dict[str, Any]],
+                  shown: tuple[str, ...] = ("default", "lw", "lw_all", "dn_best", "val_best", "val_min", "last"),
+                  ) -> str:
+    """Per task and split: the mean ratio (max; runs within 5% and 1 point), and the rule ``default`` chose."""
+    lines = ["| task | split | runs | " + " | ".join(shown) + " | default used |",
+             "|---|---|---|" + "---|" * len(shown) + "---|"]
+    for split in ("held-out", "tuning"):
+        for task in dict.fromkeys(r["task"] for r in results):
+            part = [r for r in results if r["task"] == task and r["split"] == split]
+            if not part:
+                continue
+            cells = []
+            for rule in shown:
+                rows = [r["rules"][rule] for r in part if rule in r["rules"]]
+                if not rows:
+                    cells.append("–")
+                    continue
+                ok = sum(row["ratio"] <= 1.05 and row.get("acc_diff_points", 0.0) >= -1.0 for row in rows)
+                acc = [row["acc_diff_points"] for row in rows if "acc_diff_points" in row]
+                acc_text = f", {np.mean(acc):+.1f}".replace("-", "−") if acc else ""
+                cells.append(f"{np.mean([row['ratio'] for row in rows]):.3f}{acc_text} (max "
+                             f"{max(row['ratio'] for row in rows):.3f}; {ok}/{len(rows)})")
+            used = sorted({str(r["rules"].get("default_selected")) for r in part})
+            lines.append(f"| {task} | {split} | {len(part)} | " + " | ".join(cells) + f" | {', '.join(used)} |")
+    return "\n".join(lines)
+
+
+def group_markdown(results: list[dict[str, Any]], split: str = "held-out",
+                   shown: tuple[str, ...] = ("default", "lw", "dn_best", "val_best", "val_min", "last")) -> str:
+    """README table: MNIST + 1-D, CIFAR-10 at 2,000 and at 10,000 images; mean ratio (max), runs within 5%."""
+    groups = {"MNIST 20% / 40% noise, 1-D Fig. 6 task": ("mnist-20", "mnist-40", "fig6"),
+              "CIFAR-10, 2,000 images, 20% / 40%": ("cifar-20", "cifar-40"),
+              "CIFAR-10, 10,000 images, 20% / 40%": ("cifar10k-20", "cifar10k-40"),
+              "CIFAR-10, both sizes": ("cifar-20", "cifar-40", "cifar10k-20", "cifar10k-40")}
+    names = {"default": "`recommended()`", "lw": "Label Wave", "dn_best": "denoised score, restored",
+             "val_best": "validation loss (10% held out), best restored", "val_min": "validation loss, lowest epoch",
+             "last": "no stopping"}
+    lines = ["| runs | " + " | ".join(names[r] for r in shown) + " |", "|---|" + "---|" * len(shown)]
+    for title, tasks in groups.items():
+        part = [r for r in results if r["split"] == split and r["task"] in tasks]
+        if not part:
+            continue
+        cells = []
+        for rule in shown:
+            ratios = [r["rules"][rule]["ratio"] for r in part if rule in r["rules"]]
+            if not ratios:
+                cells.append("–")
+                continue
+            ok = sum(x <= 1.05 for x in ratios)
+            cells.append(f"{np.mean(ratios):.3f} ({max(ratios):.3f}; {ok}/{len(ratios)})")
+        lines.append(f"| {title} ({len(part)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def study_markdown(study: dict[str, Any], split: str = "held-out") -> str:
+    """The frequency reading of the prediction changes, per task (one split)."""
+    lines = ["| task (runs) | A | high-freq. share of probe | their share of changes (mean; at oracle) | "
+             "Label Wave: all changes | high-freq. changes only | the others only | window 1 / 3 / 5 / 7 (probe) "
+             "| window 5, whole training set |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in study["means"].items():
+        if not name.endswith(split) or name.startswith("all "):
+            continue
+        task = name[: -len(split) - 1]
+        windows = " / ".join(f"{row[f'probe_w{w}']:.3f}" for w in LW_WINDOWS)
+        lines.append(f"| {task} ({row['runs']}) | {row['agreement']:.2f} | {row['hf_samples']:.2f} | "
+                     f"{row['hf_share_of_changes']:.2f}; {row['hf_share_at_oracle']:.2f} | {row['probe_w5']:.3f} | "
+                     f"{row['hf_only']:.3f} | {row['lf_only']:.3f} | {windows} | {row['all_w5']:.3f} |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -589,17 +859,19 @@ def plot(records: list[dict[str, Any]], results: list[dict[str, Any]], path: Pat
     n_rows = -(-(len(firsts) + 1) // n_cols)  # one more cell for the legend
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.6 * n_rows), squeeze=False)
     colors = {"dn_stop": "tab:purple", "dn_best": "magenta", "both_best": "tab:olive", "freq": "tab:red",
-              "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green"}
+              "last": "black", "val": "tab:blue", "val_best": "tab:cyan", "oracle": "tab:green",
+              "lw": "tab:orange", "default": "tab:brown"}
     names = {"dn_stop": "stop on fp/denoised_loss", "dn_best": "same, best epoch restored",
              "both_best": "FrequencyEarlyStopping (a)-(d), restored", "freq": "FrequencyEarlyStopping (a)-(c)",
              "last": "no stopping", "val": "validation-loss EarlyStopping", "val_best": "same, best epoch restored",
-             "oracle": "oracle (best test loss)"}
+             "oracle": "oracle (best test loss)", "lw": "Label Wave (probe), restored",
+             "default": "FrequencyEarlyStopping.recommended()"}
     cells = list(axes.flat)
     for ax, (task, (rec, res)) in zip(cells, firsts.items()):
         a, b = rec["A"]["curves"], rec["B"]["curves"]
         ax.plot(a["epoch"], a["test_loss"], color="0.25", lw=1.6, label="test loss (all training data)")
         ax.plot(b["epoch"], b["test_loss"], color="0.65", ls="--", label="test loss (90%, validation run)")
-        for rule in RULES:
+        for rule in (r for r in RULES if r in res["rules"] and r in colors):
             ax.axvline(res["rules"][rule]["epoch"], color=colors[rule], lw=1.3, ls=":" if rule == "last" else "-",
                        label=names.get(rule, rule))
         if "denoised_score" in rec["A"]:  # on its own axis: a loss against other labels, not comparable in level
@@ -647,6 +919,38 @@ def _parse_fes(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _replay_dir(replay: str) -> Path:
+    """The folder the replay's probe files are resolved from: the first item, or its parent when it is a file."""
+    first = Path(replay.split(",")[0])
+    return first if first.is_dir() else first.parent
+
+
+def _run_one(name: str, seed: int, settings: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
+    """Train runs A and B of one (task, seed), or load them when ``runs_dir`` already holds them.
+
+    Each finished run writes ``runs_dir/TASK_seedS.json`` (the record, in the format of the full results file, so
+    ``--replay runs_dir`` reads it) and its ``.npz`` of probe outputs beside it.
+    """
+    out_file = runs_dir / f"{name}_seed{seed}.json"
+    if out_file.exists():
+        print(f"{name} seed {seed}: loaded from {out_file}", flush=True)
+        saved = json.loads(out_file.read_text())
+        return saved["records"][0]
+    task = settings["tasks"][name]
+    data = _task_data(task, seed)
+    rec = {"task": name, "seed": seed, "A": _train(task, seed, data, with_val=False),
+           "B": _train(task, seed, data, with_val=True)}
+    probe_file = runs_dir / f"{name}_seed{seed}.npz"
+    _save_probe(probe_file, rec["A"], data)
+    rec["probe_file"] = probe_file.name
+    print(f"{name} seed {seed}: {rec['A']['seconds']:.0f} s + {rec['B']['seconds']:.0f} s", flush=True)
+    run_settings = {**settings, "tasks": {name: task}}
+    tmp = out_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": run_settings, "records": [rec]}))
+    tmp.replace(out_file)  # atomic: a killed run leaves no half-written result that a restart would trust
+    return rec
+
+
 def main() -> None:
     import logging
 
@@ -660,6 +964,11 @@ def main() -> None:
                         help="seeds whose runs chose the defaults (labelled 'tuning'; the rest 'held-out')")
     parser.add_argument("--replay", default=None,
                         help="re-evaluate the rules on saved JSON file(s) (comma-separated, merged), no training")
+    parser.add_argument("--runs", default=None,
+                        help="explicit run order, 'task:seed,task:seed,...' (overrides --tasks/--seeds)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="where each (task, seed) writes its own JSON and .npz as it finishes; finished runs "
+                             "found there are loaded, not retrained (default: OUT's stem + '_runs')")
     parser.add_argument("--fes", nargs="*", default=[], help="FrequencyEarlyStopping overrides, e.g. patience=5")
     parser.add_argument("--out", default=None, help="JSON (default benchmarks/results/early_stopping[_quick].json)")
     parser.add_argument("--plot", default=None, help="PNG path (default docs/early_stopping[_quick].png; '' for none)")
@@ -682,8 +991,14 @@ def main() -> None:
 
     if args.replay:
         records, settings = [], {}
-        for file in args.replay.split(","):
+        files = [f for item in args.replay.split(",")
+                 for f in (sorted(Path(item).glob("*_seed*.json")) if Path(item).is_dir() else [Path(item)])]
+        for file in files:
             saved = json.loads(Path(file).read_text())
+            for rec in saved["records"]:  # probe files are relative to the JSON that names them
+                if "probe_file" in rec:
+                    rec["probe_file"] = os.path.relpath(Path(file).parent / rec["probe_file"],
+                                                        _replay_dir(args.replay))
             records += saved["records"]
             settings = {**saved["settings"], **settings,
                         "tasks": {**saved["settings"]["tasks"], **settings.get("tasks", {})}}
@@ -694,24 +1009,28 @@ def main() -> None:
                               for n in names}, "quick": args.quick, "monitor": MONITOR_KW,
                     "n_test_images": N_TEST_IMAGES, "feature_epochs": FEATURE_EPOCHS, "torch": torch.__version__,
                     "lightning": L.__version__, "python": platform.python_version(), "threads": args.threads}
-        probe_dir = Path(args.out).parent / (Path(args.out).stem + "_probe")
+        runs_dir = Path(args.runs_dir) if args.runs_dir else Path(args.out).parent / (Path(args.out).stem + "_runs")
+        if args.runs:  # an explicit order, "task:seed,...": the most informative runs first
+            order = [(item.split(":")[0], int(item.split(":")[1])) for item in args.runs.split(",") if item]
+            unknown = sorted({n for n, _ in order} - set(table))
+            if unknown:
+                raise SystemExit(f"--runs: unknown task(s) {unknown}; choose from {list(table)}")
+            settings["tasks"] = {n: {**table[n], **({} if args.epochs is None else {"epochs": args.epochs})}
+                                 for n, _ in order}
+        else:
+            order = [(name, seed) for name in names
+                     for seed in ([int(s) for s in args.seeds.split(",")] if args.seeds
+                                  else settings["tasks"][name]["seeds"])]
         records = []
-        for name in names:
-            task = settings["tasks"][name]
-            seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else task["seeds"]
-            for seed in seeds:
-                data = _task_data(task, seed)
-                rec = {"task": name, "seed": seed, "A": _train(task, seed, data, with_val=False),
-                       "B": _train(task, seed, data, with_val=True)}
-                probe_file = probe_dir / f"{name}_seed{seed}.npz"
-                _save_probe(probe_file, rec["A"], data)
-                rec["probe_file"] = os.path.relpath(probe_file, Path(args.out).parent)
-                print(f"{name} seed {seed}: {rec['A']['seconds']:.0f} s + {rec['B']['seconds']:.0f} s", flush=True)
-                records.append(rec)
-                # written after every run, so a long benchmark that is cut short keeps what it measured
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps({"settings": settings, "records": records}))
-    results_dir = Path(args.replay.split(",")[0] if args.replay else args.out).parent
+        for name, seed in order:
+            rec = _run_one(name, seed, settings, runs_dir)
+            if "probe_file" in rec:  # (runs imported from an earlier recording may have none)
+                rec["probe_file"] = os.path.relpath(runs_dir / rec["probe_file"], Path(args.out).parent)
+            records.append(rec)
+            # written after every run, so a long benchmark that is cut short keeps what it measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"settings": settings, "records": records}))
+    results_dir = _replay_dir(args.replay) if args.replay else Path(args.out).parent
     if args.tune_denoised:
         rows = tune_denoised(records, settings, results_dir, tuning_seeds)
         Path(args.tune_denoised).write_text(json.dumps({"grid": DENOISED_GRID, "rows": rows}))
@@ -728,6 +1047,7 @@ def main() -> None:
             assert curve is not None, f"{rec['task']}: {DENOISED} was not recorded"
             rec["A"]["denoised_score"] = curve.tolist()
             rec["A"]["denoised_settings"] = {k: DENOISED[k] for k in ("space", "delta_fraction", "hard")}
+            rec["A"]["label_wave"] = label_wave_signals(rec, settings, results_dir)
         elif "denoised_score" not in rec["A"]:
             raise FileNotFoundError(f"{rec['task']} seed {rec['seed']}: no denoised score in the JSON and no "
                                     f"{rec.get('probe_file')} to compute it from; rerun the benchmark.")
@@ -750,8 +1070,16 @@ def main() -> None:
         print("held-out seeds only:")
         print("  mean L/L*: " + ", ".join(f"{r} {summary['held_out'][r]['mean_ratio']:.3f}" for r in RULES)
               + "; within goal: " + ", ".join(f"{r} {summary['held_out'][r]['within_goal']}" for r in RULES))
+    study = label_wave_study(records, tuning_seeds)
+    summary["label_wave_study"] = study["means"]
+    if study["rows"]:
+        print_label_wave_study(study)
     if args.markdown:
         print(markdown_table(results, summary))
+        print(task_markdown(results))
+        print(group_markdown(results))
+        if study["rows"]:
+            print(study_markdown(study))
     out = {"settings": settings, "fes_kwargs": fes_kwargs, "denoised": DENOISED, "results": results,
            "summary": summary,
            "records": records}

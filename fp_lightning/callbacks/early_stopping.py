@@ -19,11 +19,13 @@ import torch
 
 from fp_lightning.callbacks._compat import EARLY_STOPPING_BASES, rank_zero_warn
 from fp_lightning.callbacks.stopping_rule import (
+    AGREEMENT_KEY,
     CRITERIA,
     DELTA_F_PREFIX,
     DELTA_NAMES,
     DENOISED_KEY,
     E_LOW_PREFIX,
+    PREDICTION_CHANGES_KEY,
     SHARE_KEY,
     Decision,
     FrequencyStoppingRule,
@@ -37,7 +39,10 @@ _SHARE = SHARE_KEY
 _DELTA_NAMES = DELTA_NAMES
 # the EarlyStoppingReason member of each criterion (the others: STOPPING_THRESHOLD)
 _REASONS = {"low_plateau": "PATIENCE_EXHAUSTED", "denoised_minimum": "PATIENCE_EXHAUSTED",
-            "non_finite": "NON_FINITE_METRIC"}
+            "label_wave": "PATIENCE_EXHAUSTED", "non_finite": "NON_FINITE_METRIC"}
+#: The settings of :meth:`FrequencyEarlyStopping.recommended`, chosen by measurement (docs/early_stopping.md).
+RECOMMENDED = {"low_threshold": None, "share_threshold": None, "plateau_rtol": None, "denoised_patience": 0.1,
+               "label_wave_window": 5, "agreement_threshold": 0.15, "restore_best_weights": True}
 
 
 def _bases() -> tuple[type, ...]:
@@ -69,14 +74,19 @@ class FrequencyEarlyStopping(*_bases()):
     ``pytorch_lightning`` when both are installed), so a Trainer of either package accepts it.
 
     Convention:
-        The criteria (a) low_converged, (b) high_frequency_turn, (c) low_plateau, (d) denoised_minimum and
-        non_finite, the quantities ε, s and D they read, arming, ``min_epochs`` and the finality of a decision are
-        those of :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` (one statement of them, with
-        the reasoning). This callback feeds the rule the monitor's values right after each recording and stops the
-        Trainer when it fires; an epoch on which the monitor did not measure is not a check.
+        The criteria (a) low_converged, (b) high_frequency_turn, (c) low_plateau, (d) denoised_minimum,
+        (e) label_wave (Label Wave, Yuan, Feng, Liu, ICLR 2025) and non_finite, the quantities ε, s, D and c they
+        read, the choice between (d) and (e) by the denoised labels' agreement, arming, ``min_epochs`` and the
+        finality of a decision are those of :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule`
+        (one statement of them, with the reasoning). This callback feeds the rule the monitor's values right
+        after each recording and stops the Trainer when it fires;
+        an epoch on which the monitor did not measure is not a check.
 
     Defaults:
-        Chosen by measurement (``docs/early_stopping.md``, "How the defaults were chosen").
+        Chosen by measurement (``docs/early_stopping.md``, "How the defaults were chosen"). Without a validation
+        set, the recipe measured best is one line, :meth:`recommended`: the denoised-score minimum where the
+        denoised labels agree with the training labels (noisy MNIST, the 1-D tasks), Label Wave where they do not
+        (CIFAR-10 pixels), and the chosen epoch's weights given back at the end of the fit.
 
     Args:
         low_threshold: level of ε for criterion (a); ``None`` disables (a).
@@ -98,6 +108,17 @@ class FrequencyEarlyStopping(*_bases()):
             float in (0, 1), that fraction of the Trainer's ``max_epochs`` (at least 2, fixed when ``fit`` starts;
             0.1 is what the benchmark measured); ``None`` disables (d). With (a), (b) and (c) disabled (``None``)
             only (d) decides and ε is not read.
+        label_wave_window: the checks w in (e)'s moving average of ``fp/prediction_changes`` (classifiers);
+            ``None`` disables (e).
+        agreement_threshold: with both (d) and (e): use (d) when ``fp/denoised_agreement`` ≥ this, else (e),
+            chosen at the first check (``rule.selected``); ``None``: use every enabled criterion.
+        restore_best_weights: at the end of the fit, load into the module the weights of the epoch the rule chose
+            (``rule.best_epoch``: (d)'s best-scored epoch, (e)'s end of the minimal window), also when the run
+            reaches ``max_epochs`` without a stop. A CPU copy of the module's ``state_dict()`` is kept in memory
+            whenever a check becomes the new best (one copy; two while (d) and (e) both run without a choice):
+            the memory of the parameters and buffers once more, in host RAM, and a copy per new best. The copy is
+            not written to checkpoints: after a resume only a best epoch reached since is restored (else a
+            warning). Not in ``dry_run``. With (a)-(c) the chosen epoch is the stop, so nothing is restored.
         dry_run: decide and record (``stopped_epoch``, ``criterion``, ``stopping_reason_message``) but never stop
             the Trainer: shows where the callback would have stopped.
         log_rank_zero_only: log messages on rank 0 only.
@@ -146,16 +167,28 @@ class FrequencyEarlyStopping(*_bases()):
         dry_run: bool = False,
         log_rank_zero_only: bool = False,
         denoised_patience: int | float | None = None,
+        label_wave_window: int | None = None,
+        agreement_threshold: float | None = None,
+        restore_best_weights: bool = False,
     ) -> None:
         # the rule validates every setting, naming the argument, before Lightning's EarlyStopping is set up
         self.rule = FrequencyStoppingRule(
             low_threshold=low_threshold, share_threshold=share_threshold, arm_threshold=arm_threshold,
             plateau_rtol=plateau_rtol, plateau_window=plateau_window, patience=patience, low_metric=low_metric,
             delta=delta, n_low_freqs=n_low_freqs, min_epochs=min_epochs, check_finite=check_finite,
-            denoised_patience=_patience_checks(denoised_patience))
+            denoised_patience=_patience_checks(denoised_patience), label_wave_window=label_wave_window,
+            agreement_threshold=agreement_threshold)
+        if not isinstance(restore_best_weights, bool):
+            raise ValueError(f"`restore_best_weights` must be a bool, got {restore_best_weights!r}.")
+        self.restore_best_weights = restore_best_weights
+        #: CPU copies of the module's state_dict at the epochs the rule may choose ({epoch: state_dict})
+        self.best_weights: dict[int, dict[str, torch.Tensor]] = {}
+        #: the epoch whose weights were loaded at the end of the fit (``None``: none were)
+        self.restored_epoch: int | None = None
         self.denoised_patience_fraction = denoised_patience if isinstance(denoised_patience, float) else None
         self._patience_resolved = self.denoised_patience_fraction is None
-        watched = (_E_LOW if low_metric == "e_low" else _DELTA_F) if self.rule.uses_low_error else DENOISED_KEY
+        watched = ((_E_LOW if low_metric == "e_low" else _DELTA_F) if self.rule.uses_low_error
+                   else DENOISED_KEY if denoised_patience is not None else PREDICTION_CHANGES_KEY)
         super().__init__(monitor=watched, patience=patience, verbose=verbose,
                          mode="min", strict=strict, check_finite=check_finite, check_on_train_epoch_end=True,
                          log_rank_zero_only=log_rank_zero_only)
@@ -171,6 +204,24 @@ class FrequencyEarlyStopping(*_bases()):
         """Key of this callback's state in a checkpoint (differs between differently configured stoppers)."""
         return self._generate_state_key(low_metric=self.rule.low_metric, low_threshold=self.rule.low_threshold,
                                         share_threshold=self.rule.share_threshold)
+
+    @classmethod
+    def recommended(cls, **overrides: Any) -> FrequencyEarlyStopping:
+        """The validation-free recipe chosen by measurement, with the chosen epoch's weights given back.
+
+        ``FrequencyEarlyStopping(low_threshold=None, share_threshold=None, plateau_rtol=None,
+        denoised_patience=0.1, label_wave_window=5, agreement_threshold=0.15, restore_best_weights=True)``:
+        the denoised-score minimum (d) where the denoised labels agree with the labels (chance-corrected
+        ``fp/denoised_agreement`` ≥ 0.15, and for targets that are not class labels), Label Wave (e) with a
+        5-check window otherwise; at the end of the fit the module holds the weights of the chosen epoch.
+        ``overrides`` replace any of these settings. Benchmark: docs/early_stopping.md.
+
+        Example:
+            >>> stopper = FrequencyEarlyStopping.recommended()
+            >>> stopper.rule.label_wave_window, stopper.rule.agreement_threshold, stopper.restore_best_weights
+            (5, 0.15, True)
+        """
+        return cls(**{**RECOMMENDED, **overrides})
 
     denoised_patience = property(
         lambda self: self.rule.denoised_patience if self._patience_resolved else self.denoised_patience_fraction,
@@ -189,6 +240,9 @@ class FrequencyEarlyStopping(*_bases()):
         }
         if self.denoised_patience is not None:  # (d)'s counters; checkpoints without (d) keep their former keys
             state.update({key: rule[key] for key in ("denoised_best", "denoised_best_epoch", "denoised_count")})
+        if self.rule.label_wave_window is not None:  # (e)'s window and the choice between (d) and (e)
+            state.update({key: rule[key] for key in ("label_wave_values", "label_wave_best", "label_wave_best_epoch",
+                                                     "selected")})
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -214,6 +268,7 @@ class FrequencyEarlyStopping(*_bases()):
         if self.denoised_patience_fraction is not None:
             self.rule.denoised_patience = _patience_of_budget(self.denoised_patience_fraction, trainer.max_epochs)
             self._patience_resolved = True
+        self.best_weights, self.restored_epoch = {}, None  # a new fit chooses anew
         self._monitor = _find_monitor(trainer)
         if self._monitor is None:
             raise RuntimeError("FrequencyEarlyStopping needs a FrequencyPrincipleMonitor in the Trainer's callbacks "
@@ -249,6 +304,8 @@ class FrequencyEarlyStopping(*_bases()):
         if metrics is None:
             return
         should_stop, message = self.evaluate(metrics, epoch)
+        if self.restore_best_weights and not self.dry_run:
+            self._keep_best_weights(trainer.lightning_module, epoch)
         # the same decision on every rank: stop everywhere if any rank decided to (as EarlyStopping does)
         should_stop = bool(trainer.strategy.reduce_boolean_decision(should_stop, all=False))
         if should_stop:
@@ -261,18 +318,54 @@ class FrequencyEarlyStopping(*_bases()):
         if message and self.verbose:
             self._log_info(trainer, message, self.log_rank_zero_only)
 
+    def _keep_best_weights(self, module: Any, epoch: int) -> None:
+        """A CPU copy of the weights when this check is a candidate of the rule's choice; drop the outdated ones."""
+        rule = self.rule
+        candidates = {best for best, used in ((rule.denoised_best_epoch, rule.uses_denoised),
+                                              (rule.label_wave_best_epoch, rule.uses_label_wave))
+                      if used and best is not None}
+        if epoch in candidates and epoch not in self.best_weights:
+            self.best_weights[epoch] = {key: value.detach().to("cpu", copy=True)
+                                        for key, value in module.state_dict().items()}
+        self.best_weights = {kept: state for kept, state in self.best_weights.items() if kept in candidates}
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """With ``restore_best_weights``: load the weights of the epoch the rule chose into the module."""
+        if not self.restore_best_weights or self.dry_run:
+            return
+        chosen = self.rule.best_epoch
+        if chosen is None or self.rule.criterion not in (None, "denoised_minimum", "label_wave"):
+            return  # (a)-(c), non_finite: the chosen epoch is the stop, the weights the module holds
+        state = self.best_weights.get(chosen)
+        if state is None:
+            if self.rule.uses_denoised or self.rule.uses_label_wave:
+                rank_zero_warn(f"FrequencyEarlyStopping: the weights of epoch {chosen} (the rule's choice) are not "
+                               "in memory (reached before a resume?); the module keeps its last weights.")
+            return
+        pl_module.load_state_dict(state)
+        self.restored_epoch = chosen
+        if self.verbose:
+            self._log_info(trainer, f"FrequencyEarlyStopping: restored the weights of epoch {chosen}.",
+                           self.log_rank_zero_only)
+
     def _read_metrics(self, logs: Mapping[str, Any], monitor: Any) -> dict[str, float] | None:
         """The monitor's values from ``callback_metrics``; a clear error (or one warning) when keys are missing."""
         prefix = _E_LOW if self.rule.low_metric == "e_low" else _DELTA_F
         wanted = self.rule.uses_low_error
         values = {key: float(torch.as_tensor(value).detach().cpu().reshape(-1)[0]) for key, value in logs.items()
-                  if (wanted and key.startswith(prefix)) or key in (_SHARE, DENOISED_KEY)}
+                  if (wanted and key.startswith(prefix))
+                  or key in (_SHARE, DENOISED_KEY, PREDICTION_CHANGES_KEY, AGREEMENT_KEY)}
         missing = [] if not wanted or any(key.startswith(prefix) for key in values) else [f"{prefix}<…>"]
         recordings = len(monitor.history) if getattr(monitor, "history", None) is not None else 0
         if self.rule.share_threshold is not None and _SHARE not in values and recordings >= 2:
             missing.append(_SHARE)
-        if self.denoised_patience is not None and DENOISED_KEY not in values:
+        choosing = self.rule.agreement_threshold is not None and self.rule.selected is None
+        if self.denoised_patience is not None and DENOISED_KEY not in values and (
+                self.rule.uses_denoised and not (choosing and PREDICTION_CHANGES_KEY in values)):
             missing.append(f"{DENOISED_KEY} (needed by `denoised_patience`)")
+        if self.rule.uses_label_wave and PREDICTION_CHANGES_KEY not in values and not (
+                choosing and DENOISED_KEY in values):
+            missing.append(f"{PREDICTION_CHANGES_KEY} (needed by `label_wave_window`; logged for class labels)")
         if not missing:
             return values
         fp_keys = sorted(key for key in logs if key.startswith("fp/"))

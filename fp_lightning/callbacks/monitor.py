@@ -40,7 +40,7 @@ from fp_lightning.functional.theory import (
     low_frequency_share,
     output_change_ratio,
 )
-from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, ProjectedSpectralError
+from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, PredictionChanges, ProjectedSpectralError
 from fp_lightning.record import DENOISED_KEY, HISTORY_FILE, FrequencyHistory, logged_values
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
@@ -79,6 +79,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             space of the projection and filter), ``False``, or a configured ``DenoisedLoss``. Its labels are
             computed once, at the first recording, and frozen, from the filter's cached distances when both see
             the same inputs in the same precision (``True`` takes the filter's ``filter_precision``).
+        Classifiers (integer labels) also get ``fp/prediction_changes``, the share of probe predictions whose
+        class changed since the previous recording (Label Wave's signal, :class:`~fp_lightning.metrics.
+        PredictionChanges`; absent at the first recording, which has nothing to compare with), and, with the
+        denoised score, ``fp/denoised_agreement``, the chance-corrected agreement (a − 1/C) / (1 − 1/C) of the
+        denoised classes with the labels (what ``FrequencyEarlyStopping.recommended()`` chooses its criterion by).
         output_transform: ``"auto"`` | ``"softmax"`` | ``"sigmoid"`` | ``"identity"`` | a callable (Python only).
         class_dim: the class axis of the outputs for class targets: 1 (torch's ``cross_entropy``: (n, C),
             (n, C, T), (n, C, H, W) logits) or -1 for (n, T, C) logits with (n, T) labels.
@@ -174,6 +179,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.share_window = self.spectral.share_window
         # unfitted copies: a new fit without a checkpoint starts from these (new data, new projection)
         self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))
+        self._fresh_changes = PredictionChanges(class_dim=class_dim, ignore_index=ignore_index, sync_on_compute=False)
         self._state_key_args = {"probe_size": probe_size, "n_freqs": self.spectral.n_freqs, "seed": probe_seed}
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
@@ -253,6 +259,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             "denoised": None if self.denoised is None else _cpu_state(self.denoised.state_dict()),
             # F[h] of the last recording: the first recording after a resume needs it for Eq. (40)
             "last_output_spectrum": self._last_output_spectrum,
+            # the previous recording's predicted classes: a resumed run continues fp/prediction_changes
+            "prediction_changes": _cpu_state(self.changes.state_dict()),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -267,11 +275,14 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.filtering.load_state_dict(state_dict["filtering"])
         if self.denoised is not None and state_dict.get("denoised"):  # a checkpoint without it fits the labels anew
             self.denoised.load_state_dict(state_dict["denoised"])
+        if state_dict.get("prediction_changes"):  # (older checkpoints: the count starts again, NaN once)
+            self.changes.load_state_dict(state_dict["prediction_changes"])
 
     # ------------------------------------------------------------------ run state
     def _start_fresh(self) -> None:
         """Forget the probe set, the history and every frozen fit (a new ``fit`` without a checkpoint)."""
         self.spectral, self.filtering, self.denoised = copy.deepcopy(self._fresh_metrics)
+        self.changes = copy.deepcopy(self._fresh_changes)
         self.probe: ProbeSet | None = None
         self.history: FrequencyHistory | None = None
         self._device_probe: tuple[torch.device, Any, torch.Tensor] | None = None
@@ -343,6 +354,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         filtering = filtering if filtering is not None else self._missing_filtering()
         with _timed(timing, "denoised", pl_module):
             denoised = self._denoised_loss(trainer, inputs, outputs, targets)
+        with _timed(timing, "changes", pl_module):
+            changes = self._prediction_changes(outputs, targets)
+        agreement = self._agreement()
         history = self._history_for(spectral, filtering)
         low_share = self._low_share(history, float(spectral["loss_low"]), float(spectral["loss_high"]))
         ratios = self._change_ratios(history, spectral["target_spectrum"], spectral["output_spectrum"])
@@ -350,10 +364,27 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                        e_low=filtering["e_low"].cpu(), e_high=filtering["e_high"].cpu(),
                        loss_low=float(spectral["loss_low"]), loss_high=float(spectral["loss_high"]),
                        low_share=low_share, output_amplitude=_amplitude(spectral["output_spectrum"]),
-                       denoised_loss=denoised, **ratios)
+                       denoised_loss=denoised, prediction_changes=changes, denoised_agreement=agreement, **ratios)
         return logged_values(spectral["freqs"].tolist(), spectral["delta_f"].tolist(), filtering["deltas"].tolist(),
                              filtering["e_low"].tolist(), filtering["e_high"].tolist(), float(spectral["loss_low"]),
-                             float(spectral["loss_high"]), low_share, denoised)
+                             float(spectral["loss_high"]), low_share, denoised, changes, agreement)
+
+    def _prediction_changes(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """``fp/prediction_changes`` of this recording; NaN for targets that are not class labels, or the first."""
+        if targets.is_floating_point() or outputs.ndim != targets.ndim + 1:
+            return math.nan
+        self.changes.reset()
+        self.changes.update(outputs, targets)
+        value = self._run_safely("prediction changes", lambda: float(self.changes.compute()))
+        return math.nan if value is None else value
+
+    def _agreement(self) -> float:
+        """``fp/denoised_agreement``: (a − 1/C) / (1 − 1/C) of the frozen denoised labels; NaN when not known."""
+        denoised = self.denoised
+        if denoised is None or denoised.label_agreement is None or not denoised._classes:
+            return math.nan
+        chance = 1.0 / denoised._classes
+        return (denoised.label_agreement - chance) / (1.0 - chance)
 
     def _denoised_loss(self, trainer: Any, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """``fp/denoised_loss`` of this recording; NaN when it is off or failed (the recording keeps the rest)."""

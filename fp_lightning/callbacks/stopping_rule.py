@@ -20,25 +20,30 @@ import numpy as np
 
 from fp_lightning.functional._validation import check_choice, check_int, check_number
 from fp_lightning.record import (
+    AGREEMENT_KEY,
     DELTA_F_PREFIX,
     DENOISED_KEY,
     E_LOW_PREFIX,
+    PREDICTION_CHANGES_KEY,
     SHARE_KEY,
     FrequencyHistory,
     load_history,
     logged_values,
 )
 
-__all__ = ["CRITERIA", "Decision", "FrequencyStoppingRule", "history_checks"]
+__all__ = ["CRITERIA", "SELECTIONS", "Decision", "FrequencyStoppingRule", "history_checks"]
 
 #: Names of the stopping criteria, as stored in :attr:`FrequencyStoppingRule.criterion`.
-CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "denoised_minimum", "non_finite", "other_rank")
+CRITERIA = ("low_converged", "high_frequency_turn", "low_plateau", "denoised_minimum", "non_finite", "other_rank",
+            "label_wave")
+#: What ``agreement_threshold`` chooses between: the criterion used for the whole run.
+SELECTIONS = ("denoised_minimum", "label_wave")
 
 DELTA_NAMES = ("smallest", "middle", "largest")
 LOW_METRICS = ("e_low", "delta_f")
 _LABELS = {"low_converged": "(a) low_converged", "high_frequency_turn": "(b) high_frequency_turn",
            "low_plateau": "(c) low_plateau", "denoised_minimum": "(d) denoised_minimum", "non_finite": "non_finite",
-           "other_rank": "other_rank"}
+           "other_rank": "other_rank", "label_wave": "(e) label_wave"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,22 @@ class FrequencyStoppingRule:
         - **(d) denoised_minimum**: D has not gone below its lowest value so far (strictly, as Lightning's
           ``EarlyStopping(mode="min", min_delta=0)``) on ``denoised_patience`` consecutive checks; the best-scored
           epoch is :attr:`denoised_best_epoch` (restore its weights with a ``ModelCheckpoint`` on the score);
-        - **non_finite** (``check_finite``): ε, s or D is NaN or infinite; checked before the others.
+        - **(e) label_wave** (only with ``label_wave_window`` = w): Label Wave (Yuan, Feng, Liu, "Early Stopping
+          Against Label Noise Without Validation Data", ICLR 2025). With c(e) = ``fp/prediction_changes``, the
+          share of probe predictions whose class changed since the previous recording, and m(e) the mean of c
+          over the last w checks (defined from the w-th check on), (e) fires at the first check where m rises
+          strictly above its lowest value so far: the first local minimum of the moving average. The chosen epoch
+          (:attr:`label_wave_best_epoch`) is the last epoch of that minimal window;
+        - **non_finite** (``check_finite``): ε, s, D or c is NaN or infinite; checked before the others.
+
+        With ``agreement_threshold`` = τ (needs both (d) and (e)), only one of them is used for the whole run,
+        chosen at the first check from A = ``fp/denoised_agreement``, the chance-corrected agreement
+        (a − 1/C) / (1 − 1/C) of the denoised classes with the labels: (d) when A ≥ τ (neighbours in the
+        input space share labels, so the denoised score is trustworthy), (e) when A < τ; without A (targets that
+        are not class labels) (d), or (e) when ``fp/denoised_loss`` is absent too. :attr:`selected` says which.
+
+        :attr:`best_epoch` is the epoch whose weights the rule chose: (d)'s best-scored epoch, (e)'s end of the
+        minimal window, the stop of (a)-(c); ``FrequencyEarlyStopping(restore_best_weights=True)`` restores it.
 
         With (a), (b) and (c) all disabled, ε is not read (the rule needs only ``fp/denoised_loss``).
 
@@ -117,6 +137,9 @@ class FrequencyStoppingRule:
         min_epochs: checks of epochs before this many completed epochs are ignored (≥ 0).
         check_finite: stop when ε, s or D is not finite.
         denoised_patience: checks without a new minimum of D before (d) fires (≥ 1); ``None`` disables (d).
+        label_wave_window: w, the checks in (e)'s moving average (≥ 1); ``None`` disables (e).
+        agreement_threshold: τ of the choice between (d) and (e) (see Convention); ``None``: no choice, every
+            enabled criterion is used.
 
     Attributes:
         criterion: ``None`` until a criterion fired, then one of :data:`CRITERIA`.
@@ -128,6 +151,10 @@ class FrequencyStoppingRule:
         last_values: ε (under a name that says which), s and D read at the last check.
         denoised_best, denoised_best_epoch: the lowest D so far and the epoch of its check (``inf``, ``None``).
         denoised_count: consecutive checks since that minimum.
+        label_wave_values: the last w values of c; label_wave_best, label_wave_best_epoch: the lowest m so far
+            and the epoch of its check (``inf``, ``None``).
+        selected: with ``agreement_threshold``, the criterion chosen at the first check (one of
+            :data:`SELECTIONS`), else ``None``.
 
     Raises:
         ValueError: a bad argument (the message names it).
@@ -158,6 +185,8 @@ class FrequencyStoppingRule:
         min_epochs: int = 0,
         check_finite: bool = True,
         denoised_patience: int | None = None,
+        label_wave_window: int | None = None,
+        agreement_threshold: float | None = None,
     ) -> None:
         self.low_threshold = _optional_number("low_threshold", low_threshold, 0)
         self.share_threshold = _optional_number("share_threshold", share_threshold, 0)
@@ -166,9 +195,16 @@ class FrequencyStoppingRule:
         self.plateau_window = check_number("plateau_window", plateau_window, 0, 1)
         self.denoised_patience = None if denoised_patience is None else check_int("denoised_patience",
                                                                                    denoised_patience, 1)
-        if low_threshold is None and share_threshold is None and plateau_rtol is None and denoised_patience is None:
-            raise ValueError("`low_threshold`, `share_threshold`, `plateau_rtol` and `denoised_patience` are all "
-                             "None: no criterion left to stop on.")
+        self.label_wave_window = None if label_wave_window is None else check_int("label_wave_window",
+                                                                                   label_wave_window, 1)
+        self.agreement_threshold = _optional_number("agreement_threshold", agreement_threshold, -1, 1)
+        if self.agreement_threshold is not None and (denoised_patience is None or label_wave_window is None):
+            raise ValueError("`agreement_threshold` chooses between (d) and (e): it needs both `denoised_patience` "
+                             "and `label_wave_window` set.")
+        if (low_threshold is None and share_threshold is None and plateau_rtol is None and denoised_patience is None
+                and label_wave_window is None):
+            raise ValueError("`low_threshold`, `share_threshold`, `plateau_rtol`, `denoised_patience` and "
+                             "`label_wave_window` are all None: no criterion left to stop on.")
         self.patience = check_int("patience", patience, 1)
         self.low_metric = check_choice("low_metric", low_metric, LOW_METRICS)
         if isinstance(delta, str):
@@ -202,6 +238,10 @@ class FrequencyStoppingRule:
         self.denoised_best = math.inf
         self.denoised_best_epoch: int | None = None
         self.denoised_count = 0
+        self.label_wave_values: list[float] = []
+        self.label_wave_best = math.inf
+        self.label_wave_best_epoch: int | None = None
+        self.selected: str | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The state after the checks so far, in plain Python containers (``torch.load(weights_only=True)`` safe).
@@ -216,7 +256,9 @@ class FrequencyStoppingRule:
                 "low_count": self.low_count, "share_count": self.share_count, "best_score": self.best_score,
                 "last_values": dict(self.last_values), "best_trace": [list(item) for item in self.best_trace],
                 "denoised_best": self.denoised_best, "denoised_best_epoch": self.denoised_best_epoch,
-                "denoised_count": self.denoised_count}
+                "denoised_count": self.denoised_count, "label_wave_values": list(self.label_wave_values),
+                "label_wave_best": self.label_wave_best, "label_wave_best_epoch": self.label_wave_best_epoch,
+                "selected": self.selected}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (missing keys keep their reset values), so checks continue alike.
@@ -247,6 +289,13 @@ class FrequencyStoppingRule:
         self.denoised_best = float(state_dict.get("denoised_best", math.inf))
         self.denoised_best_epoch = _optional_int(state_dict.get("denoised_best_epoch"))
         self.denoised_count = int(state_dict.get("denoised_count", 0))
+        self.label_wave_values = [float(v) for v in state_dict.get("label_wave_values", [])]
+        self.label_wave_best = float(state_dict.get("label_wave_best", math.inf))
+        self.label_wave_best_epoch = _optional_int(state_dict.get("label_wave_best_epoch"))
+        selected = state_dict.get("selected")
+        if selected is not None and selected not in SELECTIONS:
+            raise ValueError(f"`state_dict['selected']` must be None or one of {SELECTIONS}, got {selected!r}.")
+        self.selected = selected
 
     # ------------------------------------------------------------------ the decision
     def update(self, metrics: Mapping[str, float], epoch: int) -> Decision:
@@ -273,19 +322,26 @@ class FrequencyStoppingRule:
         epoch = check_int("epoch", epoch, 0)
         if self.criterion is not None or epoch < self.min_epochs:
             return Decision(epoch=epoch, should_stop=False, checked=False)
+        self._select(metrics)
         name, low = self.low_error(metrics) if self.uses_low_error else ("", None)
         share = metrics.get(SHARE_KEY)
         share = None if share is None else float(share)
         denoised = self._denoised_value(metrics)
+        changes = self._changes_value(metrics)
         self.last_values = {**({} if low is None else {name: low}), **({} if share is None else {SHARE_KEY: share}),
-                            **({} if denoised is None else {DENOISED_KEY: denoised})}
-        if self.check_finite and not all(math.isfinite(v) for v in (low, share, denoised) if v is not None):
-            named = (("low_share", share), ("denoised_loss", denoised)) if low is None else (
-                (name, low), ("low_share", share), ("denoised_loss", denoised))
+                            **({} if denoised is None else {DENOISED_KEY: denoised}),
+                            **({} if changes is None else {PREDICTION_CHANGES_KEY: changes})}
+        if self.check_finite and not all(math.isfinite(v) for v in (low, share, denoised, changes) if v is not None):
+            named = (("low_share", share), ("denoised_loss", denoised), ("prediction_changes", changes))
+            named = named if low is None else ((name, low), *named)
             shown = ", ".join(f"{key} = {value:.4g}" for key, value in named if value is not None)
             return self._fire("non_finite", epoch, f"{shown} is not finite.", low, share, denoised)
         if denoised is not None:
             decision = self._denoised_minimum(denoised, low, share, epoch)
+            if decision is not None:
+                return decision
+        if changes is not None:
+            decision = self._label_wave(changes, low, share, epoch)
             if decision is not None:
                 return decision
         if low is None:
@@ -313,8 +369,79 @@ class FrequencyStoppingRule:
         """
         return self.low_threshold is not None or self.share_threshold is not None or self.plateau_rtol is not None
 
+    @property
+    def uses_denoised(self) -> bool:
+        """Whether (d) is in use: enabled, and not left out by the agreement choice.
+
+        Example:
+            >>> FrequencyStoppingRule(denoised_patience=3).uses_denoised
+            True
+        """
+        return self.denoised_patience is not None and self.selected != "label_wave"
+
+    @property
+    def uses_label_wave(self) -> bool:
+        """Whether (e) is in use: enabled, and not left out by the agreement choice.
+
+        Example:
+            >>> FrequencyStoppingRule(label_wave_window=5).uses_label_wave
+            True
+        """
+        return self.label_wave_window is not None and self.selected != "denoised_minimum"
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights the rule chose so far (``None``: the latest weights).
+
+        The criterion that fired decides: (d) its best-scored epoch, (e) the last epoch of its minimal window,
+        any other the epoch of the stop. While none has fired (a run that ends at its budget): (e)'s epoch when
+        only (e) is in use, else (d)'s when (d) is in use, else ``None``.
+
+        Example:
+            >>> rule = FrequencyStoppingRule(low_threshold=None, share_threshold=None, plateau_rtol=None,
+            ...                              label_wave_window=2)
+            >>> for epoch, c in enumerate([0.5, 0.3, 0.2, 0.25, 0.3], start=1):
+            ...     decision = rule.update({"fp/prediction_changes": c}, epoch)
+            >>> decision.criterion, rule.best_epoch   # m: -, 0.4, 0.25, 0.225, 0.275 -> minimum after epoch 4
+            ('label_wave', 4)
+        """
+        if self.criterion == "denoised_minimum":
+            return self.denoised_best_epoch
+        if self.criterion == "label_wave":
+            return self.label_wave_best_epoch
+        if self.criterion is not None:
+            return self.stopped_after
+        if self.uses_label_wave and not self.uses_denoised and self.label_wave_best_epoch is not None:
+            return self.label_wave_best_epoch
+        if self.uses_denoised and self.denoised_best_epoch is not None:
+            return self.denoised_best_epoch
+        return None
+
+    def _select(self, metrics: Mapping[str, float]) -> None:
+        """With ``agreement_threshold``: choose (d) or (e) for the whole run at the first check."""
+        if self.agreement_threshold is None or self.selected is not None:
+            return
+        agreement = metrics.get(AGREEMENT_KEY)
+        if agreement is not None:
+            self.selected = "denoised_minimum" if float(agreement) >= self.agreement_threshold else "label_wave"
+        elif DENOISED_KEY in metrics:
+            self.selected = "denoised_minimum"
+        elif PREDICTION_CHANGES_KEY in metrics:
+            self.selected = "label_wave"
+        else:
+            raise KeyError(f"neither `{AGREEMENT_KEY}`, `{DENOISED_KEY}` nor `{PREDICTION_CHANGES_KEY}` in the "
+                           f"metrics (keys: {sorted(metrics)}): nothing to choose the criterion by.")
+
+    def _changes_value(self, metrics: Mapping[str, float]) -> float | None:
+        if not self.uses_label_wave:
+            return None
+        if PREDICTION_CHANGES_KEY not in metrics:
+            raise KeyError(f"no `{PREDICTION_CHANGES_KEY}` in the metrics (keys: {sorted(metrics)}); the monitor "
+                           "logs it for class labels from the second recording on, or set `label_wave_window=None`.")
+        return float(metrics[PREDICTION_CHANGES_KEY])
+
     def _denoised_value(self, metrics: Mapping[str, float]) -> float | None:
-        if self.denoised_patience is None:
+        if not self.uses_denoised:
             return None
         if DENOISED_KEY not in metrics:
             raise KeyError(f"no `{DENOISED_KEY}` in the metrics (keys: {sorted(metrics)}); the monitor logs it when "
@@ -378,7 +505,11 @@ class FrequencyStoppingRule:
                 break
             if self.uses_low_error and not _has_low_error(metrics, self.low_metric):  # a skipped measurement
                 continue
-            if self.denoised_patience is not None and DENOISED_KEY not in metrics:
+            if self.denoised_patience is not None and DENOISED_KEY not in metrics and (
+                    self.agreement_threshold is None or self.selected == "denoised_minimum"):
+                continue
+            if self.label_wave_window is not None and PREDICTION_CHANGES_KEY not in metrics and (
+                    self.agreement_threshold is None or self.selected == "label_wave"):
                 continue
             decisions.append(self.update(metrics, epoch))
         return decisions
@@ -443,6 +574,23 @@ class FrequencyStoppingRule:
                           f"(after epoch {self.denoised_best_epoch}) on {self.denoised_count} consecutive checks; "
                           f"the best weights are those of epoch {self.denoised_best_epoch}.", low, share, denoised)
 
+    def _label_wave(self, changes: float, low: float | None, share: float | None, epoch: int) -> Decision | None:
+        assert self.label_wave_window is not None
+        self.label_wave_values = [*self.label_wave_values, changes][-self.label_wave_window:]
+        if len(self.label_wave_values) < self.label_wave_window:
+            return None
+        average = math.fsum(self.label_wave_values) / self.label_wave_window
+        if average < self.label_wave_best:
+            self.label_wave_best, self.label_wave_best_epoch = average, epoch
+            return None
+        if average == self.label_wave_best:  # a flat step is not yet a rise
+            return None
+        return self._fire("label_wave", epoch,
+                          f"the {self.label_wave_window}-check mean of {PREDICTION_CHANGES_KEY} rose to "
+                          f"{average:.4g} above its minimum {self.label_wave_best:.4g} (the window ending at epoch "
+                          f"{self.label_wave_best_epoch}); the best weights are those of epoch "
+                          f"{self.label_wave_best_epoch}.", low, share)
+
     def _fire(self, criterion: str, epoch: int, detail: str, low: float | None, share: float | None,
               denoised: float | None = None) -> Decision:
         self.criterion = criterion
@@ -478,7 +626,7 @@ def history_checks(
     Convention:
         The keys are the monitor's: ``fp/delta_f/k=<k>``, ``fp/e_low/delta=<δ>`` and ``fp/e_high/delta=<δ>``
         (``<δ>`` from ``delta_keys``), ``fp/loss_low``, ``fp/loss_high``, ``fp/low_share`` and, when the history has
-        a ``denoised_loss`` field, ``fp/denoised_loss``. As in the monitor,
+        their fields, ``fp/denoised_loss``, ``fp/prediction_changes`` and ``fp/denoised_agreement``. As in the monitor,
         a NaN e_low (a skipped filtering) and a NaN low share (fewer than two recordings) are not logged. Values
         are rounded to float32, the precision of the tensors the monitor puts in ``trainer.callback_metrics``
         (what the callback reads), so a replay takes the callback's decisions even at a threshold. The recording
@@ -505,14 +653,14 @@ def history_checks(
     rows = {name: np.asarray(arrays[name], dtype=float).reshape(len(epochs), -1)
             for name in ("delta_f", "e_low", "e_high", "loss_low", "loss_high", "low_share")}
     nan = np.full((len(epochs), 1), math.nan)
-    denoised = np.asarray(arrays["denoised_loss"], dtype=float).reshape(len(epochs), -1) \
-        if "denoised_loss" in arrays else nan
+    optional = {name: np.asarray(arrays[name], dtype=float).reshape(len(epochs), -1) if name in arrays else nan
+                for name in ("denoised_loss", "prediction_changes", "denoised_agreement")}
     for row, (epoch, step) in enumerate(zip(epochs, steps)):
         if int(epoch) == 0 and int(step) == 0:
             continue
         values = logged_values(freqs, rows["delta_f"][row], deltas, rows["e_low"][row], rows["e_high"][row],
                                rows["loss_low"][row, 0], rows["loss_high"][row, 0], rows["low_share"][row, 0],
-                               denoised[row, 0])
+                               *(optional[name][row, 0] for name in optional))
         yield int(epoch), {key: _as_logged(value) for key, value in values.items()}
 
 

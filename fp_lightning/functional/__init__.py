@@ -6,6 +6,7 @@ Every function validates its input and raises ``ValueError`` naming the argument
 from fp_lightning.functional.denoising import denoised_loss, leave_one_out_lowpass, scale_free_delta
 from fp_lightning.functional.errors import relative_spectral_error
 from fp_lightning.functional.filtering import GaussianFilterBank, default_deltas, gaussian_lowpass, low_high_errors
+from fp_lightning.functional.prediction_changes import predicted_classes, prediction_changes
 from fp_lightning.functional.projection import (
     PrincipalComponents,
     PrincipalProjection,
@@ -49,6 +50,8 @@ __all__ = [
     "low_pass_weights",
     "nufft_spectrum",
     "output_change_ratio",
+    "predicted_classes",
+    "prediction_changes",
     "prepare_targets",
     "principal_components",
     "principal_projection",
