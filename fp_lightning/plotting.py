@@ -32,7 +32,7 @@ __all__ = ["CHANGE_RATIO_LABELS", "EPOCH_AXIS_LABEL", "GAP_RANGE", "MAX_K_LABELS
 _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as in the paper
 # The generalization gap: a diverging map of its own (purple: the held-out probe is fitted worse, white: as well),
 # so that it is never read as a Δ_F heatmap.
-_GAP_CMAP = "PuOr_r"
+_GAP_CMAP = "PuOr"
 #: The gap heatmap's colour scale is ±GAP_RANGE (larger gaps take the end colour).
 GAP_RANGE = 0.5
 #: Size of a figure drawn without an ``ax`` (inches at ``_PANEL_DPI``): 360 × 260 px, so that a logger card about

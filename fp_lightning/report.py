@@ -73,6 +73,8 @@ REPORT_FILE = "fp_report.png"
 FIT_THRESHOLD = 0.1
 #: Δ_F below this counts as "fitted" in the generalization summary (the first epoch each k falls below it).
 GENERALIZATION_THRESHOLD = 0.5
+# The top of the Δ_F curves of the generalization page.
+_CURVE_TOP = 2.0
 # Spectra are drawn on a log scale clipped at this fraction of their maximum (the paper's Fig. 3a replaces its
 # exact zeros by 1e-4 for the same reason).
 _LOG_FLOOR = 1e-4
@@ -328,11 +330,16 @@ def generalization_figure(history_path: str | os.PathLike[str], reference_path: 
         ax.plot(epochs, paired["delta_f"][:, j], "--", color=colours[j])
     ax.axhline(GENERALIZATION_THRESHOLD, color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel(EPOCH_AXIS_LABEL)
-    ax.set_ylabel(r"$\Delta_F(k)$")
-    ax.set_title(f"(d) Δ_F per k: solid {names[1]}, dashed {names[0]}")
+    top = float(np.nanmax([paired["delta_f"].max(initial=0.0), paired["reference_delta_f"].max(initial=0.0)]))
+    ylabel = r"$\Delta_F(k)$"
+    if top > _CURVE_TOP:  # a held-out peak that is small on its own probe can reach Δ_F ≫ 1; keep 0–1 readable
+        ax.set_ylim(0.0, _CURVE_TOP)
+        ylabel += f" (values > {_CURVE_TOP:g} clipped)"
+    ax.set_ylabel(ylabel)
+    ax.set_title(rf"(d) $\Delta_F(k)$: solid {names[1]}, dashed {names[0]}; dotted: 0.5", fontsize="medium")
     ax.legend(loc="upper right", fontsize="small", ncol=2)
     meta = held["meta"]
-    probe = f"{meta['probe_size']} samples of {meta.get('probe', 'its probe')}" if "probe_size" in meta else ""
+    probe = meta.get("probe", "")
     fig.suptitle(f"Generalization by frequency: {_run_name(Path(history_path))}, {names[0]} probe"
                  f"{' (' + probe + ')' if probe else ''} against the {names[1]} probe, "
                  f"{epochs[0]}–{epochs[-1]} epochs completed", fontsize="large")
@@ -413,10 +420,12 @@ def report_figure(history_path: str | os.PathLike[str]) -> Figure:
     _intermediate_panel(fig.add_subplot(grid[2, 1]), history, epochs)
     meta = history.get("meta", {})
     source = meta.get("probe", "training data")
-    kind = "training samples" if source == "training data" else f"samples of {source}"
-    probe = f", probe set of {meta['probe_size']} {kind}" if "probe_size" in meta else ""
+    if source != "training data":  # a held-out or given probe: what it is (its description has its size)
+        probe = f", probe: {source}"
+    else:
+        probe = f", probe set of {meta['probe_size']} training samples" if "probe_size" in meta else ""
     if "name" in meta:
-        probe = f", the '{meta['name']}' probe" + probe.replace(", probe set of", ":")
+        probe = f", the '{meta['name']}' probe" + probe.replace(", probe set of", ":").replace(", probe:", ":")
     fig.suptitle(f"Frequency Principle report: {_run_name(history_path)} ({epochs[0]}–{epochs[-1]} epochs completed"
                  f"{probe})", fontsize="x-large")
     return fig

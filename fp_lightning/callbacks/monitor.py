@@ -201,7 +201,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))
         self._state_key_args = {"probe_size": probe_size, "n_freqs": self.spectral.n_freqs, "seed": probe_seed}
         # only when not the defaults, so that the key of an unnamed monitor on the training data stays as it was
-        source = _source_description(probe_dataloader)
+        source = self._source = _source_description(probe_dataloader)
         self._state_key_args.update({**({} if self.name is None else {"name": self.name}),
                                      **({} if source is None else {"probe": source})})
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
@@ -597,7 +597,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         cadence = ({"every_n_epochs": self.every_n_epochs} if self.every_n_train_steps is None
                    else {"every_n_train_steps": self.every_n_train_steps})
         meta: dict[str, Any] = {"probe_size": len(self.probe or []), **cadence, "prefix": self.prefix,
-                                "probe": _source_description(self.probe_dataloader) or "training data"}
+                                "probe": self._source or "training data"}
         if self.name is not None:
             meta["name"] = self.name
         reference = self.reference
@@ -705,7 +705,7 @@ def _source_description(probe_dataloader: Any) -> str | None:
     if isinstance(probe_dataloader, (str, int)) and not isinstance(probe_dataloader, bool):
         return f"train dataloader {probe_dataloader!r}"
     if isinstance(probe_dataloader, tuple) and all(isinstance(v, torch.Tensor) for v in probe_dataloader):
-        return f"tensors of {probe_dataloader[0].shape[0]} samples"
+        return f"(inputs, targets) tensors of {probe_dataloader[0].shape[0]} samples"
     dataset = getattr(probe_dataloader, "dataset", probe_dataloader)
     try:
         size = f" of {len(dataset)} samples"
