@@ -155,10 +155,10 @@ def plot_gap_heatmap(
         expected = (len(freqs), len(epochs))
         raise ValueError(f"`gap` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
     panel = ax is None
-    fig, ax = _new_axes(ax, margins=(0.52, 0.52, 0.45, 0.26))
+    fig, ax = _new_axes(ax, margins=(0.52, 0.64, 0.45, 0.26))  # wider: the ticks have a minus sign
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_GAP_CMAP, vmin=-GAP_RANGE, vmax=GAP_RANGE,
                       interpolation="nearest")
-    _error_colorbar(fig, ax, image, "gap (purple: worse held out)", panel, ticks=(-GAP_RANGE, 0.0, GAP_RANGE))
+    _error_colorbar(fig, ax, image, "purple = worse", panel, ticks=(-GAP_RANGE, 0.0, GAP_RANGE))
     step = _k_ticks(ax, [str(int(k)) for k in freqs])
     ax.set_ylabel("tracked $k$" if step == 1 else f"tracked $k$ (every {_ordinal(step)})")
     _epoch_ticks(ax, epochs)

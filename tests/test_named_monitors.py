@@ -209,7 +209,7 @@ def test_early_stopping_and_model_checkpoint_watch_either_monitor(tmp_path, watc
 def test_early_stopping_with_an_unknown_monitor_name_is_a_clear_error():
     train, val = _pair(log_images=False, history_file=None)
     stopper = FrequencyEarlyStopping(monitor_name="test")
-    with pytest.raises(RuntimeError, match="`monitor_name`='test'.*\\[None, 'val'\\]"):
+    with pytest.raises(RuntimeError, match=r"`monitor_name`='test'.*\[None, 'val'\]"):
         Trainer(max_epochs=1, callbacks=[train, val, stopper], **SILENT).fit(make_module(),
                                                                           loader(regression_data()))
 
