@@ -143,7 +143,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         probe_size: int = 5000,
         every_n_epochs: int | None = None,
         every_n_train_steps: int | None = None,
-        spectral: ProjectedSpectralError | None = None,
+        spectral: ProjectedSpectralError | FrequencyPrincipleMonitor | None = None,
         filtering: LowHighFrequencyError | None = None,
         denoised_loss: bool | DenoisedLoss = True,
         output_transform: OutputTransform = "auto",
