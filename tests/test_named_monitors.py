@@ -17,10 +17,12 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
 
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
-from fp_lightning.metrics import ProjectedSpectralError
+from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
 from fp_lightning.record import (
     check_name,
     gap_values,
@@ -108,9 +110,10 @@ def _direct_delta_f(coords: np.ndarray, y: np.ndarray, h: np.ndarray, freqs: lis
 
 @pytest.mark.slow
 def test_two_monitors_log_draw_and_measure_on_their_own_probe(tmp_path):
-    train, val = _pair()
+    train, val = _pair(filtering=LowHighFrequencyError(deltas=[0.05]))  # one δ: fewer figures to draw
     module = make_module()
-    trainer = Trainer(max_epochs=3, callbacks=[val, train], logger=CSVLogger(tmp_path), **QUIET)  # val first
+    trainer = Trainer(max_epochs=3, callbacks=[val, train], **QUIET,  # val first: it waits for train's fit
+                      logger=[CSVLogger(tmp_path), TensorBoardLogger(tmp_path, name="tb")])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(module, loader(regression_data()))
@@ -123,7 +126,6 @@ def test_two_monitors_log_draw_and_measure_on_their_own_probe(tmp_path):
     # both recorded at the same steps; the held-out one waited for the reference's fit at the start
     assert train.history.records["step"] == val.history.records["step"] == [0, 8, 16, 24]
     assert val.history.freqs == train.history.freqs == FREQS
-    assert val.history.deltas == train.history.deltas
     assert torch.equal(val.spectral.projection.directions, train.spectral.projection.directions)
 
     # Δ_F on each probe by a direct sum, on the training probe's projection, with the trained weights
@@ -143,6 +145,15 @@ def test_two_monitors_log_draw_and_measure_on_their_own_probe(tmp_path):
     assert not np.allclose(found["val"], found["train"])  # the probes differ, so would a mix-up
 
     # every logger row of each monitor, under its own prefix, at the same steps
+    # TensorBoard: both monitors' images, and one custom-scalars layout (the last written) with both prefixes
+    events = EventAccumulator(str(next((tmp_path / "tb").rglob("events*"))), size_guidance={"tensors": 0})
+    events.Reload()
+    assert {"fp/delta_f_heatmap", "fp_val/delta_f_heatmap", "fp_val/generalization"} <= set(events.Tags()["images"])
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(events.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    titles = [category.title for category in layout.category]
+    assert titles[0] == "fp: Δ_F per tracked k" and "fp_val: Δ_F held-out − training (generalization gap)" in titles
+
     csv = (Path(trainer.log_dir) / "metrics.csv").read_text().splitlines()
     header = csv[0].split(",")
     assert "fp/delta_f/k=1" in header and "fp_val/delta_f/k=1" in header and "fp_val/delta_f_gap/k=1" in header
@@ -182,6 +193,7 @@ def test_two_monitors_checkpoint_and_resume_independently(tmp_path):
         assert after.history.records["delta_f"][:3] == before.history.records["delta_f"]  # its own, not the other's
     assert val.history.records["delta_f"][:3] != train.history.records["delta_f"][:3]
     assert torch.equal(val.spectral.projection.directions, first_train.spectral.projection.directions)
+    assert val.history.deltas == first_train.history.deltas  # the filter widths are shared too
 
 
 @pytest.mark.slow

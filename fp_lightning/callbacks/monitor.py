@@ -719,9 +719,10 @@ def _merged_layout(trainer: Any) -> dict[str, Any]:
     from fp_lightning.callbacks.panels import monitor_layout
 
     layout: dict[str, Any] = {}
-    for callback in getattr(trainer, "callbacks", []):
-        if isinstance(callback, FrequencyPrincipleMonitor) and callback.history is not None:
-            layout.update(monitor_layout(callback.history, callback.prefix, gap=callback.reference is not None))
+    monitors = [cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, FrequencyPrincipleMonitor)]
+    for monitor in sorted(monitors, key=lambda cb: cb.prefix):  # fp first, then fp_<name> in order
+        if monitor.history is not None:
+            layout.update(monitor_layout(monitor.history, monitor.prefix, gap=monitor.reference is not None))
     return layout
 
 
