@@ -316,7 +316,7 @@ def generalization_figure(history_path: str | os.PathLike[str], reference_path: 
         raise ValueError(f"{history_path} and {reference_path} share no recording (same epoch and step)")
     names = (held["meta"].get("name", "held-out"), train["meta"].get("name", "training"))
     fig = Figure(figsize=(13.0, 8.6))
-    grid = fig.add_gridspec(2, 2, left=0.065, right=0.95, bottom=0.08, top=0.9, wspace=0.25, hspace=0.4)
+    grid = fig.add_gridspec(2, 2, left=0.065, right=0.95, bottom=0.08, top=0.88, wspace=0.25, hspace=0.4)
     plot_delta_f_heatmap(paired["reference_delta_f"].T, freqs, epochs.tolist(), ax=fig.add_subplot(grid[0, 0]),
                          title=rf"(a) $\Delta_F(k)$ on the {names[1]} probe")
     plot_delta_f_heatmap(paired["delta_f"].T, freqs, epochs.tolist(), ax=fig.add_subplot(grid[0, 1]),
@@ -340,9 +340,9 @@ def generalization_figure(history_path: str | os.PathLike[str], reference_path: 
     ax.legend(loc="upper right", fontsize="small", ncol=2)
     meta = held["meta"]
     probe = meta.get("probe", "")
-    fig.suptitle(f"Generalization by frequency: {_run_name(Path(history_path))}, {names[0]} probe"
-                 f"{' (' + probe + ')' if probe else ''} against the {names[1]} probe, "
-                 f"{epochs[0]}–{epochs[-1]} epochs completed", fontsize="large")
+    fig.suptitle(f"Generalization by frequency: {_run_name(Path(history_path))}, the {names[0]} probe against the "
+                 f"{names[1]} probe, {epochs[0]}–{epochs[-1]} epochs completed"
+                 f"{chr(10) + names[0] + ' probe: ' + probe if probe else ''}", fontsize="large")
     return fig
 
 
