@@ -404,7 +404,7 @@ def run_lightning_cli(argv: Sequence[str] | None) -> Any:
 
 def _report_after_fit(trainer: Any) -> None:
     from fp_lightning import FrequencyPrincipleMonitor
-    from fp_lightning.report import REPORT_FILE, report_file, write_report
+    from fp_lightning.report import report_file, write_report
 
     monitors = [cb for cb in trainer.callbacks if isinstance(cb, FrequencyPrincipleMonitor) and cb.history_file]
     if not monitors or trainer.logger is None:
@@ -412,12 +412,13 @@ def _report_after_fit(trainer: Any) -> None:
     log_dir = Path(trainer.log_dir)  # a collective under DDP: every rank asks before the rank-0 check
     if not trainer.is_global_zero:
         return
-    for monitor in monitors:
+    pages = [report_file(monitor.history_file) for monitor in monitors]  # fp_<name>_report.png for a name
+    for monitor, page in zip(monitors, pages):
         history = log_dir / monitor.history_file
         if history.is_file():
-            name = report_file(history)  # fp_<name>_report.png for a named monitor
-            png = write_report(history, log_dir / (name if len(monitors) == 1 or name != REPORT_FILE else
-                                                   f"{Path(monitor.history_file).stem}_report.png"))
+            shared = pages.count(page) > 1  # two histories that would share a page get one each
+            png = write_report(history, log_dir / (f"{Path(monitor.history_file).stem}_report.png" if shared
+                                                   else page))
             print(f"fp-lightning: report {png}\n              history {history}")
     root = log_dir.parent if log_dir.name.startswith("version_") else log_dir
     print(f"fp-lightning: logs in {log_dir}; open them with\n  tensorboard --logdir {root}")
