@@ -273,6 +273,19 @@ def generalization_summary(history_path: str | os.PathLike[str], reference_path:
 
     ``history_path`` is the held-out probe's history, ``reference_path`` the training probe's whose projection and
     frequencies it shares; only the recordings both made (same epoch and step) are compared.
+
+    Example:
+        >>> import tempfile
+        >>> from fp_lightning.record import FrequencyHistory
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name, last in (("fp_history.npz", [0.25, 0.75]), ("fp_val_history.npz", [0.375, 1.0])):
+        ...     h = FrequencyHistory(freqs=[1, 3], deltas=[0.5], cutoff=1, target_amplitude=[0.0, 2.0, 0.5, 1.0])
+        ...     for epoch, values in ((0, [1.0, 1.0]), (1, last)):
+        ...         h.append(epoch=epoch, step=5 * epoch, delta_f=values, e_low=[0.8], e_high=[1.0],
+        ...                  loss_low=1.0, loss_high=1.0, low_share=float("nan"), output_amplitude=[0.0] * 4)
+        ...     _ = h.save(folder / name)
+        >>> print(generalization_summary(folder / "fp_val_history.npz", folder / "fp_history.npz").splitlines()[2])
+           1      0.250      0.375   +0.125            5              5
     """
     held, train = load_history(history_path), load_history(reference_path)
     paired = paired_recordings(held, train)
