@@ -77,7 +77,6 @@ def test_state_keys_differ_by_name_and_probe_source_and_the_default_key_is_uncha
     named = FrequencyPrincipleMonitor(probe_size=200, name="train")
     keys = {train.state_key, held.state_key, named.state_key}
     assert len(keys) == 3
-    assert held._legacy_state_key == train.state_key  # an older checkpoint of the held-out monitor still loads
     Trainer(callbacks=[train, held, named], **SILENT)  # Lightning refuses equal state keys of stateful callbacks
 
 

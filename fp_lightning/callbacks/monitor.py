@@ -222,15 +222,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         return self._generate_state_key(**self._state_key_args)
 
     @property
-    def _legacy_state_key(self) -> Any:
-        # checkpoints written before names and probe sources were part of the key: an unnamed monitor finds its
-        # state under the key of those settings alone (Lightning looks there when the state_key is absent)
-        if self.name is not None:
-            return super()._legacy_state_key
-        keys = ("probe_size", "n_freqs", "seed")
-        return self._generate_state_key(**{key: self._state_key_args[key] for key in keys})
-
-    @property
     def label(self) -> str:
         """How messages name this monitor: ``FrequencyPrincipleMonitor`` (+ ``on the '<name>' probe``)."""
         return "FrequencyPrincipleMonitor" + ("" if self.name is None else f" on the '{self.name}' probe")
