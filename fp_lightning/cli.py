@@ -338,7 +338,16 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 # ------------------------------------------------------------------------------------------------ report
 def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     """Write the PNG report of every history under ``args.run_dir`` (or ``args.output`` for one)."""
-    from fp_lightning.report import REPORT_FILE, find_histories, history_summary, write_report
+    from fp_lightning.report import (
+        find_histories,
+        generalization_file,
+        generalization_summary,
+        history_summary,
+        reference_of,
+        report_file,
+        write_generalization,
+        write_report,
+    )
 
     histories = find_histories(args.run_dir)
     error = None
@@ -353,9 +362,14 @@ def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
             raise SystemExit(f"fp-lightning report: error: {error}")
         _subparser(parser, "report").error(error)
     for history in histories:
-        out = args.output if args.output is not None else history.parent / REPORT_FILE
+        out = args.output if args.output is not None else history.parent / report_file(history)
         print(history_summary(history))
         print(f"report: {write_report(history, out)}")
+        reference = reference_of(history)  # a held-out probe next to the training probe it shares k with
+        if reference is not None and args.output is None:
+            print(generalization_summary(history, reference))
+            page = write_generalization(history, reference, history.parent / generalization_file(history))
+            print(f"generalization: {page}")
     return 0
 
 
@@ -390,7 +404,7 @@ def run_lightning_cli(argv: Sequence[str] | None) -> Any:
 
 def _report_after_fit(trainer: Any) -> None:
     from fp_lightning import FrequencyPrincipleMonitor
-    from fp_lightning.report import REPORT_FILE, write_report
+    from fp_lightning.report import report_file, write_report
 
     monitors = [cb for cb in trainer.callbacks if isinstance(cb, FrequencyPrincipleMonitor) and cb.history_file]
     if not monitors or trainer.logger is None:
@@ -398,11 +412,13 @@ def _report_after_fit(trainer: Any) -> None:
     log_dir = Path(trainer.log_dir)  # a collective under DDP: every rank asks before the rank-0 check
     if not trainer.is_global_zero:
         return
-    for monitor in monitors:
+    pages = [report_file(monitor.history_file) for monitor in monitors]  # fp_<name>_report.png for a name
+    for monitor, page in zip(monitors, pages):
         history = log_dir / monitor.history_file
         if history.is_file():
-            png = write_report(history, log_dir / (REPORT_FILE if len(monitors) == 1 else
-                                                   f"{Path(monitor.history_file).stem}_report.png"))
+            shared = pages.count(page) > 1  # two histories that would share a page get one each
+            png = write_report(history, log_dir / (f"{Path(monitor.history_file).stem}_report.png" if shared
+                                                   else page))
             print(f"fp-lightning: report {png}\n              history {history}")
     root = log_dir.parent if log_dir.name.startswith("version_") else log_dir
     print(f"fp-lightning: logs in {log_dir}; open them with\n  tensorboard --logdir {root}")

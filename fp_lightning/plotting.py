@@ -26,10 +26,15 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import LogFormatter
 
-__all__ = ["CHANGE_RATIO_LABELS", "EPOCH_AXIS_LABEL", "MAX_K_LABELS", "epochs_done", "plot_change_ratios",
-           "plot_delta_f_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
+__all__ = ["CHANGE_RATIO_LABELS", "EPOCH_AXIS_LABEL", "GAP_RANGE", "MAX_K_LABELS", "epochs_done", "plot_change_ratios",
+           "plot_delta_f_heatmap", "plot_gap_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
 
 _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as in the paper
+# The generalization gap: a diverging map of its own (purple: the held-out probe is fitted worse, white: as well),
+# so that it is never read as a Δ_F heatmap.
+_GAP_CMAP = "PuOr"
+#: The gap heatmap's colour scale is ±GAP_RANGE (larger gaps take the end colour).
+GAP_RANGE = 0.5
 #: Size of a figure drawn without an ``ax`` (inches at ``_PANEL_DPI``): 360 × 260 px, so that a logger card about
 #: 230 px wide shows it at two thirds of its size with its text still readable.
 _PANEL_SIZE = (3.6, 2.6)
@@ -120,6 +125,40 @@ def plot_delta_f_heatmap(
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
     _error_colorbar(fig, ax, image, r"$\Delta_F$ (red = fitted)", panel)  # first: it narrows the axes
+    step = _k_ticks(ax, [str(int(k)) for k in freqs])
+    ax.set_ylabel("tracked $k$" if step == 1 else f"tracked $k$ (every {_ordinal(step)})")
+    _epoch_ticks(ax, epochs)
+    ax.set_title(title, fontsize="medium")
+    return fig, ax
+
+
+def plot_gap_heatmap(
+    gap: np.ndarray, freqs: Sequence[int], epochs: Sequence[int], ax: Axes | None = None,
+    title: str = r"$\Delta_F$ held-out $-$ training",
+) -> tuple[Figure, Axes]:
+    """Heatmap of the generalization gap, shape (len(freqs), len(epochs)), a row per tracked k.
+
+    The gap is Δ_F on a held-out probe minus Δ_F on the training probe, k by k (both on the training probe's
+    projection and frequencies).
+
+    Colours: a diverging scale on ±:data:`GAP_RANGE`, white = no gap, purple = the held-out probe is fitted worse
+    (the frequency does not generalize), orange = better; the colourbar says so. Rows and columns as in
+    :func:`plot_delta_f_heatmap`.
+
+    Example:
+        >>> fig, ax = plot_gap_heatmap(np.array([[0.0, 0.1], [0.2, 0.4]]), [2, 7], [0, 1])
+        >>> [t.get_text() for t in ax.get_yticklabels()]
+        ['2', '7']
+    """
+    values = np.asarray(gap, dtype=float)
+    if values.shape != (len(freqs), len(epochs)):
+        expected = (len(freqs), len(epochs))
+        raise ValueError(f"`gap` must have shape (len(freqs), len(epochs)) = {expected}, got {values.shape}.")
+    panel = ax is None
+    fig, ax = _new_axes(ax, margins=(0.52, 0.64, 0.45, 0.26))  # wider: the ticks have a minus sign
+    image = ax.imshow(values, aspect="auto", origin="lower", cmap=_GAP_CMAP, vmin=-GAP_RANGE, vmax=GAP_RANGE,
+                      interpolation="nearest")
+    _error_colorbar(fig, ax, image, "purple = worse", panel, ticks=(-GAP_RANGE, 0.0, GAP_RANGE))
     step = _k_ticks(ax, [str(int(k)) for k in freqs])
     ax.set_ylabel("tracked $k$" if step == 1 else f"tracked $k$ (every {_ordinal(step)})")
     _epoch_ticks(ax, epochs)
@@ -283,10 +322,11 @@ def _index_ticks(ax: Axes, axis: str, labels: list[str]) -> None:
     setter(positions, [labels[p] for p in positions])
 
 
-def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: bool) -> None:
+def _error_colorbar(fig: Figure, ax: Axes, image: object, label: str, panel: bool,
+                    ticks: Sequence[float] = (0.0, 0.5, 1.0)) -> None:
     # a small panel gives the bar a thin slice; in a caller's own layout the bar takes matplotlib's default room
     room = {"fraction": 0.06, "pad": 0.03} if panel else {}
-    colorbar = fig.colorbar(image, ax=ax, ticks=[0.0, 0.5, 1.0], **room)
+    colorbar = fig.colorbar(image, ax=ax, ticks=list(ticks), **room)
     colorbar.set_label(label)
 
 

@@ -6,6 +6,9 @@ the panels and the report (what they draw):
 - the keys: ``fp/delta_f/k=<k>``, ``fp/e_low/delta=<δ>``, ``fp/e_high/delta=<δ>`` (``<δ>`` from
   :func:`delta_keys`), ``fp/loss_low``, ``fp/loss_high``, ``fp/low_share``, ``fp/denoised_loss``,
   ``fp/prediction_changes``, ``fp/denoised_agreement``;
+- the prefix: ``fp`` for a monitor without a ``name``, ``fp_<name>`` for a named one (:func:`key_prefix`,
+  :func:`with_prefix`), so that ``fp_val/delta_f/k=<k>`` is the held-out twin of ``fp/delta_f/k=<k>``;
+- ``fp_<name>/delta_f_gap/k=<k>``: held-out minus training Δ_F at the same k (:func:`gap_values`);
 - :func:`logged_values`: one recording's measurements as those keys and values;
 - :class:`FrequencyHistory`: every recording, kept in the monitor's ``state_dict`` and saved as a plain ``.npz``.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AGREEMENT_KEY", "DELTA_F_PREFIX", "DENOISED_KEY", "E_HIGH_PREFIX", "E_LOW_PREFIX", "HISTORY_FILE",
-           "LOSS_HIGH_KEY", "LOSS_LOW_KEY", "PREDICTION_CHANGES_KEY", "SHARE_KEY", "FrequencyHistory",
-           "delta_key", "delta_keys", "load_history", "logged_values"]
+__all__ = ["AGREEMENT_KEY", "DEFAULT_PREFIX", "DELTA_F_GAP_PREFIX", "DELTA_F_PREFIX", "DENOISED_KEY",
+           "E_HIGH_PREFIX", "E_LOW_PREFIX", "HISTORY_FILE", "LOSS_HIGH_KEY", "LOSS_LOW_KEY", "PREDICTION_CHANGES_KEY",
+           "SHARE_KEY", "FrequencyHistory", "check_name", "delta_key", "delta_keys", "gap_values", "history_file_name",
+           "key_prefix", "load_history", "logged_values", "paired_recordings", "with_prefix"]
 
 DELTA_F_PREFIX = "fp/delta_f/k="
 E_LOW_PREFIX = "fp/e_low/delta="
@@ -38,6 +43,11 @@ DENOISED_KEY = "fp/denoised_loss"
 PREDICTION_CHANGES_KEY = "fp/prediction_changes"
 #: Class labels: the chance-corrected agreement (a − 1/C) / (1 − 1/C) of the denoised classes with the labels.
 AGREEMENT_KEY = "fp/denoised_agreement"
+#: Held-out minus training Δ_F(k) at the same recording (logged by a monitor that shares another's frequencies).
+DELTA_F_GAP_PREFIX = "fp/delta_f_gap/k="
+#: The part before the first slash of every key of a monitor without a name (TensorBoard groups by it).
+DEFAULT_PREFIX = "fp"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: Significant digits of ``<δ>`` in the keys (more only where two δ of a run would print the same).
 DELTA_DIGITS = 3
 
@@ -188,16 +198,124 @@ def delta_key(delta: float) -> str:
     return delta_keys([delta])[0]
 
 
+def check_name(name: str | None) -> str | None:
+    """Validate a monitor's ``name``: ``None``, or letters, digits, ``_``, ``.``, ``-`` (no ``/``: it ends a group).
+
+    Raises:
+        ValueError: another value (name: ``name``).
+
+    Example:
+        >>> check_name("val"), check_name(None)
+        ('val', None)
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"`name` must be None or a word of letters, digits, '_', '.', '-' starting with a letter or "
+                         f"digit (it becomes the key prefix fp_<name>/), got {name!r}.")
+    return name
+
+
+def key_prefix(name: str | None) -> str:
+    """The part before the first slash of a monitor's keys and figure tags: ``fp``, or ``fp_<name>`` for a name.
+
+    TensorBoard groups its scalars by that part, so a named monitor's values sit in their own section next to
+    ``fp``.
+
+    Example:
+        >>> key_prefix(None), key_prefix("val")
+        ('fp', 'fp_val')
+    """
+    return DEFAULT_PREFIX if check_name(name) is None else f"{DEFAULT_PREFIX}_{name}"
+
+
+def with_prefix(key: str, prefix: str) -> str:
+    """A key of this module (``fp/...``) under another monitor's ``prefix``; other keys are returned unchanged.
+
+    Example:
+        >>> with_prefix("fp/delta_f/k=4", "fp_val"), with_prefix("fp/loss_low", "fp")
+        ('fp_val/delta_f/k=4', 'fp/loss_low')
+    """
+    head = f"{DEFAULT_PREFIX}/"
+    return f"{prefix}/{key[len(head):]}" if key.startswith(head) else key
+
+
+def history_file_name(name: str | None) -> str:
+    """The default history file of a monitor: ``fp_history.npz``, or ``fp_<name>_history.npz`` for a name.
+
+    Example:
+        >>> history_file_name(None), history_file_name("val")
+        ('fp_history.npz', 'fp_val_history.npz')
+    """
+    return HISTORY_FILE if name is None else f"{key_prefix(name)}_history.npz"
+
+
+def gap_values(freqs: Sequence[int], delta_f: Sequence[float], reference_delta_f: Sequence[float],
+               prefix: str = DEFAULT_PREFIX) -> dict[str, float]:
+    """The generalization gap per tracked k: ``{prefix}/delta_f_gap/k=<k>`` = Δ_F(k) − Δ_F_reference(k).
+
+    Convention:
+        ``delta_f`` is this monitor's (e.g. a held-out probe), ``reference_delta_f`` the monitor whose
+        projection and frequencies it shares (the training probe), at the same recording; a positive gap is a
+        frequency fitted on the training probe better than on the held-out one.
+
+    Example:
+        >>> gap_values([1, 4], [0.25, 0.9], [0.125, 0.4], prefix="fp_val")
+        {'fp_val/delta_f_gap/k=1': 0.125, 'fp_val/delta_f_gap/k=4': 0.5}
+    """
+    gap_prefix = with_prefix(DELTA_F_GAP_PREFIX, prefix)
+    return {f"{gap_prefix}{int(k)}": float(v) - float(r) for k, v, r in zip(freqs, delta_f, reference_delta_f)}
+
+
+def paired_recordings(history: dict[str, Any], reference: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The recordings two histories share (same epoch and global step), for comparing a probe with its reference.
+
+    Args:
+        history: arrays of a history (``FrequencyHistory.as_arrays()`` or :func:`load_history`), e.g. a held-out
+            probe's.
+        reference: the same of the history whose frequencies it shares (the training probe's).
+
+    Returns:
+        ``epoch``, ``step`` (R,) of the shared recordings in order, ``delta_f`` and ``reference_delta_f`` (R, F) and
+        ``gap`` = ``delta_f − reference_delta_f``, ``freqs`` (F,).
+
+    Raises:
+        ValueError: the two histories track different frequencies (name: ``reference``).
+
+    Example:
+        >>> a = {"epoch": np.array([0, 1, 2]), "step": np.array([0, 5, 10]), "freqs": np.array([1, 3]),
+        ...      "delta_f": np.array([[1.0, 1.0], [0.5, 0.9], [0.25, 0.75]])}
+        >>> b = {"epoch": np.array([0, 2]), "step": np.array([0, 10]), "freqs": np.array([1, 3]),
+        ...      "delta_f": np.array([[1.0, 1.0], [0.125, 0.5]])}
+        >>> paired_recordings(a, b)["gap"].tolist()
+        [[0.0, 0.0], [0.125, 0.25]]
+    """
+    freqs, reference_freqs = np.asarray(history["freqs"]), np.asarray(reference["freqs"])
+    if freqs.shape != reference_freqs.shape or not np.array_equal(freqs, reference_freqs):
+        raise ValueError(f"`reference` tracks other frequencies ({reference_freqs.tolist()}) than this history "
+                         f"({freqs.tolist()}); give the held-out monitor `spectral=<the training monitor>`.")
+    mine = {(int(e), int(s)): i for i, (e, s) in enumerate(zip(history["epoch"], history["step"]))}
+    rows = [(mine[(int(e), int(s))], j) for j, (e, s) in enumerate(zip(reference["epoch"], reference["step"]))
+            if (int(e), int(s)) in mine]
+    own, theirs = [i for i, _ in rows], [j for _, j in rows]
+    delta_f = np.asarray(history["delta_f"], dtype=float).reshape(len(history["epoch"]), -1)[own]
+    reference_delta_f = np.asarray(reference["delta_f"], dtype=float).reshape(len(reference["epoch"]), -1)[theirs]
+    return {"epoch": np.asarray(history["epoch"], dtype=int)[own], "step": np.asarray(history["step"], dtype=int)[own],
+            "freqs": freqs, "delta_f": delta_f, "reference_delta_f": reference_delta_f,
+            "gap": delta_f - reference_delta_f}
+
+
 def logged_values(freqs: Sequence[int], delta_f: Sequence[float], deltas: Sequence[float], e_low: Sequence[float],
                   e_high: Sequence[float], loss_low: float, loss_high: float, low_share: float,
                   denoised_loss: float = math.nan, prediction_changes: float = math.nan,
-                  denoised_agreement: float = math.nan) -> dict[str, float]:
+                  denoised_agreement: float = math.nan, prefix: str = DEFAULT_PREFIX) -> dict[str, float]:
     """One recording as the monitor logs it: ``{key: value}`` under the keys of this module.
 
     Convention:
         Δ_F for every tracked k; e_low / e_high for every δ unless e_low is NaN (the filtering of that recording
         was skipped); the loss split; the low share, the denoised loss, the prediction changes and the denoised
-        labels' agreement unless NaN (fewer than two recordings, the score is off, not class labels).
+        labels' agreement unless NaN (fewer than two recordings, the score is off, not class labels). Keys start
+        with ``prefix`` (:func:`key_prefix` of the monitor's name).
 
     Example:
         >>> logged_values([1, 4], [0.5, 0.9], [0.25], [0.1], [0.8], 2.0, 1.0, float("nan"))
@@ -219,4 +337,6 @@ def logged_values(freqs: Sequence[int], delta_f: Sequence[float], deltas: Sequen
         values[PREDICTION_CHANGES_KEY] = float(prediction_changes)
     if not math.isnan(float(denoised_agreement)):
         values[AGREEMENT_KEY] = float(denoised_agreement)
+    if prefix != DEFAULT_PREFIX:
+        values = {with_prefix(key, prefix): value for key, value in values.items()}
     return values

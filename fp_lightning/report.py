@@ -15,6 +15,11 @@ Panels 5 and 6 need a history that holds ``loss_density``; an older history leav
 the history's completed epochs (0 = before training): the text says "after 15 epochs", the axes "epochs completed".
 
 ``write_report`` is what ``fp-lightning report RUN_DIR`` and the end of ``fp-lightning demo`` call.
+
+A held-out monitor (``FrequencyPrincipleMonitor(name="val", probe_dataloader=..., spectral=train_monitor)``) names
+the training probe's history in its ``meta``; ``write_generalization`` draws the two side by side
+(``fp_val_generalization.png``): Δ_F(k) on each probe over training, their gap, and the first epoch each k falls
+below 0.5 on each probe.
 """
 
 from __future__ import annotations
@@ -35,22 +40,86 @@ from fp_lightning.plotting import (
     epochs_done,
     plot_change_ratios,
     plot_delta_f_heatmap,
+    plot_gap_heatmap,
     plot_low_high_heatmap,
     plot_spectra,
 )
-from fp_lightning.record import HISTORY_FILE, delta_keys, load_history
+from fp_lightning.record import HISTORY_FILE, delta_keys, load_history, paired_recordings
 
-__all__ = ["HISTORY_FILE", "REPORT_FILE", "find_histories", "fitting_epochs", "frequency_order_correlation",
-           "history_summary", "is_history_file", "report_figure", "training_stages", "write_report"]
+__all__ = [
+    "GENERALIZATION_THRESHOLD",
+    "HISTORY_FILE",
+    "REPORT_FILE",
+    "find_histories",
+    "fitting_epochs",
+    "frequency_order_correlation",
+    "generalization_figure",
+    "generalization_file",
+    "generalization_summary",
+    "history_summary",
+    "is_history_file",
+    "reference_of",
+    "report_figure",
+    "report_file",
+    "training_stages",
+    "write_generalization",
+    "write_report",
+]
 
 #: File name of the report written next to the history by ``fp-lightning demo`` / ``fp-lightning report``.
 REPORT_FILE = "fp_report.png"
 #: Δ_F below this counts as "fitted" in the text summary (the paper's red threshold in Fig. 3 is 0.05, its blue
 #: threshold 0.2–0.3; 0.1 sits between them).
 FIT_THRESHOLD = 0.1
+#: Δ_F below this counts as "fitted" in the generalization summary (the first epoch each k falls below it).
+GENERALIZATION_THRESHOLD = 0.5
+# The top of the Δ_F curves of the generalization page.
+_CURVE_TOP = 2.0
 # Spectra are drawn on a log scale clipped at this fraction of their maximum (the paper's Fig. 3a replaces its
 # exact zeros by 1e-4 for the same reason).
 _LOG_FLOOR = 1e-4
+
+
+def report_file(history_path: str | os.PathLike[str]) -> str:
+    """The report's file name for a history: ``fp_report.png``, or ``fp_<name>_report.png`` for a named monitor.
+
+    ``fp_history.npz`` (and any other file name) gives ``fp_report.png``, a named monitor's
+    ``fp_<name>_history.npz`` gives ``fp_<name>_report.png``: two monitors of one run keep their own page.
+
+    Example:
+        >>> report_file("run/fp_history.npz"), report_file("run/fp_val_history.npz"), report_file("run/mine.npz")
+        ('fp_report.png', 'fp_val_report.png', 'fp_report.png')
+    """
+    name = Path(history_path).name
+    if name != HISTORY_FILE and name.startswith("fp_") and name.endswith("_history.npz"):
+        return name.removesuffix("_history.npz") + "_report.png"
+    return REPORT_FILE
+
+
+def generalization_file(history_path: str | os.PathLike[str]) -> str:
+    """The generalization page's file name: ``fp_val_history.npz`` → ``fp_val_generalization.png``.
+
+    Example:
+        >>> generalization_file("run/fp_val_history.npz"), generalization_file("run/heldout.npz")
+        ('fp_val_generalization.png', 'heldout_generalization.png')
+    """
+    stem = Path(history_path).name.removesuffix(".npz").removesuffix("_history")
+    return f"{stem}_generalization.png"
+
+
+def reference_of(history_path: str | os.PathLike[str]) -> Path | None:
+    """The history whose frequencies this one shares (its ``meta["reference_history"]``), when it is next to it.
+
+    Example:
+        >>> reference_of("/nonexistent/fp_val_history.npz") is None
+        True
+    """
+    history_path = Path(history_path)
+    if not history_path.is_file():
+        return None
+    name = load_history(history_path)["meta"].get("reference_history")
+    candidate = history_path.parent / name if name else None
+    return candidate if candidate is not None and candidate.is_file() else None
 
 
 def find_histories(root: str | os.PathLike[str]) -> list[Path]:
@@ -196,6 +265,124 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def generalization_summary(history_path: str | os.PathLike[str], reference_path: str | os.PathLike[str],
+                           threshold: float = GENERALIZATION_THRESHOLD) -> str:
+    """A few lines of text: per tracked k, Δ_F on both probes, their gap, and when each fell below ``threshold``.
+
+    Δ_F at the last shared recording, and the first global step Δ_F falls below ``threshold`` on each probe.
+
+    ``history_path`` is the held-out probe's history, ``reference_path`` the training probe's whose projection and
+    frequencies it shares; only the recordings both made (same epoch and step) are compared.
+
+    Example:
+        >>> import tempfile
+        >>> from fp_lightning.record import FrequencyHistory
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name, last in (("fp_history.npz", [0.25, 0.75]), ("fp_val_history.npz", [0.375, 1.0])):
+        ...     h = FrequencyHistory(freqs=[1, 3], deltas=[0.5], cutoff=1, target_amplitude=[0.0, 2.0, 0.5, 1.0])
+        ...     for epoch, values in ((0, [1.0, 1.0]), (1, last)):
+        ...         h.append(epoch=epoch, step=5 * epoch, delta_f=values, e_low=[0.8], e_high=[1.0],
+        ...                  loss_low=1.0, loss_high=1.0, low_share=float("nan"), output_amplitude=[0.0] * 4)
+        ...     _ = h.save(folder / name)
+        >>> print(generalization_summary(folder / "fp_val_history.npz", folder / "fp_history.npz").splitlines()[2])
+           1      0.250      0.375   +0.125            5              5
+    """
+    held, train = load_history(history_path), load_history(reference_path)
+    paired = paired_recordings(held, train)
+    epochs, steps = paired["epoch"], paired["step"]
+    if len(epochs) == 0:
+        return "no shared recording"
+    first_train = fitting_epochs(paired["reference_delta_f"], steps, threshold)
+    first_held = fitting_epochs(paired["delta_f"], steps, threshold)
+    lines = [f"Δ_F(k) on the training and held-out probes at the last shared recording ({epochs_done(epochs[-1])}, "
+             f"step {steps[-1]}), gap = held-out − training, and the first step with Δ_F < {threshold:g}:",
+             f"   k {'training':>10} {'held-out':>10} {'gap':>8} {'train <' + format(threshold, 'g'):>12} "
+             f"{'held-out <' + format(threshold, 'g'):>14}"]
+    for j, k in enumerate(paired["freqs"].tolist()):
+        lines.append(f"{k:>4} {paired['reference_delta_f'][-1, j]:>10.3f} {paired['delta_f'][-1, j]:>10.3f} "
+                     f"{paired['gap'][-1, j]:>+8.3f} {_when(first_train[j]):>12} {_when(first_held[j]):>14}")
+    return "\n".join(lines)
+
+
+def _when(step: int | None) -> str:
+    return "not yet" if step is None else str(step)
+
+
+def generalization_figure(history_path: str | os.PathLike[str], reference_path: str | os.PathLike[str]) -> Figure:
+    """The generalization page: Δ_F(k) on the training and the held-out probe over training, and their gap.
+
+    Panels: (a) the training probe's Δ_F heatmap and (b) the held-out probe's, on the training probe's projection
+    and frequencies; (c) the gap Δ_F(held-out) − Δ_F(training), purple where the held-out probe is fitted worse;
+    (d) Δ_F per k on both probes (solid: training, dashed: held-out), the 0.5 line dotted.
+
+    Raises:
+        FileNotFoundError: a history file does not exist.
+        ValueError: the two histories track different frequencies, or share no recording.
+    """
+    for path in (history_path, reference_path):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no history file at {path}")
+    held, train = load_history(history_path), load_history(reference_path)
+    paired = paired_recordings(held, train)
+    epochs, freqs = paired["epoch"], paired["freqs"].tolist()
+    if len(epochs) == 0:
+        raise ValueError(f"{history_path} and {reference_path} share no recording (same epoch and step)")
+    names = (held["meta"].get("name", "held-out"), train["meta"].get("name", "training"))
+    fig = Figure(figsize=(13.0, 8.6))
+    grid = fig.add_gridspec(2, 2, left=0.065, right=0.95, bottom=0.08, top=0.88, wspace=0.25, hspace=0.4)
+    plot_delta_f_heatmap(paired["reference_delta_f"].T, freqs, epochs.tolist(), ax=fig.add_subplot(grid[0, 0]),
+                         title=rf"(a) $\Delta_F(k)$ on the {names[1]} probe")
+    plot_delta_f_heatmap(paired["delta_f"].T, freqs, epochs.tolist(), ax=fig.add_subplot(grid[0, 1]),
+                         title=rf"(b) $\Delta_F(k)$ on the {names[0]} probe (same projection and $k$)")
+    plot_gap_heatmap(paired["gap"].T, freqs, epochs.tolist(), ax=fig.add_subplot(grid[1, 0]),
+                     title=rf"(c) gap $\Delta_F$ {names[0]} $-$ {names[1]} (purple: fitted worse held out)")
+    ax = fig.add_subplot(grid[1, 1])
+    colours = [f"C{j % 10}" for j in range(len(freqs))]
+    for j, k in enumerate(freqs):
+        ax.plot(epochs, paired["reference_delta_f"][:, j], "-", color=colours[j], label=f"k = {k}")
+        ax.plot(epochs, paired["delta_f"][:, j], "--", color=colours[j])
+    ax.axhline(GENERALIZATION_THRESHOLD, color="gray", linestyle=":", linewidth=1)
+    ax.set_xlabel(EPOCH_AXIS_LABEL)
+    top = float(np.nanmax([paired["delta_f"].max(initial=0.0), paired["reference_delta_f"].max(initial=0.0)]))
+    ylabel = r"$\Delta_F(k)$"
+    if top > _CURVE_TOP:  # a held-out peak that is small on its own probe can reach Δ_F ≫ 1; keep 0–1 readable
+        ax.set_ylim(0.0, _CURVE_TOP)
+        ylabel += f" (values > {_CURVE_TOP:g} clipped)"
+    ax.set_ylabel(ylabel)
+    ax.set_title(rf"(d) $\Delta_F(k)$: solid {names[1]}, dashed {names[0]}; dotted: 0.5", fontsize="medium")
+    ax.legend(loc="upper right", fontsize="small", ncol=2)
+    meta = held["meta"]
+    probe = meta.get("probe", "")
+    fig.suptitle(f"Generalization by frequency: {_run_name(Path(history_path))}, the {names[0]} probe against the "
+                 f"{names[1]} probe, {epochs[0]}–{epochs[-1]} epochs completed"
+                 f"{chr(10) + names[0] + ' probe: ' + probe if probe else ''}", fontsize="large")
+    return fig
+
+
+def write_generalization(history_path: str | os.PathLike[str], reference_path: str | os.PathLike[str],
+                         out_png: str | os.PathLike[str]) -> Path:
+    """Draw :func:`generalization_figure` of a held-out history and its reference as a PNG; returns its path.
+
+    Example:
+        >>> import tempfile
+        >>> from fp_lightning.record import FrequencyHistory
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name, values in (("fp_history.npz", [0.5, 0.9]), ("fp_val_history.npz", [0.6, 1.0])):
+        ...     h = FrequencyHistory(freqs=[1, 3], deltas=[0.5], cutoff=1, target_amplitude=[0.0, 2.0, 0.5, 1.0])
+        ...     for epoch in (0, 1):
+        ...         h.append(epoch=epoch, step=5 * epoch, delta_f=values, e_low=[0.8], e_high=[1.0],
+        ...                  loss_low=1.0, loss_high=1.0, low_share=float("nan"), output_amplitude=[0.0] * 4)
+        ...     _ = h.save(folder / name)
+        >>> write_generalization(folder / "fp_val_history.npz", folder / "fp_history.npz", folder / "g.png").name
+        'g.png'
+    """
+    out_png = Path(out_png)
+    fig = generalization_figure(history_path, reference_path)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    return out_png
+
+
 def write_report(history_path: str | os.PathLike[str], out_png: str | os.PathLike[str]) -> Path:
     """Draw the one-page report (spectra, Δ_F heatmap, e_low / e_high, loss split) of a saved history as a PNG.
 
@@ -245,7 +432,13 @@ def report_figure(history_path: str | os.PathLike[str]) -> Figure:
     _stage_ratio_panel(fig.add_subplot(grid[2, 0]), history, epochs)
     _intermediate_panel(fig.add_subplot(grid[2, 1]), history, epochs)
     meta = history.get("meta", {})
-    probe = f", probe set of {meta['probe_size']} training samples" if "probe_size" in meta else ""
+    source = meta.get("probe", "training data")
+    if source != "training data":  # a held-out or given probe: what it is (its description has its size)
+        probe = f", probe: {source}"
+    else:
+        probe = f", probe set of {meta['probe_size']} training samples" if "probe_size" in meta else ""
+    if "name" in meta:
+        probe = f", the '{meta['name']}' probe" + probe.replace(", probe set of", ":").replace(", probe:", ":")
     fig.suptitle(f"Frequency Principle report: {_run_name(history_path)} ({epochs[0]}–{epochs[-1]} epochs completed"
                  f"{probe})", fontsize="x-large")
     return fig

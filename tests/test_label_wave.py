@@ -305,3 +305,29 @@ def test_history_and_logged_values_carry_the_new_keys():
     values = logged_values([2], [0.5], [0.5], [0.5], [1.0], 1.0, 1.0, 0.5, math.nan, 0.25, 0.1)
     assert values[LW] == 0.25 and values[AGREEMENT_KEY] == 0.1
     assert LW not in logged_values([2], [0.5], [0.5], [0.5], [1.0], 1.0, 1.0, 0.5)
+
+
+@pytest.mark.slow
+def test_a_named_held_out_monitor_carries_the_changes_and_the_recommended_rule_follows_it():
+    """Label Wave on a held-out probe: ``fp_val/prediction_changes`` counts that probe's changed classes, and the
+    rule watching ``monitor_name="val"`` replays from that monitor's history alone."""
+    x, y = _noisy_classes()
+    held_x, held_y = _noisy_classes(seed=1)
+    L.seed_everything(0, verbose=False)
+    train = FrequencyPrincipleMonitor(probe_dataloader=(x, y), log_images=False, history_file=None)
+    val = FrequencyPrincipleMonitor(probe_dataloader=(held_x, held_y), log_images=False, history_file=None,
+                                    name="val")
+    stopper = FrequencyEarlyStopping.recommended(denoised_patience=2, monitor_name="val", dry_run=True)
+    record = ProbePredictions(held_x)
+    trainer = tiny_trainer(L, max_epochs=6, callbacks=[train, val, record, stopper])
+    trainer.fit(TinyClassifier(), DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True,
+                                             generator=torch.Generator().manual_seed(0)))
+    logged = val.history.as_arrays()["prediction_changes"]
+    for epoch in range(1, 7):
+        assert logged[epoch] == float((record.classes[epoch] != record.classes[epoch - 1]).double().mean())
+    assert float(trainer.callback_metrics["fp_val/prediction_changes"]) == pytest.approx(logged[-1], rel=1e-6)
+    assert "fp/prediction_changes" in trainer.callback_metrics  # the training probe's own, under its own key
+    again = FrequencyStoppingRule(**ONLY_E, denoised_patience=2, label_wave_window=5, agreement_threshold=0.15)
+    again.replay(val.history)
+    assert again.selected == stopper.rule.selected is not None
+    assert (again.criterion, again.best_epoch) == (stopper.rule.criterion, stopper.rule.best_epoch)

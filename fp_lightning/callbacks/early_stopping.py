@@ -30,6 +30,7 @@ from fp_lightning.callbacks.stopping_rule import (
     Decision,
     FrequencyStoppingRule,
 )
+from fp_lightning.record import DEFAULT_PREFIX, check_name, with_prefix
 
 __all__ = ["CRITERIA", "FrequencyEarlyStopping"]
 
@@ -122,6 +123,8 @@ class FrequencyEarlyStopping(*_bases()):
         dry_run: decide and record (``stopped_epoch``, ``criterion``, ``stopping_reason_message``) but never stop
             the Trainer: shows where the callback would have stopped.
         log_rank_zero_only: log messages on rank 0 only.
+        monitor_name: the ``name`` of the monitor whose values decide (its keys ``fp_<name>/...``, e.g. a held-out
+            probe's); ``None``: the monitor without a name, or the only monitor of the Trainer.
 
     Attributes:
         rule: the :class:`~fp_lightning.callbacks.stopping_rule.FrequencyStoppingRule` that takes the decision:
@@ -170,6 +173,7 @@ class FrequencyEarlyStopping(*_bases()):
         label_wave_window: int | None = None,
         agreement_threshold: float | None = None,
         restore_best_weights: bool = False,
+        monitor_name: str | None = None,
     ) -> None:
         # the rule validates every setting, naming the argument, before Lightning's EarlyStopping is set up
         self.rule = FrequencyStoppingRule(
@@ -193,6 +197,8 @@ class FrequencyEarlyStopping(*_bases()):
                          mode="min", strict=strict, check_finite=check_finite, check_on_train_epoch_end=True,
                          log_rank_zero_only=log_rank_zero_only)
         self.dry_run = dry_run
+        self.monitor_name = check_name(monitor_name)
+        self._watched_default = self.monitor  # the key (prefix) under the unnamed monitor's names
         self._reasons = _reason_enum("lightning")
         self._monitor: Any = None
         self._checked_recordings = 0
@@ -202,8 +208,9 @@ class FrequencyEarlyStopping(*_bases()):
     @property
     def state_key(self) -> str:
         """Key of this callback's state in a checkpoint (differs between differently configured stoppers)."""
+        named = {} if self.monitor_name is None else {"monitor_name": self.monitor_name}
         return self._generate_state_key(low_metric=self.rule.low_metric, low_threshold=self.rule.low_threshold,
-                                        share_threshold=self.rule.share_threshold)
+                                        share_threshold=self.rule.share_threshold, **named)
 
     @classmethod
     def recommended(cls, **overrides: Any) -> FrequencyEarlyStopping:
@@ -227,6 +234,7 @@ class FrequencyEarlyStopping(*_bases()):
         lambda self: self.rule.denoised_patience if self._patience_resolved else self.denoised_patience_fraction,
         doc="Checks without a new minimum of ``fp/denoised_loss`` for (d) (the fraction of max_epochs until ``fit`` "
             "starts), or ``None``.")
+
     def state_dict(self) -> dict[str, Any]:
         """``EarlyStopping``'s state plus the criteria's counters, the arming epoch and the fired criterion."""
         rule = self.rule.state_dict()
@@ -269,11 +277,16 @@ class FrequencyEarlyStopping(*_bases()):
             self.rule.denoised_patience = _patience_of_budget(self.denoised_patience_fraction, trainer.max_epochs)
             self._patience_resolved = True
         self.best_weights, self.restored_epoch = {}, None  # a new fit chooses anew
-        self._monitor = _find_monitor(trainer)
+        self._monitor = _find_monitor(trainer, self.monitor_name)
         if self._monitor is None:
+            names = [cb.name for cb in _monitors(trainer)]
+            if names:
+                raise RuntimeError(f"FrequencyEarlyStopping: `monitor_name`={self.monitor_name!r} names none of the "
+                                   f"Trainer's FrequencyPrincipleMonitors (their names: {names}); pass one of them.")
             raise RuntimeError("FrequencyEarlyStopping needs a FrequencyPrincipleMonitor in the Trainer's callbacks "
                                "(it reads the monitor's fp/... values); none is attached. Use "
                                "`Trainer(callbacks=[FrequencyPrincipleMonitor(), FrequencyEarlyStopping()])`.")
+        self.monitor = with_prefix(self._watched_default, self._monitor.prefix)  # what EarlyStopping reports
         # decide right after each recording, at the monitor's cadence (epochs or steps), whatever the callback order
         if self._on_recording not in self._monitor.listeners:
             self._monitor.listeners.append(self._on_recording)
@@ -295,7 +308,7 @@ class FrequencyEarlyStopping(*_bases()):
             if not self.dry_run:
                 trainer.should_stop = True
             return
-        monitor = self._monitor if self._monitor is not None else _find_monitor(trainer)
+        monitor = self._monitor if self._monitor is not None else _find_monitor(trainer, self.monitor_name)
         epoch = _new_recording(monitor, self._checked_recordings)
         if epoch is None:
             return
@@ -352,6 +365,10 @@ class FrequencyEarlyStopping(*_bases()):
         """The monitor's values from ``callback_metrics``; a clear error (or one warning) when keys are missing."""
         prefix = _E_LOW if self.rule.low_metric == "e_low" else _DELTA_F
         wanted = self.rule.uses_low_error
+        # a named monitor's keys fp_<name>/... under the rule's names fp/... (other monitors' keys left out)
+        own = getattr(monitor, "prefix", DEFAULT_PREFIX)
+        logs = {f"{DEFAULT_PREFIX}/{key[len(own) + 1:]}": value for key, value in logs.items()
+                if key.startswith(f"{own}/")}
         values = {key: float(torch.as_tensor(value).detach().cpu().reshape(-1)[0]) for key, value in logs.items()
                   if (wanted and key.startswith(prefix))
                   or key in (_SHARE, DENOISED_KEY, PREDICTION_CHANGES_KEY, AGREEMENT_KEY)}
@@ -368,10 +385,11 @@ class FrequencyEarlyStopping(*_bases()):
             missing.append(f"{PREDICTION_CHANGES_KEY} (needed by `label_wave_window`; logged for class labels)")
         if not missing:
             return values
-        fp_keys = sorted(key for key in logs if key.startswith("fp/"))
+        fp_keys = sorted(with_prefix(key, own) for key in logs)
+        missing = [with_prefix(key, own) for key in missing]
         message = (f"FrequencyEarlyStopping: {', '.join(missing)} missing from trainer.callback_metrics "
-                   f"(fp/ keys present: {fp_keys or 'none'}). The FrequencyPrincipleMonitor must log them with its "
-                   "default names; check that it measures (see its warnings) and that the module's log is not "
+                   f"({own}/ keys present: {fp_keys or 'none'}). The FrequencyPrincipleMonitor must log them with "
+                   "its default names; check that it measures (see its warnings) and that the module's log is not "
                    "disabled.")
         if self.strict:
             raise RuntimeError(message)
@@ -449,10 +467,19 @@ def _reason_enum(package: str) -> Any:
     return importlib.import_module(f"{module}.callbacks.early_stopping").EarlyStoppingReason
 
 
-def _find_monitor(trainer: Any) -> Any:
+def _monitors(trainer: Any) -> list[Any]:
     from fp_lightning.callbacks.monitor import FrequencyPrincipleMonitor
 
-    return next((cb for cb in trainer.callbacks if isinstance(cb, FrequencyPrincipleMonitor)), None)
+    return [cb for cb in trainer.callbacks if isinstance(cb, FrequencyPrincipleMonitor)]
+
+
+def _find_monitor(trainer: Any, name: str | None = None) -> Any:
+    """The monitor named ``name``; for ``None`` the unnamed one, else the only one (``None`` when there is none)."""
+    monitors = _monitors(trainer)
+    named = [cb for cb in monitors if getattr(cb, "name", None) == name]
+    if named:
+        return named[0]
+    return monitors[0] if name is None and len(monitors) == 1 else None
 
 
 def _new_recording(monitor: Any, checked: int) -> int | None:

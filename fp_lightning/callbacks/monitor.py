@@ -41,7 +41,17 @@ from fp_lightning.functional.theory import (
     output_change_ratio,
 )
 from fp_lightning.metrics import DenoisedLoss, LowHighFrequencyError, PredictionChanges, ProjectedSpectralError
-from fp_lightning.record import DENOISED_KEY, HISTORY_FILE, FrequencyHistory, logged_values
+from fp_lightning.record import (
+    DENOISED_KEY,
+    HISTORY_FILE,
+    FrequencyHistory,
+    check_name,
+    gap_values,
+    history_file_name,
+    key_prefix,
+    logged_values,
+    with_prefix,
+)
 
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
 
@@ -53,7 +63,9 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
     spectrum, e_low / e_high per Gaussian filter width δ, and the loss split L_low / L_high with the low share of
     its recent decrease; it logs them under ``fp/...`` to every logger of the Trainer (and to
     ``trainer.callback_metrics``, where ``EarlyStopping`` and ``ModelCheckpoint`` can watch them), draws the panels
-    and keeps a history.
+    and keeps a history. With a ``name`` (e.g. ``"val"`` on a held-out ``probe_dataloader``) it logs under
+    ``fp_<name>/...`` instead, with its own figures, history file and checkpoint state, so that several monitors
+    (training and held-out probes) run side by side in one Trainer.
 
     Convention:
         As in ``fp_lightning.functional``: projection on the probe inputs' first principal direction rescaled to
@@ -70,7 +82,13 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         every_n_epochs: record after every n-th training epoch (default 1 unless ``every_n_train_steps`` is set).
         every_n_train_steps: record after every n-th optimizer step instead (single-epoch, streaming or large runs).
         spectral: a configured :class:`~fp_lightning.metrics.ProjectedSpectralError` (``n_freqs``,
-            ``frequencies``, ``max_freqs``, ``cutoff``, ``backend``, ``share_window``); ``None``: its defaults.
+            ``frequencies``, ``max_freqs``, ``cutoff``, ``backend``, ``share_window``); ``None``: its defaults; or
+            another ``FrequencyPrincipleMonitor`` of the same Trainer (the *reference*, e.g. the one on the training
+            probe): this monitor then uses its settings and, once it has fitted them, its projection (direction,
+            offset and scale), tracked frequencies and cutoff η, and with ``filtering=None`` its filter widths δ,
+            so that Δ_F(k) on both probes is comparable k by k; it also logs the gap
+            ``fp_<name>/delta_f_gap/k=<k>`` = its Δ_F(k) minus the reference's at the same recording, and draws
+            the generalization panel (both Δ_F heatmaps and the gap).
         filtering: a configured :class:`~fp_lightning.metrics.LowHighFrequencyError` (``deltas``, ``n_deltas``,
             ``filter_precision``, ``input_components``); ``None``: its defaults.
         denoised_loss: log ``fp/denoised_loss``, the loss of the probe outputs against leave-one-out low-pass
@@ -113,6 +131,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             else the Trainer's ``default_root_dir`` when one was given; with neither, nothing is written).
         history_file: file name of the saved history in that folder (``None``: do not write).
         strict: raise on a monitoring fault instead of warning and skipping the recording.
+        name: ``None`` (keys ``fp/...``, history ``fp_history.npz``) or a word such as ``"val"``: keys
+            ``fp_val/...`` (TensorBoard groups scalars by the part before the first slash), figure tags
+            ``fp_val/...``, history ``fp_val_history.npz``, report ``fp_val_report.png``; messages say
+            "on the 'val' probe". It is part of :attr:`state_key`.
 
     Example:
         >>> import lightning.pytorch as L
@@ -127,7 +149,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         probe_size: int = 5000,
         every_n_epochs: int | None = None,
         every_n_train_steps: int | None = None,
-        spectral: ProjectedSpectralError | None = None,
+        spectral: ProjectedSpectralError | FrequencyPrincipleMonitor | None = None,
         filtering: LowHighFrequencyError | None = None,
         denoised_loss: bool | DenoisedLoss = True,
         output_transform: OutputTransform = "auto",
@@ -145,8 +167,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         output_dir: str | os.PathLike[str] | None = None,
         history_file: str | None = HISTORY_FILE,
         strict: bool = False,
+        name: str | None = None,
     ) -> None:
         super().__init__()
+        self.name = check_name(name)
+        self.prefix = key_prefix(self.name)
         check_int("probe_size", probe_size, 2)
         check_int("probe_batch_size", probe_batch_size, 1)
         check_int("probe_seed", probe_seed, 0)
@@ -163,12 +188,15 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.input_key, self.target_key, self.output_key = input_key, target_key, output_key
         self.forward_fn, self.input_features = forward_fn, input_features
         self.output_dir = None if output_dir is None else Path(output_dir)
-        self.history_file = history_file
+        # a named monitor writes next to an unnamed one: its own default file
+        self.history_file = history_file_name(self.name) if history_file == HISTORY_FILE else history_file
+        self.reference, spectral = _reference(spectral)
         comparison = {"output_transform": output_transform, "class_dim": class_dim, "ignore_index": ignore_index}
         self.spectral = _configured(spectral, ProjectedSpectralError, "spectral", comparison)
         # both metrics resolve "auto" on the same samples to the same choice; the user is told once
         self.filtering = _configured(filtering, LowHighFrequencyError, "filtering", comparison)
         self.filtering.warn_auto_choice = False
+        self._shares_deltas = filtering is None  # δ of the reference, when there is one
         self.denoised = None if denoised_loss is False else _configured(
             DenoisedLoss(filter_precision=self.filtering.filter_precision) if denoised_loss is True else denoised_loss,
             DenoisedLoss, "denoised_loss", comparison)
@@ -181,6 +209,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self._fresh_metrics = copy.deepcopy((self.spectral, self.filtering, self.denoised))
         self._fresh_changes = PredictionChanges(class_dim=class_dim, ignore_index=ignore_index, sync_on_compute=False)
         self._state_key_args = {"probe_size": probe_size, "n_freqs": self.spectral.n_freqs, "seed": probe_seed}
+        # only when not the defaults, so that the key of an unnamed monitor on the training data stays as it was
+        source = self._source = _source_description(probe_dataloader)
+        self._state_key_args.update({**({} if self.name is None else {"name": self.name}),
+                                     **({} if source is None else {"probe": source})})
         #: seconds spent per recording in each stage: forward, spectrum, filtering, logging (a list of dicts)
         self.timings: list[dict[str, float]] = []
         #: called as ``listener(trainer, pl_module)`` after every recording (``FrequencyEarlyStopping`` decides there)
@@ -190,8 +222,18 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
 
     @property
     def state_key(self) -> str:
-        """Key of this callback's state in a checkpoint; differs between monitors with different probe sets."""
+        """Key of this callback's state in a checkpoint; differs between monitors with different probe sets.
+
+        It holds ``probe_size``, ``n_freqs``, ``probe_seed``, the ``name`` when there is one and the probe source
+        when it is not the training data (its kind and length, or the train dataloader's key), so two monitors
+        with equal settings on different probes, or with different names, keep their own state.
+        """
         return self._generate_state_key(**self._state_key_args)
+
+    @property
+    def label(self) -> str:
+        """How messages name this monitor: ``FrequencyPrincipleMonitor`` (+ ``on the '<name>' probe``)."""
+        return "FrequencyPrincipleMonitor" + ("" if self.name is None else f" on the '{self.name}' probe")
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy (``ddp_spawn``, ``copy.deepcopy``, pickle) keeps the history and fits; it drops the probe's device
@@ -207,6 +249,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         """A new ``fit`` starts a fresh history and probe set; a checkpoint's state, if any, is loaded after this."""
         if stage == "fit":
             self._start_fresh()
+            self._attach_reference(trainer)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Draw the probe set and record the initial state (epoch 0), unless resuming with a history."""
@@ -215,21 +258,21 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self.probe is None:
             return
         if self.history is None or len(self.history) == 0:
-            self._record(trainer, pl_module, epoch=trainer.current_epoch)
+            self._record_when_ready(trainer, pl_module, epoch=trainer.current_epoch)
         else:
-            rank_zero_info(f"FrequencyPrincipleMonitor: resuming with {len(self.history)} recordings.")
+            rank_zero_info(f"{self.label}: resuming with {len(self.history)} recordings.")
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Record after every ``every_n_train_steps``-th optimizer step (once per step under accumulation)."""
         steps, step = self.every_n_train_steps, trainer.global_step
         if steps is not None and self.probe is not None and step % steps == 0 and step != self._last_step:
-            self._record(trainer, pl_module, epoch=trainer.current_epoch)
+            self._record_when_ready(trainer, pl_module, epoch=trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Record after every ``every_n_epochs``-th epoch."""
         completed = trainer.current_epoch + 1
         if self.every_n_epochs is not None and self.probe is not None and completed % self.every_n_epochs == 0:
-            self._record(trainer, pl_module, epoch=completed)
+            self._record_when_ready(trainer, pl_module, epoch=completed)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the latest panels as PNG files (for loggers without images) and ``fp_report.png``."""
@@ -237,9 +280,11 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             return
         if self.log_images:
             self._run_safely("panels", lambda: self._panels.write_files(trainer.loggers, self.history, self._folder,
-                                                                        warn=self._figure_fault))
+                                                                        warn=self._figure_fault,
+                                                                        **self._figure_options()))
         if self._history_path() is not None:
-            self._run_safely("report", lambda: self._panels.write_report(self._history_path(), self._folder))
+            self._run_safely("report", lambda: self._panels.write_report(self._history_path(), self._folder,
+                                                                         self._reference_history_path()))
 
     def state_dict(self) -> dict[str, Any]:
         """The history, the probe set's identity and the frozen fits (projection, frequencies, δ, cutoff, features).
@@ -292,6 +337,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self._folder: Path | None = None
         self._last_step = -1
         self._warned: set[str] = set()
+        self._pending_epoch: int | None = None  # a recording waiting for the reference's first fit
+        self._gap_step = -1  # the global step whose gap was published last
         self._panels.reset()
 
     def _prepare_probe(self, trainer: Any) -> None:
@@ -308,13 +355,13 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             self.probe = draw_probe_set(trainer, source, self.probe_size, self.probe_seed, self.input_key,
                                         self.target_key)
         if saved_indices is not None and self.probe.indices.tolist() != list(saved_indices):
-            self._warn_once("resume", "FrequencyPrincipleMonitor: the resumed run's probe set differs from the one "
-                                      "in the checkpoint (another dataset, `probe_seed` or `probe_size`?); the history "
-                                      "goes on with the new probe set.")
+            self._warn_once("resume", f"{self.label}: the resumed run's probe set differs from the one in the "
+                                      "checkpoint (another dataset, `probe_seed` or `probe_size`?); the history goes "
+                                      "on with the new probe set.")
         if len(self.probe) < self.probe_size and self._given_probe is None and self.probe_dataloader is None:
             # a given `probe_dataloader` is used whole, as asked: nothing to warn about
-            self._warn_once("small", f"FrequencyPrincipleMonitor: the training data has {len(self.probe)} samples, "
-                                     f"fewer than probe_size={self.probe_size}; the probe set uses all of them.")
+            self._warn_once("small", f"{self.label}: the training data has {len(self.probe)} samples, fewer than "
+                                     f"probe_size={self.probe_size}; the probe set uses all of them.")
 
     # ------------------------------------------------------------------ one recording
     def _record(self, trainer: Any, pl_module: Any, epoch: int) -> None:
@@ -325,10 +372,72 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if values:
             with _timed(timing, "logging", pl_module):
                 publish_scalars(trainer, values)
+                self._publish_gap(trainer)
                 self._write_outputs(trainer)
             self.timings.append({"epoch": epoch, "step": trainer.global_step, **timing})
         for listener in self.listeners:
             listener(trainer, pl_module)
+
+    # ------------------------------------------------------------------ a reference monitor (shared frequencies)
+    def _attach_reference(self, trainer: Any) -> None:
+        """Listen to the reference's recordings (its first fit, the gap); it must be one of the Trainer's callbacks."""
+        if self.reference is None:
+            return
+        if not any(callback is self.reference for callback in trainer.callbacks):
+            raise ValueError(f"`spectral`: the FrequencyPrincipleMonitor given as {self.label}'s reference (its "
+                             "frequencies and projection) is not among the Trainer's callbacks; add it to "
+                             "`Trainer(callbacks=[...])` too.")
+        if self._on_reference_recording not in self.reference.listeners:
+            self.reference.listeners.append(self._on_reference_recording)
+
+    def _record_when_ready(self, trainer: Any, pl_module: Any, epoch: int) -> None:
+        """Record now, or, while the reference has not fitted its frequencies yet, right after it does."""
+        if self.reference is not None and self.spectral.projection is None and not _frame_ready(self.reference):
+            self._pending_epoch = epoch  # the reference records later in this hook (it comes after us)
+            return
+        self._record(trainer, pl_module, epoch)
+
+    def _on_reference_recording(self, trainer: Any, pl_module: Any) -> None:
+        """The reference recorded: make a recording that waited for its fit, and publish the gap."""
+        if self._pending_epoch is not None and _frame_ready(self.reference):
+            epoch, self._pending_epoch = self._pending_epoch, None
+            self._record(trainer, pl_module, epoch)
+        self._publish_gap(trainer)
+
+    def _adopt_reference_frame(self) -> None:
+        """Freeze the reference's projection, frequencies, cutoff (and δ) before this monitor's first compute."""
+        reference = self.reference
+        if reference is None or self.spectral.projection is not None or not _frame_ready(reference):
+            return
+        self.spectral.projection = reference.spectral.projection
+        self.spectral.fitted_freqs = reference.spectral.fitted_freqs.clone()
+        self.spectral.fitted_cutoff = reference.spectral.fitted_cutoff
+        mine, theirs = self.filtering, reference.filtering
+        if (self._shares_deltas and theirs.fitted_deltas is not None and mine.input_components is None
+                and theirs.input_components is None):
+            mine.fitted_deltas = theirs.fitted_deltas.clone()
+
+    def _publish_gap(self, trainer: Any) -> None:
+        """``fp_<name>/delta_f_gap/k=<k>``, once both monitors have recorded at this global step."""
+        reference = self.reference
+        if reference is None or self.history is None or reference.history is None:
+            return
+        mine, theirs = self.history.records, reference.history.records
+        if not mine["step"] or not theirs["step"] or self._gap_step == trainer.global_step:
+            return
+        same = (mine["step"][-1] == theirs["step"][-1] == trainer.global_step
+                and mine["epoch"][-1] == theirs["epoch"][-1] and self.history.freqs == reference.history.freqs)
+        if same:
+            self._gap_step = trainer.global_step
+            publish_scalars(trainer, gap_values(self.history.freqs, mine["delta_f"][-1], theirs["delta_f"][-1],
+                                                self.prefix))
+
+    def _reference_history_path(self) -> Path | None:
+        """The reference's history file when it writes one to the same folder (for the generalization panel)."""
+        reference = self.reference
+        if reference is None or reference.history_file is None or reference._folder is None:
+            return None
+        return reference._folder / reference.history_file
 
     def _measure(self, trainer: Any, pl_module: Any, epoch: int, timing: dict[str, float]) -> dict[str, float]:
         assert self.probe is not None
@@ -342,6 +451,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                 self._warn_once("feature calls", message)
             inputs = self._analysis_inputs(batch, result.features, result.outputs.device)
         outputs = result.outputs
+        self._adopt_reference_frame()
         self.spectral.reset()
         self.filtering.reset()
         self.spectral.update(inputs, outputs, targets)
@@ -367,7 +477,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
                        denoised_loss=denoised, prediction_changes=changes, denoised_agreement=agreement, **ratios)
         return logged_values(spectral["freqs"].tolist(), spectral["delta_f"].tolist(), filtering["deltas"].tolist(),
                              filtering["e_low"].tolist(), filtering["e_high"].tolist(), float(spectral["loss_low"]),
-                             float(spectral["loss_high"]), low_share, denoised, changes, agreement)
+                             float(spectral["loss_high"]), low_share, denoised, changes, agreement,
+                             prefix=self.prefix)
 
     def _prediction_changes(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """``fp/prediction_changes`` of this recording; NaN for targets that are not class labels, or the first."""
@@ -394,7 +505,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             # per-position targets (segmentation, tagging): the score smooths one label per sample
             if "denoised" not in self._warned:  # said once, as information: nothing is wrong with the run
                 self._warned.add("denoised")
-                rank_zero_info(f"FrequencyPrincipleMonitor: fp/denoised_loss needs one target per sample (targets "
+                rank_zero_info(f"{self.label}: {self._key(DENOISED_KEY)} needs one target per sample (targets "
                                f"{tuple(targets.shape)}, outputs {tuple(outputs.shape)}); it is not logged.")
             return math.nan
         self.denoised.reset()
@@ -408,8 +519,8 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self.denoised is None or "agreement" in self._warned or not self.denoised.agreement_is_low():
             return
         self._warned.add("agreement")
-        message = f"FrequencyPrincipleMonitor: fp/denoised_loss: {self.denoised.agreement_message()}"
-        if _watches_denoised_loss(trainer):
+        message = f"{self.label}: {self._key(DENOISED_KEY)}: {self.denoised.agreement_message()}"
+        if _watches_denoised_loss(trainer, self):
             rank_zero_warn(message)
         else:
             rank_zero_info(message)
@@ -488,12 +599,38 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         if self.log_images:
             self._run_safely("panels", lambda: self._panels.write(trainer.loggers, self.history,
                                                                   step=trainer.global_step, folder=self._folder,
-                                                                  warn=self._figure_fault, files=False))
+                                                                  warn=self._figure_fault, files=False,
+                                                                  layout=lambda: _merged_layout(trainer),
+                                                                  **self._figure_options()))
+
+    def _figure_options(self) -> dict[str, Any]:
+        """The tag prefix, the reference's history (generalization panel) and the label of every figure."""
+        reference = self.reference
+        return {"prefix": self.prefix, "label": self.label, "names": self._probe_names(),
+                "reference": None if reference is None else reference.history}
+
+    def _probe_names(self) -> tuple[str, str]:
+        """How figures name (this probe, the reference's probe)."""
+        reference = self.reference
+        theirs = "" if reference is None else (reference.name or "training")
+        return self.name or "training", theirs
+
+    def _key(self, key: str) -> str:
+        """One of ``record``'s keys under this monitor's prefix."""
+        return with_prefix(key, self.prefix)
 
     def _history_meta(self) -> dict[str, Any]:
         cadence = ({"every_n_epochs": self.every_n_epochs} if self.every_n_train_steps is None
                    else {"every_n_train_steps": self.every_n_train_steps})
-        meta: dict[str, Any] = {"probe_size": len(self.probe or []), **cadence}
+        meta: dict[str, Any] = {"probe_size": len(self.probe or []), **cadence, "prefix": self.prefix,
+                                "probe": self._source or "training data"}
+        if self.name is not None:
+            meta["name"] = self.name
+        reference = self.reference
+        if reference is not None:  # where the generalization panel finds the other probe's history
+            meta["reference_prefix"] = reference.prefix
+            if reference.history_file is not None:
+                meta["reference_history"] = reference.history_file
         agreement = None if self.denoised is None else self.denoised.label_agreement
         if agreement is not None:  # how far fp/denoised_loss can be trusted (docs/early_stopping.md)
             meta["denoised_label_agreement"] = agreement
@@ -515,7 +652,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
             # one warning per kind of fault (not per recording): a diverged run should not flood the log
             kind = what.split()[0]
             self._warn_once(f"{kind}:{type(error).__name__}",
-                            f"FrequencyPrincipleMonitor skipped {what}: {type(error).__name__}: "
+                            f"{self.label} skipped {what}: {type(error).__name__}: "
                             f"{str(error).rstrip('.')}. Training goes on (later recordings with the same fault are "
                             "skipped silently); pass strict=True to raise instead.")
             return None
@@ -529,6 +666,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
+            # messages built elsewhere (probe forward, figures) start with the class name: say which probe
+            if self.name is not None and message.startswith("FrequencyPrincipleMonitor") and \
+                    not message.startswith(self.label):
+                message = self.label + message[len("FrequencyPrincipleMonitor"):]
             rank_zero_warn(message)
 
 
@@ -552,15 +693,63 @@ def _configured(given: Any, kind: type, name: str, comparison: dict[str, Any]) -
     return metric
 
 
-def _watches_denoised_loss(trainer: Any) -> bool:
-    """Whether a callback of the Trainer decides on ``fp/denoised_loss`` (EarlyStopping, ModelCheckpoint, ...)."""
+def _watches_denoised_loss(trainer: Any, monitor: FrequencyPrincipleMonitor) -> bool:
+    """Whether a callback of the Trainer decides on this monitor's ``fp/denoised_loss`` (EarlyStopping, ...)."""
+    key = with_prefix(DENOISED_KEY, monitor.prefix)
     for callback in getattr(trainer, "callbacks", []):
-        if getattr(callback, "monitor", None) == DENOISED_KEY:
+        if getattr(callback, "monitor", None) == key:
             return True
         rule = getattr(callback, "rule", None)
-        if getattr(rule, "denoised_patience", None) is not None:
+        if getattr(rule, "denoised_patience", None) is not None and \
+                getattr(callback, "monitor_name", None) == monitor.name:
             return True
     return False
+
+
+def _reference(spectral: Any) -> tuple[FrequencyPrincipleMonitor | None, ProjectedSpectralError | None]:
+    """``spectral`` as (a reference monitor, the spectral settings to copy): a monitor gives both."""
+    if isinstance(spectral, FrequencyPrincipleMonitor):
+        return spectral, spectral._fresh_metrics[0]
+    return None, spectral
+
+
+def _frame_ready(reference: FrequencyPrincipleMonitor | None) -> bool:
+    """Whether the reference has fitted its projection, frequencies and cutoff (its first recording did)."""
+    spectral = None if reference is None else reference.spectral
+    return (spectral is not None and spectral.projection is not None and spectral.fitted_freqs is not None
+            and spectral.fitted_cutoff is not None)
+
+
+def _source_description(probe_dataloader: Any) -> str | None:
+    """A stable description of where a probe set comes from (``None``: the first train dataloader).
+
+    Used in the ``state_key`` and the history's ``meta``, so it names the kind and size of the source, never an
+    object's address (a resumed run must find the same key).
+    """
+    if probe_dataloader is None:
+        return None
+    if isinstance(probe_dataloader, (str, int)) and not isinstance(probe_dataloader, bool):
+        return f"train dataloader {probe_dataloader!r}"
+    if isinstance(probe_dataloader, tuple) and all(isinstance(v, torch.Tensor) for v in probe_dataloader):
+        return f"(inputs, targets) tensors of {probe_dataloader[0].shape[0]} samples"
+    dataset = getattr(probe_dataloader, "dataset", probe_dataloader)
+    try:
+        size = f" of {len(dataset)} samples"
+    except TypeError:  # an iterable dataset
+        size = ""
+    return f"{type(dataset).__name__}{size}"
+
+
+def _merged_layout(trainer: Any) -> dict[str, Any]:
+    """TensorBoard's custom-scalars layout of every monitor of the Trainer that has recorded (one per run)."""
+    from fp_lightning.callbacks.panels import monitor_layout
+
+    layout: dict[str, Any] = {}
+    monitors = [cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, FrequencyPrincipleMonitor)]
+    for monitor in sorted(monitors, key=lambda cb: cb.prefix):  # fp first, then fp_<name> in order
+        if monitor.history is not None:
+            layout.update(monitor_layout(monitor.history, monitor.prefix, gap=monitor.reference is not None))
+    return layout
 
 
 def _cadence(every_n_epochs: int | None, every_n_train_steps: int | None) -> tuple[int | None, int | None]:

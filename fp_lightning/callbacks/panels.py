@@ -11,7 +11,9 @@ Each recording draws every figure once, renders it once to an RGB array and send
 
 Tags: ``fp/delta_f_heatmap``, ``fp/spectra``, ``fp/change_ratios`` (the theory paper's ratios against every cutoff
 η at this recording) and ``fp/low_high_heatmap/delta=<δ>``, ``<δ>`` as in the logged keys (:func:`delta_keys`);
-every figure's title says how many epochs were completed at the recording ("after 15 epochs").
+every figure's title says how many epochs were completed at the recording ("after 15 epochs"). A named monitor's
+tags start with ``fp_<name>/`` instead of ``fp/``; a monitor that shares another's frequencies (a held-out probe)
+adds ``fp_<name>/generalization``, the gap Δ_F(held-out) − Δ_F(training) per tracked k over training.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fp_lightning.record import FrequencyHistory, delta_keys
+from fp_lightning.record import (
+    DEFAULT_PREFIX,
+    DELTA_F_GAP_PREFIX,
+    FrequencyHistory,
+    delta_keys,
+    paired_recordings,
+    with_prefix,
+)
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that importing the package stays cheap
     from matplotlib.figure import Figure
@@ -38,6 +47,7 @@ __all__ = [
     "draw_panels",
     "exact_tag_pattern",
     "logger_kind",
+    "monitor_layout",
     "output_folder",
     "panel_file_stem",
     "publish_scalars",
@@ -70,7 +80,7 @@ def exact_tag_pattern(tag: str) -> str:
 
 
 def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float], denoised: bool = False,
-                          cutoff: int | None = None) -> dict[str, Any]:
+                          cutoff: int | None = None, prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     r"""TensorBoard custom-scalars layout: one chart per logged series, each titled with what it shows.
 
     TensorBoard colours a chart's lines by run, not by tag, so two series of one run in one chart could not be told
@@ -79,7 +89,7 @@ def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float], denoise
     (L_low, L_high, the low share); with ``denoised=True`` (the monitor logs ``fp/denoised_loss``) that score.
 
     Every tag is an anchored, escaped regular expression (:func:`exact_tag_pattern`), so each chart's line is
-    exactly one logged key.
+    exactly one logged key. A named monitor's ``prefix`` (``fp_val``) replaces ``fp`` in the tags and the titles.
 
     Example:
         >>> layout = custom_scalars_layout([1, 12], [0.1], cutoff=4)
@@ -91,32 +101,58 @@ def custom_scalars_layout(freqs: Sequence[int], deltas: Sequence[float], denoise
         ['Multiline', ['^fp/e_high/delta=0\\.1$']]
     """
     def chart(tag: str) -> list[Any]:
-        return ["Multiline", [exact_tag_pattern(tag)]]
+        return ["Multiline", [exact_tag_pattern(with_prefix(tag, prefix))]]
 
     layout: dict[str, Any] = {
-        "fp: Δ_F per tracked k": {f"Δ_F at k = {int(k)}": chart(f"fp/delta_f/k={int(k)}") for k in freqs}}
+        f"{prefix}: Δ_F per tracked k": {f"Δ_F at k = {int(k)}": chart(f"fp/delta_f/k={int(k)}") for k in freqs}}
     for key in delta_keys(deltas):
-        layout[f"fp: e_low / e_high, filter width δ = {key}"] = {
+        layout[f"{prefix}: e_low / e_high, filter width δ = {key}"] = {
             f"e_low (δ = {key})": chart(f"fp/e_low/delta={key}"),
             f"e_high (δ = {key})": chart(f"fp/e_high/delta={key}")}
     eta = "η" if cutoff is None else f"{int(cutoff)}"
-    layout["fp: loss split" + ("" if cutoff is None else f" at cutoff η = {int(cutoff)}")] = {
+    layout[f"{prefix}: loss split" + ("" if cutoff is None else f" at cutoff η = {int(cutoff)}")] = {
         f"L_low (k ≤ {eta})": chart("fp/loss_low"),
         f"L_high (k > {eta})": chart("fp/loss_high"),
         "low share of the loss decrease": chart("fp/low_share"),
     }
     if denoised:
-        layout["fp: validation-free score"] = {"denoised loss": chart("fp/denoised_loss")}
+        layout[f"{prefix}: validation-free score"] = {"denoised loss": chart("fp/denoised_loss")}
     return layout
 
 
-def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
+def monitor_layout(history: FrequencyHistory, prefix: str = DEFAULT_PREFIX, gap: bool = False) -> dict[str, Any]:
+    r"""The custom-scalars categories of one monitor's history; with ``gap``, one more: its generalization gap.
+
+    TensorBoard shows one layout per run (the last one written), so every monitor of a Trainer writes the
+    categories of all of them; a held-out monitor's gap category has one chart per tracked k,
+    ``fp_<name>/delta_f_gap/k=<k>``.
+
+    Example:
+        >>> h = FrequencyHistory(freqs=[2], deltas=[0.5], cutoff=2, target_amplitude=[1.0, 1.0, 1.0, 1.0])
+        >>> layout = monitor_layout(h, "fp_val", gap=True)
+        >>> layout["fp_val: Δ_F held-out − training (generalization gap)"]
+        {'gap at k = 2': ['Multiline', ['^fp_val/delta_f_gap/k=2$']]}
+    """
+    denoised = any(not np.isnan(value) for value in history.records["denoised_loss"])
+    layout = custom_scalars_layout(history.freqs, history.deltas, denoised, cutoff=history.cutoff, prefix=prefix)
+    if gap:
+        gap_prefix = with_prefix(DELTA_F_GAP_PREFIX, prefix)
+        layout[f"{prefix}: Δ_F held-out − training (generalization gap)"] = {
+            f"gap at k = {int(k)}": ["Multiline", [exact_tag_pattern(f"{gap_prefix}{int(k)}")]] for k in history.freqs}
+    return layout
+
+
+def draw_panels(history: FrequencyHistory, prefix: str = DEFAULT_PREFIX, reference: FrequencyHistory | None = None,
+                names: tuple[str, str] = ("held-out", "training")) -> dict[str, Figure]:
     r"""Every figure of ``history`` by tag, sized and lettered for a logger's image card.
 
     Titles say when the recording was made in completed epochs (``"after 15 epochs"``, ``"before training"``; the
     history's convention, one more than Lightning's ``current_epoch`` of the epoch just finished). The spectra keep
     one y range over a run's recordings (from the target's spectrum and the largest |F[h]| recorded so far), and the
-    spectra and change ratios mark the cutoff η of the loss split.
+    spectra and change ratios mark the cutoff η of the loss split. Tags start with ``prefix`` (``fp``, or ``fp_<name>``
+    for a named monitor). With the ``reference`` history whose frequencies this one shares (the training probe's),
+    ``<prefix>/generalization`` is the gap Δ_F(this probe) − Δ_F(reference) per tracked k at their shared
+    recordings; ``names`` name the two probes in its title.
 
     Example:
         >>> h = FrequencyHistory(freqs=[1, 2], deltas=[0.5], cutoff=1, target_amplitude=[3.0, 2.0, 1.0, 0.5])
@@ -164,7 +200,27 @@ def draw_panels(history: FrequencyHistory) -> dict[str, Figure]:
             figures[f"fp/low_high_heatmap/delta={key}"] = plot_low_high_heatmap(
                 arrays["e_low"][:, j], arrays["e_high"][:, j], epochs, history.deltas[j],
                 title=rf"filter width $\delta$ = {key}, {when}")[0]
-    return figures
+        gap = _gap_figure(arrays, reference, names)
+        if gap is not None:
+            figures["fp/generalization"] = gap
+    return {with_prefix(tag, prefix): figure for tag, figure in figures.items()}
+
+
+def _gap_figure(arrays: dict[str, np.ndarray], reference: FrequencyHistory | None,
+                names: tuple[str, str]) -> Figure | None:
+    """The gap heatmap against the reference's shared recordings (``None`` without any, or other frequencies)."""
+    from fp_lightning.plotting import epochs_done, plot_gap_heatmap
+
+    if reference is None or len(reference) == 0:
+        return None
+    try:
+        paired = paired_recordings(arrays, reference.as_arrays())
+    except ValueError:  # other frequencies: no k-by-k comparison to draw
+        return None
+    if len(paired["epoch"]) == 0:
+        return None
+    title = rf"$\Delta_F$ {names[0]} $-$ {names[1]}, {epochs_done(paired['epoch'][-1])}"
+    return plot_gap_heatmap(paired["gap"].T, paired["freqs"].tolist(), paired["epoch"].tolist(), title=title)[0]
 
 
 def render_figure(figure: Figure) -> np.ndarray:
@@ -185,9 +241,13 @@ def render_figure(figure: Figure) -> np.ndarray:
 def panel_file_stem(tag: str) -> str:
     """File name (no suffix) of a figure tag: ``fp/`` dropped, ``/`` → ``_``, other unsafe characters → ``_``.
 
+    A named monitor's tags keep their prefix: ``fp_val/spectra`` → ``fp_val_spectra``.
+
     Example:
         >>> panel_file_stem("fp/low_high_heatmap/delta=0.01"), panel_file_stem("fp/spectra")
         ('low_high_heatmap_delta=0.01', 'spectra')
+        >>> panel_file_stem("fp_val/generalization")
+        'fp_val_generalization'
     """
     name = tag.removeprefix("fp/").replace("/", "_")
     return _UNSAFE_FILE_CHARS.sub("_", name)
@@ -241,7 +301,10 @@ class PanelWriter:
         self._layout_written = weakref.WeakSet()
 
     def write(self, loggers: Sequence[Any], history: FrequencyHistory, step: int, folder: Path | None,
-              warn: Callable[[str, str], None], files: bool = True) -> None:
+              warn: Callable[[str, str], None], files: bool = True, prefix: str = DEFAULT_PREFIX,
+              label: str = "FrequencyPrincipleMonitor", names: tuple[str, str] = ("held-out", "training"),
+              reference: FrequencyHistory | None = None,
+              layout: Callable[[], dict[str, Any]] | None = None) -> None:
         """Draw every panel of ``history`` and send it to each logger at ``step`` (the global step).
 
         Args:
@@ -254,17 +317,25 @@ class PanelWriter:
             files: write the PNG files too. The monitor writes them once, at the end of the fit: they only ever
                 hold the latest panels, and drawing them at every recording would cost a run without an image
                 logger its figures' drawing time at every recording.
+            prefix: the tags' prefix (``fp``, or ``fp_<name>``).
+            names: the two probes' names in the generalization panel's title (this one, the reference).
+            reference: the reference monitor's history, for the generalization panel (see :func:`draw_panels`).
+            label: how messages name the monitor.
+            layout: returns TensorBoard's custom-scalars layout to write (default: this history's categories);
+                a Trainer with several monitors passes the categories of all of them.
         """
         loggers = list(loggers)
         kinds = [logger_kind(logger) for logger in loggers]
         wants_files = files and folder is not None and (not loggers or "files" in kinds)
         if not wants_files and not any(kind != "files" for kind in kinds):
             return  # nothing would receive the figures: do not draw them
-        images = {tag: _render_and_free(figure) for tag, figure in draw_panels(history).items()}
+        images = {tag: _render_and_free(figure)
+                  for tag, figure in draw_panels(history, prefix, reference, names).items()}
+        layout = layout or (lambda: monitor_layout(history, prefix, gap=reference is not None))
         targets: list[tuple[str, Callable[[], None]]] = []
         for logger, kind in zip(loggers, kinds):
             if kind == "tensorboard":
-                targets.append((type(logger).__name__, lambda lg=logger: self._to_tensorboard(lg, history, images,
+                targets.append((type(logger).__name__, lambda lg=logger: self._to_tensorboard(lg, layout, images,
                                                                                             step)))
             elif kind == "wandb":
                 targets.append((type(logger).__name__, lambda lg=logger: _to_wandb(lg, images, step)))
@@ -277,12 +348,14 @@ class PanelWriter:
             try:
                 send()
             except Exception as error:  # one logger's fault must not cost the others their figures
-                warn(f"figures:{name}", f"FrequencyPrincipleMonitor: could not write the figures to {name}: "
+                warn(f"figures:{name}", f"{label}: could not write the figures to {name}: "
                                         f"{type(error).__name__}: {str(error).rstrip('.')}. Scalars are logged as "
                                         "usual; pass log_images=False to stop drawing figures.")
 
     def write_files(self, loggers: Sequence[Any], history: FrequencyHistory, folder: Path | None,
-                    warn: Callable[[str, str], None]) -> None:
+                    warn: Callable[[str, str], None], prefix: str = DEFAULT_PREFIX,
+                    label: str = "FrequencyPrincipleMonitor", names: tuple[str, str] = ("held-out", "training"),
+                    reference: FrequencyHistory | None = None) -> None:
         """Write the PNG files of the latest panels, when a logger without an image API (or no logger) needs them.
 
         Example:
@@ -298,28 +371,34 @@ class PanelWriter:
         kinds = [logger_kind(logger) for logger in loggers]
         if folder is None or (loggers and "files" not in kinds):
             return
-        images = {tag: _render_and_free(figure) for tag, figure in draw_panels(history).items()}
+        images = {tag: _render_and_free(figure)
+                  for tag, figure in draw_panels(history, prefix, reference, names).items()}
         try:
             _to_files(Path(folder) / PANEL_FOLDER, images)
         except Exception as error:
-            warn("figures:PNG files", f"FrequencyPrincipleMonitor: could not write the figures to PNG files: "
+            warn("figures:PNG files", f"{label}: could not write the figures to PNG files: "
                                       f"{type(error).__name__}: {str(error).rstrip('.')}.")
 
-    def write_report(self, history_path: Path, folder: Path) -> Path | None:
-        """Draw the one-page report next to the history at the end of a fit (``None`` when there is no file)."""
+    def write_report(self, history_path: Path, folder: Path, reference_path: Path | None = None) -> Path | None:
+        """Draw the one-page report next to the history at the end of a fit (``None`` when there is no file).
+
+        ``fp_report.png`` for ``fp_history.npz``, ``fp_<name>_report.png`` for a named monitor's history; with the
+        ``reference_path`` of the history whose frequencies it shares, also ``fp_<name>_generalization.png``.
+        """
         if not history_path.is_file():
             return None
-        from fp_lightning.report import REPORT_FILE, write_report
+        from fp_lightning.report import generalization_file, report_file, write_generalization, write_report
 
-        return write_report(history_path, folder / REPORT_FILE)
+        page = write_report(history_path, folder / report_file(history_path))
+        if reference_path is not None and reference_path.is_file():
+            write_generalization(history_path, reference_path, folder / generalization_file(history_path))
+        return page
 
-    def _to_tensorboard(self, logger: Any, history: FrequencyHistory, images: dict[str, np.ndarray],
+    def _to_tensorboard(self, logger: Any, layout: Callable[[], dict[str, Any]], images: dict[str, np.ndarray],
                         step: int) -> None:
         writer = logger.experiment
         if writer not in self._layout_written:
-            denoised = any(not np.isnan(value) for value in history.records["denoised_loss"])
-            writer.add_custom_scalars(custom_scalars_layout(history.freqs, history.deltas, denoised,
-                                                            cutoff=history.cutoff))
+            writer.add_custom_scalars(layout())
             self._layout_written.add(writer)
         for tag, rgb in images.items():
             writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
