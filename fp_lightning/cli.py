@@ -417,8 +417,10 @@ def _report_after_fit(trainer: Any) -> None:
         history = log_dir / monitor.history_file
         if history.is_file():
             shared = pages.count(page) > 1  # two histories that would share a page get one each
-            png = write_report(history, log_dir / (f"{Path(monitor.history_file).stem}_report.png" if shared
-                                                   else page))
+            png = log_dir / (f"{Path(monitor.history_file).stem}_report.png" if shared else page)
+            # the monitor draws its page at the end of the fit; redraw only what it did not (or an older one)
+            if not png.is_file() or png.stat().st_mtime < history.stat().st_mtime:
+                png = write_report(history, png)
             print(f"fp-lightning: report {png}\n              history {history}")
     root = log_dir.parent if log_dir.name.startswith("version_") else log_dir
     print(f"fp-lightning: logs in {log_dir}; open them with\n  tensorboard --logdir {root}")

@@ -27,7 +27,8 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import LogFormatter
 
 __all__ = ["CHANGE_RATIO_LABELS", "EPOCH_AXIS_LABEL", "GAP_RANGE", "MAX_K_LABELS", "epochs_done", "plot_change_ratios",
-           "plot_delta_f_heatmap", "plot_gap_heatmap", "plot_low_high_heatmap", "plot_spectra", "thinned_ticks"]
+           "plot_delta_f_heatmap", "plot_gap_heatmap", "plot_low_high_heatmap", "plot_low_high_heatmaps",
+           "plot_spectra", "thinned_ticks"]
 
 _ERROR_CMAP = "RdBu"  # 0 → red (converged), 1 → blue (not yet learnt), as in the paper
 # The generalization gap: a diverging map of its own (purple: the held-out probe is fitted worse, white: as well),
@@ -191,6 +192,55 @@ def plot_low_high_heatmap(
     _epoch_ticks(ax, epochs)
     ax.set_title(title if title is not None else rf"filter width $\delta$ = {delta:.3g}", fontsize="medium")
     return fig, ax
+
+
+def plot_low_high_heatmaps(
+    e_low: np.ndarray, e_high: np.ndarray, epochs: Sequence[int], delta_labels: Sequence[str],
+    title: str = r"$e_{\mathrm{low}}$, $e_{\mathrm{high}}$ per filter width $\delta$",
+) -> tuple[Figure, tuple[Axes, Axes]]:
+    r"""Every filter width in one panel: e_low (top) and e_high (bottom), a row per δ, a column per recording.
+
+    ``e_low`` and ``e_high`` have shape (len(delta_labels), len(epochs)); the smallest δ is the bottom row of each
+    heatmap. Colours as in :func:`plot_delta_f_heatmap` (0–1, red = fitted), one colourbar for both; the title is
+    the figure's (``Figure.get_suptitle``). One figure instead of one per δ: a logger's panels are drawn at every
+    recording, and each figure costs its own text layout. Returns the (e_low, e_high) axes; the figure's first
+    axes is the e_high one, which carries the epoch ticks.
+
+    Example:
+        >>> fig, (low, high) = plot_low_high_heatmaps(np.array([[0.5, 0.1], [0.9, 0.4]]),
+        ...                                           np.array([[1.0, 0.9], [1.0, 1.0]]), [0, 1], ["0.1", "1"])
+        >>> low.get_ylabel(), [t.get_text() for t in high.get_yticklabels()], high.get_xlabel()
+        ('$e_{\\mathrm{low}}$', ['0.1', '1'], 'epochs completed')
+    """
+    low, high = np.asarray(e_low, float), np.asarray(e_high, float)
+    expected = (len(delta_labels), len(epochs))
+    for name, values in (("e_low", low), ("e_high", high)):
+        if values.shape != expected:
+            raise ValueError(f"`{name}` must have shape (len(delta_labels), len(epochs)) = {expected}, "
+                             f"got {values.shape}.")
+    width, height = _PANEL_SIZE
+    fig = Figure(figsize=_PANEL_SIZE, dpi=_PANEL_DPI)
+    # room on the left for the longest δ label ("1.23e+03") and the axis label
+    size_pt = FontProperties(size=rcParams["ytick.labelsize"]).get_size_in_points()
+    longest = max((len(label) for label in delta_labels), default=1)
+    left_in = 0.34 + (longest + 0.5) * _CHAR_WIDTH * size_pt / 72
+    grid = fig.add_gridspec(2, 1, left=left_in / width, right=1 - 0.52 / width, bottom=0.45 / height,
+                            top=1 - 0.26 / height, hspace=0.1)
+    bottom = fig.add_subplot(grid[1])  # first: the figure's main axes, with the epoch ticks
+    top = fig.add_subplot(grid[0], sharex=bottom)
+    for ax, values in ((top, low), (bottom, high)):
+        image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
+                          interpolation="nearest")
+    colorbar = fig.colorbar(image, ax=[top, bottom], ticks=[0.0, 0.5, 1.0], fraction=0.06, pad=0.03)
+    colorbar.set_label("error (red = fitted)")  # first: it narrows the axes that the ticks are fitted to
+    _epoch_ticks(bottom, epochs)
+    top.tick_params(labelbottom=False)
+    for ax, name in ((top, r"$e_{\mathrm{low}}$"), (bottom, r"$e_{\mathrm{high}}$")):
+        _k_ticks(ax, list(delta_labels))  # each δ row labelled while they fit, else every 2nd (5th, …)
+        ax.set_ylabel(name, fontsize="large")  # the rows are δ, as the title says
+    fig.suptitle(title, fontsize=rcParams["axes.titlesize"], x=(left_in / width + 1 - 0.52 / width) / 2,
+                 y=1 - 0.04 / height, va="top")
+    return fig, (top, bottom)
 
 
 def plot_spectra(

@@ -77,7 +77,7 @@ def test_history_file_and_panels(tmp_path):
     events = EventAccumulator(trainer.log_dir, size_guidance={"images": 0}).Reload()
     images = events.Tags()["images"]
     assert "fp/delta_f_heatmap" in images and "fp/spectra" in images
-    assert sum(tag.startswith("fp/low_high_heatmap/delta=") for tag in images) == 2
+    assert "fp/low_high_heatmap" in images  # every δ in one panel
     assert len(events.Images("fp/delta_f_heatmap")) == 3
 
 

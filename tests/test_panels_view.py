@@ -117,9 +117,9 @@ def test_no_literal_underscore_outside_mathtext(tmp_path):
         FigureCanvasAgg(figure).draw()  # mathtext that does not parse fails here
         for text in texts(figure):
             assert "_" not in outside_mathtext(text), (name, text)
-    panel_texts = texts(figures["fp/low_high_heatmap/delta=26"])
+    panel_texts = texts(figures["fp/low_high_heatmap"])
     assert r"$e_{\mathrm{low}}$" in panel_texts and r"$e_{\mathrm{high}}$" in panel_texts
-    assert any(r"filter width $\delta$ = 26" in text for text in panel_texts)
+    assert "26" in panel_texts  # a δ row label
 
 
 def test_cutoff_eta_is_shown():

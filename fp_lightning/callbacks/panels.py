@@ -10,7 +10,8 @@ Each recording draws every figure once, renders it once to an RGB array and send
   ``<folder>/fp_panels/<name>.png``, overwritten at every recording.
 
 Tags: ``fp/delta_f_heatmap``, ``fp/spectra``, ``fp/change_ratios`` (the theory paper's ratios against every cutoff
-η at this recording) and ``fp/low_high_heatmap/delta=<δ>``, ``<δ>`` as in the logged keys (:func:`delta_keys`);
+η at this recording) and ``fp/low_high_heatmap`` (e_low and e_high, a row per δ labelled as in the logged keys,
+:func:`delta_keys`);
 every figure's title says how many epochs were completed at the recording ("after 15 epochs"). A named monitor's
 tags start with ``fp_<name>/`` instead of ``fp/``; a monitor that shares another's frequencies (a held-out probe)
 adds ``fp_<name>/generalization``, the gap Δ_F(held-out) − Δ_F(training) per tracked k over training.
@@ -50,6 +51,7 @@ __all__ = [
     "monitor_layout",
     "output_folder",
     "panel_file_stem",
+    "panel_title",
     "publish_scalars",
     "render_figure",
 ]
@@ -161,11 +163,11 @@ def draw_panels(history: FrequencyHistory, prefix: str = DEFAULT_PREFIX, referen
         >>> h.append(epoch=1, step=10, delta_f=[0.5, 1.0], e_low=[0.4], e_high=[1.0], loss_low=2.0, loss_high=2.0,
         ...          low_share=float("nan"), output_amplitude=[2.0, 1.0, 0.1, 0.1])
         >>> for tag, fig in draw_panels(h).items():
-        ...     print(f"{tag}: {fig.axes[0].get_title()}")
+        ...     print(f"{tag}: {panel_title(fig)}")
         fp/delta_f_heatmap: $\Delta_F(k)$, after 1 epoch
         fp/spectra: |F[y]|, |F[h]| after 1 epoch
         fp/change_ratios: Change ratios vs $\eta$, after 1 epoch
-        fp/low_high_heatmap/delta=0.5: filter width $\delta$ = 0.5, after 1 epoch
+        fp/low_high_heatmap: $e_{\mathrm{low}}$, $e_{\mathrm{high}}$ per $\delta$, after 1 epoch
     """
     import matplotlib
 
@@ -174,7 +176,7 @@ def draw_panels(history: FrequencyHistory, prefix: str = DEFAULT_PREFIX, referen
         epochs_done,
         plot_change_ratios,
         plot_delta_f_heatmap,
-        plot_low_high_heatmap,
+        plot_low_high_heatmaps,
         plot_spectra,
     )
 
@@ -196,14 +198,28 @@ def draw_panels(history: FrequencyHistory, prefix: str = DEFAULT_PREFIX, referen
                                                    title=rf"Change ratios vs $\eta$, {when}",
                                                    cutoff=history.cutoff)[0],
         }
-        for j, key in enumerate(delta_keys(history.deltas)):
-            figures[f"fp/low_high_heatmap/delta={key}"] = plot_low_high_heatmap(
-                arrays["e_low"][:, j], arrays["e_high"][:, j], epochs, history.deltas[j],
-                title=rf"filter width $\delta$ = {key}, {when}")[0]
+        figures["fp/low_high_heatmap"] = plot_low_high_heatmaps(
+            arrays["e_low"].T, arrays["e_high"].T, epochs, delta_keys(history.deltas),
+            title=rf"$e_{{\mathrm{{low}}}}$, $e_{{\mathrm{{high}}}}$ per $\delta$, {when}")[0]
         gap = _gap_figure(arrays, reference, names)
         if gap is not None:
             figures["fp/generalization"] = gap
     return {with_prefix(tag, prefix): figure for tag, figure in figures.items()}
+
+
+def panel_title(figure: Figure) -> str:
+    """A panel's title: the figure's own (a panel of several heatmaps), else its first axes'.
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> fig = Figure()
+        >>> fig.add_subplot().set_title("after 2 epochs")
+        Text(...)
+        >>> panel_title(fig)
+        'after 2 epochs'
+    """
+    title = figure.get_suptitle()
+    return title if title else figure.axes[0].get_title()
 
 
 def _gap_figure(arrays: dict[str, np.ndarray], reference: FrequencyHistory | None,
