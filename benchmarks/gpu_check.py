@@ -14,7 +14,8 @@ Steps, in order, each named in the output and in ``OUT_DIR/gpu_check.json``:
     reports it as unavailable with the import error and passes: its tests and benchmark row are not run and are
     named in the report, and every other number is still measured.
 ``tests``
-    ``pytest tests/test_gpu.py -m gpu`` with ``FP_CHECK_DEVICE`` set to the device; a skipped test is a failure.
+    ``pytest tests/test_gpu.py -m gpu`` with ``FP_CHECK_DEVICE`` set to the device; a skipped test is a failure
+    (``tests_k`` of the sizes narrows the selection: the suite's CPU run of the check keeps the fast ones).
 ``bench:spectrum``, ``bench:filtering``, ``bench:monitor_split``, ``bench:epoch_overhead``, ``bench:profile``
     The benchmarks: the ``bench_*`` functions below call those of ``bench_spectrum.py``, ``bench_filtering.py``
     and ``bench_monitor.py`` at the sizes of ``SIZES``; each timed with the device synchronized around it,
@@ -62,13 +63,14 @@ CUDA_REQUIREMENTS = {"cufinufft": "cufinufft"}
 SIZES: dict[str, dict[str, Any]] = {
     "cuda": {"spectrum_n": 100_000, "spectrum_k": 10_000, "cifar_n": 5_000, "cifar_deltas": 20, "mnist_n": 60_000,
              "mnist_deltas": 3, "probes": [5_000, 60_000], "epoch_images": 50_000, "profile_probe": 5_000,
-             "repeats": 5, "filter_repeats": 3, "cpu_large_repeats": 1},
+             "repeats": 5, "filter_repeats": 3, "cpu_large_repeats": 1, "tests_k": None},
     "cpu": {"spectrum_n": 2_000, "spectrum_k": 200, "cifar_n": 300, "cifar_deltas": 20, "mnist_n": 1_000,
             "mnist_deltas": 3, "probes": [300, 600], "epoch_images": 256, "profile_probe": 300,
-            "repeats": 3, "filter_repeats": 1, "cpu_large_repeats": 1},
+            "repeats": 3, "filter_repeats": 1, "cpu_large_repeats": 1, "tests_k": None},
 }
 #: smaller sizes for a quicker smoke run: a JSON object whose entries replace those of SIZES[device], e.g.
-#: FP_CHECK_SIZES='{"spectrum_n": 500, "epoch_images": 128}' (the test suite's CPU run of this check uses it)
+#: FP_CHECK_SIZES='{"spectrum_n": 500, "epoch_images": 128}' (the test suite's CPU run of this check uses it);
+#: "tests_k" selects the gpu tests with a pytest ``-k`` expression (None: all of them)
 SIZES_ENV = "FP_CHECK_SIZES"
 
 
@@ -319,6 +321,8 @@ def step_tests(device: str, log: Log, env: dict[str, str], timeout: float,
     ``no_cufinufft``: why cufinufft is not importable; its tests are then not run and are listed as such."""
     injected("tests")
     deselect = [arg for test in CUFINUFFT_TESTS for arg in ("--deselect", test)] if no_cufinufft else []
+    chosen = sizes(device)["tests_k"]
+    deselect += ["-k", chosen] if chosen else []
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "junit.xml"
         rc, expired = stream([sys.executable, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-q", "-rfEs",

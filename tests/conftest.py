@@ -58,3 +58,13 @@ def regression_set() -> TensorDataset:
 def regression_loader(regression_set: TensorDataset) -> DataLoader:
     """``regression_set`` in shuffled batches of 32, with a seeded generator."""
     return loader(regression_set)
+
+
+#: Tests that run for tens of seconds in their own processes (DDP, the GPU check's CPU run): started first, so
+#: that ``-n 2`` overlaps them with the many short tests instead of leaving one of them for the end.
+_LONG_FIRST = ("tests/test_gpu_check_cpu.py::test_cpu_check", "tests/test_projection.py::test_subspace_iteration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the collected tests: the long multi-process ones first, the rest as collected (a stable sort)."""
+    items.sort(key=lambda item: not (item.get_closest_marker("ddp") or item.nodeid.startswith(_LONG_FIRST)))

@@ -21,7 +21,9 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 SECTIONS = ("spectrum", "filtering", "monitor_split", "epoch_overhead", "profile")
 #: benchmark sizes below the CPU defaults (the counts the assertions name, δ per case and recordings, are kept)
 SMALL = {"spectrum_n": 500, "spectrum_k": 50, "cifar_n": 100, "mnist_n": 200, "probes": [100, 150],
-         "epoch_images": 128, "profile_probe": 100, "repeats": 1}
+         "epoch_images": 128, "profile_probe": 100, "repeats": 1,
+         # the gpu tests without a Trainer: the step's harness is under test, the Trainer ones run in every real check
+         "tests_k": "not trainer and not early_stopping and not bit_identical"}
 
 
 def check_env(**extra: str) -> dict[str, str]:
@@ -57,7 +59,7 @@ def test_cpu_check_passes_and_reports_every_section(tmp_path):
     assert all(report["sizes"][key] == value for key, value in SMALL.items())
     assert [name for name in report["steps"] if not name.startswith("bench:")] == ["install", "environment", "tests"]
     tests = report["steps"]["tests"]["details"]
-    assert tests["passed"] >= 10 and tests["failed"] == 0 and tests["skipped"] == 0
+    assert tests["passed"] >= 8 and tests["failed"] == 0 and tests["skipped"] == 0
     bench = report["benchmarks"]
     assert set(bench) == set(SECTIONS)
     for name in SECTIONS:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-from fp_lightning.cli import main
 from fp_lightning.data import ImageRegression2DDataModule, Staircase1DDataModule, load_grey_image, sample_image_path
 from fp_lightning.models import TanhMLP1D
 
@@ -126,23 +125,6 @@ def test_relu_and_two_dimensional_inputs_with_a_chosen_init_std() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ configs
-def _fit(config: str, tmp_path: Path, *extra: str) -> None:
-    args = ["fit", "--config", str(CONFIGS / config), "--trainer.max_epochs=2", *QUIET,
-            f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}", *extra]
-    assert main(args) == 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("config", ["fig7a_relu.yaml", "fig7b_random_points.yaml", "fig8_extrapolation.yaml",
-                                    "fig2_image_small_init.yaml", "fig2_image_large_init.yaml"])
-def test_config_trains_two_steps_and_records_the_monitor(config: str, tmp_path: Path) -> None:
-    _fit(config, tmp_path)
-    histories = list(tmp_path.rglob("fp_history.npz"))
-    assert len(histories) == 1
-    history = np.load(histories[0])
-    assert history["epoch"][0] == 0 and np.all(np.isfinite(history["delta_f"][0]))
-
-
 def _cli_objects(config: str) -> tuple[pl.LightningModule, pl.LightningDataModule]:
     from lightning.pytorch.cli import LightningCLI
 
