@@ -103,7 +103,7 @@ STOPS = {"a": (None, None), "b": ("high_frequency_turn", 9), "c": ("low_plateau"
 def test_replay_takes_the_callbacks_decisions_in_a_trainer(tmp_path, name):
     seed_everything(0, verbose=False)
     stopper = FrequencyEarlyStopping(**RULES[name])
-    monitor = ScriptedRecordingMonitor(staircase, output_dir=tmp_path)
+    monitor = ScriptedRecordingMonitor(staircase, history_file=tmp_path / "fp_history.npz")
     trainer = Trainer(max_epochs=14, callbacks=[monitor, stopper], **SILENT)
     trainer.fit(SmallRegressor(), wave_loader())
     assert (stopper.rule.criterion, stopper.rule.stopped_after) == STOPS[name]
@@ -141,7 +141,7 @@ def test_replay_of_a_real_run_from_its_npz(tmp_path):
     kwargs = dict(arm_threshold=None, plateau_rtol=0.3, plateau_window=0.0, patience=2, low_threshold=None,
                   share_threshold=0.5, delta="largest")
     stopper = FrequencyEarlyStopping(**kwargs, dry_run=True)
-    monitor = FrequencyPrincipleMonitor(probe_size=64, log_images=False, output_dir=tmp_path,
+    monitor = FrequencyPrincipleMonitor(probe_size=64, log_images=False, history_file=tmp_path / "fp_history.npz",
                                         spectral=ProjectedSpectralError(n_freqs=16))
     trainer = Trainer(max_epochs=8, callbacks=[monitor, stopper], **SILENT)
     trainer.fit(SmallRegressor(lr=3e-2), wave_loader())

@@ -482,9 +482,11 @@ def test_logger_false_writes_only_where_asked(tmp_path, monkeypatch):
     Trainer(callbacks=[FrequencyPrincipleMonitor(probe_size=40, **SMALL)], **fit_kw).fit(Regressor(), data)
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith("fp_")]
     out = tmp_path / "fp_out"
-    Trainer(callbacks=[FrequencyPrincipleMonitor(probe_size=40, output_dir=out, **SMALL)], **fit_kw).fit(
-        Regressor(), data)
+    monitor = FrequencyPrincipleMonitor(probe_size=40, history_file=out / "fp_history.npz", **SMALL)
+    Trainer(callbacks=[monitor], **fit_kw).fit(Regressor(), data)
     assert (out / "fp_history.npz").is_file() and (out / "fp_report.png").is_file()
+    with pytest.raises(ValueError, match="`history_file`"):
+        FrequencyPrincipleMonitor(history_file="fp_history.csv")
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -127,9 +127,10 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         probe_batch_size: probe samples per forward call.
         probe_seed: seed of the probe-set draw (a private generator; the global RNG is untouched).
         log_images: draw the panels for the loggers (rank 0): TensorBoard, W&B, MLflow, else PNG files.
-        output_dir: folder for the history file, PNG panels and ``fp_report.png`` (``None``: the logger's folder,
-            else the Trainer's ``default_root_dir`` when one was given; with neither, nothing is written).
-        history_file: file name of the saved history in that folder (``None``: do not write).
+        history_file: where the history is saved (``None``: not at all). A file name goes in the run folder: the
+            logger's folder, else the Trainer's ``default_root_dir`` when one was given (with neither, nothing is
+            written); a path with a folder (``"runs/a/fp_history.npz"``) puts it, the PNG panels and
+            ``fp_report.png`` in that folder.
         strict: raise on a monitoring fault instead of warning and skipping the recording.
         name: ``None`` (keys ``fp/...``, history ``fp_history.npz``) or a word such as ``"val"``: keys
             ``fp_val/...`` (TensorBoard groups scalars by the part before the first slash), figure tags
@@ -164,8 +165,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         probe_batch_size: int = 1000,
         probe_seed: int = 0,
         log_images: bool = True,
-        output_dir: str | os.PathLike[str] | None = None,
-        history_file: str | None = HISTORY_FILE,
+        history_file: str | os.PathLike[str] | None = HISTORY_FILE,
         strict: bool = False,
         name: str | None = None,
     ) -> None:
@@ -187,9 +187,7 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         self.log_images, self.strict = log_images, strict
         self.input_key, self.target_key, self.output_key = input_key, target_key, output_key
         self.forward_fn, self.input_features = forward_fn, input_features
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        # a named monitor writes next to an unnamed one: its own default file
-        self.history_file = history_file_name(self.name) if history_file == HISTORY_FILE else history_file
+        self.output_dir, self.history_file = _history_location(history_file, self.name)
         self.reference, spectral = _reference(spectral)
         comparison = {"output_transform": output_transform, "class_dim": class_dim, "ignore_index": ignore_index}
         self.spectral = _configured(spectral, ProjectedSpectralError, "spectral", comparison)
@@ -705,6 +703,19 @@ def _watches_denoised_loss(trainer: Any, monitor: FrequencyPrincipleMonitor) -> 
             return True
     return False
 
+
+def _history_location(history_file: str | os.PathLike[str] | None, name: str | None) -> tuple[Path | None, str | None]:
+    """(the folder of the monitor's files, ``None`` = the run folder; the history's file name) of ``history_file``.
+
+    A named monitor writes next to an unnamed one, so the default name becomes ``fp_<name>_history.npz``.
+    """
+    if history_file is None:
+        return None, None
+    if not isinstance(history_file, (str, os.PathLike)) or not str(history_file).endswith(".npz"):
+        raise ValueError(f"`history_file` must be None or a path ending in .npz, got {history_file!r}.")
+    path = Path(history_file)
+    file = history_file_name(name) if str(history_file) == HISTORY_FILE else path.name
+    return (None if path.parent == Path(".") else path.parent), file
 
 def _reference(spectral: Any) -> tuple[FrequencyPrincipleMonitor | None, ProjectedSpectralError | None]:
     """``spectral`` as (a reference monitor, the spectral settings to copy): a monitor gives both."""
