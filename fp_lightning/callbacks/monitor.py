@@ -32,6 +32,7 @@ from fp_lightning.callbacks.probe_set import (
     saved_probe_batch,
     train_loader,
 )
+from fp_lightning.callbacks.reference_probe import ReferenceProbe
 from fp_lightning.functional._validation import check_int, check_key
 from fp_lightning.functional.targets import OutputTransform, check_class_dim, validate_output_transform
 from fp_lightning.functional.theory import (
@@ -46,7 +47,6 @@ from fp_lightning.record import (
     HISTORY_FILE,
     FrequencyHistory,
     check_name,
-    gap_values,
     history_file_name,
     key_prefix,
     logged_values,
@@ -56,7 +56,7 @@ from fp_lightning.record import (
 __all__ = ["HISTORY_FILE", "FrequencyPrincipleMonitor"]
 
 
-class FrequencyPrincipleMonitor(*CALLBACK_BASES):
+class FrequencyPrincipleMonitor(ReferenceProbe, *CALLBACK_BASES):
     """Measure, at a fixed cadence, how well the model fits each frequency of its training targets.
 
     On a fixed probe set of training samples it computes Δ_F(k) at the tracked frequencies of the projected
@@ -376,67 +376,6 @@ class FrequencyPrincipleMonitor(*CALLBACK_BASES):
         for listener in self.listeners:
             listener(trainer, pl_module)
 
-    # ------------------------------------------------------------------ a reference monitor (shared frequencies)
-    def _attach_reference(self, trainer: Any) -> None:
-        """Listen to the reference's recordings (its first fit, the gap); it must be one of the Trainer's callbacks."""
-        if self.reference is None:
-            return
-        if not any(callback is self.reference for callback in trainer.callbacks):
-            raise ValueError(f"`spectral`: the FrequencyPrincipleMonitor given as {self.label}'s reference (its "
-                             "frequencies and projection) is not among the Trainer's callbacks; add it to "
-                             "`Trainer(callbacks=[...])` too.")
-        if self._on_reference_recording not in self.reference.listeners:
-            self.reference.listeners.append(self._on_reference_recording)
-
-    def _record_when_ready(self, trainer: Any, pl_module: Any, epoch: int) -> None:
-        """Record now, or, while the reference has not fitted its frequencies yet, right after it does."""
-        if self.reference is not None and self.spectral.projection is None and not _frame_ready(self.reference):
-            self._pending_epoch = epoch  # the reference records later in this hook (it comes after us)
-            return
-        self._record(trainer, pl_module, epoch)
-
-    def _on_reference_recording(self, trainer: Any, pl_module: Any) -> None:
-        """The reference recorded: make a recording that waited for its fit, and publish the gap."""
-        if self._pending_epoch is not None and _frame_ready(self.reference):
-            epoch, self._pending_epoch = self._pending_epoch, None
-            self._record(trainer, pl_module, epoch)
-        self._publish_gap(trainer)
-
-    def _adopt_reference_frame(self) -> None:
-        """Freeze the reference's projection, frequencies, cutoff (and δ) before this monitor's first compute."""
-        reference = self.reference
-        if reference is None or self.spectral.projection is not None or not _frame_ready(reference):
-            return
-        self.spectral.projection = reference.spectral.projection
-        self.spectral.fitted_freqs = reference.spectral.fitted_freqs.clone()
-        self.spectral.fitted_cutoff = reference.spectral.fitted_cutoff
-        mine, theirs = self.filtering, reference.filtering
-        if (self._shares_deltas and theirs.fitted_deltas is not None and mine.input_components is None
-                and theirs.input_components is None):
-            mine.fitted_deltas = theirs.fitted_deltas.clone()
-
-    def _publish_gap(self, trainer: Any) -> None:
-        """``fp_<name>/delta_f_gap/k=<k>``, once both monitors have recorded at this global step."""
-        reference = self.reference
-        if reference is None or self.history is None or reference.history is None:
-            return
-        mine, theirs = self.history.records, reference.history.records
-        if not mine["step"] or not theirs["step"] or self._gap_step == trainer.global_step:
-            return
-        same = (mine["step"][-1] == theirs["step"][-1] == trainer.global_step
-                and mine["epoch"][-1] == theirs["epoch"][-1] and self.history.freqs == reference.history.freqs)
-        if same:
-            self._gap_step = trainer.global_step
-            publish_scalars(trainer, gap_values(self.history.freqs, mine["delta_f"][-1], theirs["delta_f"][-1],
-                                                self.prefix))
-
-    def _reference_history_path(self) -> Path | None:
-        """The reference's history file when it writes one to the same folder (for the generalization panel)."""
-        reference = self.reference
-        if reference is None or reference.history_file is None or reference._folder is None:
-            return None
-        return reference._folder / reference.history_file
-
     def _measure(self, trainer: Any, pl_module: Any, epoch: int, timing: dict[str, float]) -> dict[str, float]:
         assert self.probe is not None
         batch, targets = self._probe_on(pl_module.device)
@@ -717,18 +656,12 @@ def _history_location(history_file: str | os.PathLike[str] | None, name: str | N
     file = history_file_name(name) if str(history_file) == HISTORY_FILE else path.name
     return (None if path.parent == Path(".") else path.parent), file
 
+
 def _reference(spectral: Any) -> tuple[FrequencyPrincipleMonitor | None, ProjectedSpectralError | None]:
     """``spectral`` as (a reference monitor, the spectral settings to copy): a monitor gives both."""
     if isinstance(spectral, FrequencyPrincipleMonitor):
         return spectral, spectral._fresh_metrics[0]
     return None, spectral
-
-
-def _frame_ready(reference: FrequencyPrincipleMonitor | None) -> bool:
-    """Whether the reference has fitted its projection, frequencies and cutoff (its first recording did)."""
-    spectral = None if reference is None else reference.spectral
-    return (spectral is not None and spectral.projection is not None and spectral.fitted_freqs is not None
-            and spectral.fitted_cutoff is not None)
 
 
 def _source_description(probe_dataloader: Any) -> str | None:
