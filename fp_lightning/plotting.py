@@ -197,14 +197,16 @@ def plot_low_high_heatmap(
 def plot_low_high_heatmaps(
     e_low: np.ndarray, e_high: np.ndarray, epochs: Sequence[int], delta_labels: Sequence[str],
     title: str = r"$e_{\mathrm{low}}$, $e_{\mathrm{high}}$ per filter width $\delta$",
+    axes: tuple[Axes, Axes] | None = None,
 ) -> tuple[Figure, tuple[Axes, Axes]]:
     r"""Every filter width in one panel: e_low (top) and e_high (bottom), a row per δ, a column per recording.
 
     ``e_low`` and ``e_high`` have shape (len(delta_labels), len(epochs)); the smallest δ is the bottom row of each
-    heatmap. Colours as in :func:`plot_delta_f_heatmap` (0–1, red = fitted), one colourbar for both; the title is
-    the figure's (``Figure.get_suptitle``). One figure instead of one per δ: a logger's panels are drawn at every
-    recording, and each figure costs its own text layout. Returns the (e_low, e_high) axes; the figure's first
-    axes is the e_high one, which carries the epoch ticks.
+    heatmap. Colours as in :func:`plot_delta_f_heatmap` (0–1, red = fitted), one colourbar for both. Without
+    ``axes``, a new panel-sized figure whose title is the figure's (``Figure.get_suptitle``) and whose first axes
+    is the e_high one, which carries the epoch ticks; with ``axes`` (upper, lower) of a caller's figure, the title
+    goes on the upper one. One figure instead of one per δ: a logger's panels are drawn at every recording, and
+    each figure (each axes of the report) costs its own text layout. Returns the (e_low, e_high) axes.
 
     Example:
         >>> fig, (low, high) = plot_low_high_heatmaps(np.array([[0.5, 0.1], [0.9, 0.4]]),
@@ -218,6 +220,32 @@ def plot_low_high_heatmaps(
         if values.shape != expected:
             raise ValueError(f"`{name}` must have shape (len(delta_labels), len(epochs)) = {expected}, "
                              f"got {values.shape}.")
+    if axes is None:
+        fig, (top, bottom), left_in = _low_high_panel(delta_labels)
+    else:
+        (top, bottom), fig = axes, axes[0].figure
+    for ax, values in ((top, low), (bottom, high)):
+        image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
+                          interpolation="nearest")
+    room = {"fraction": 0.06, "pad": 0.03} if axes is None else {"fraction": 0.05, "pad": 0.02}
+    colorbar = fig.colorbar(image, ax=[top, bottom], ticks=[0.0, 0.5, 1.0], **room)
+    colorbar.set_label("error (red = fitted)")  # first: it narrows the axes that the ticks are fitted to
+    _epoch_ticks(bottom, epochs)
+    top.tick_params(labelbottom=False)
+    for ax, name in ((top, r"$e_{\mathrm{low}}$"), (bottom, r"$e_{\mathrm{high}}$")):
+        _k_ticks(ax, list(delta_labels))  # each δ row labelled while they fit, else every 2nd (5th, …)
+        ax.set_ylabel(name, fontsize="large")  # the rows are δ, as the title says
+    if axes is None:
+        width, height = _PANEL_SIZE
+        fig.suptitle(title, fontsize=rcParams["axes.titlesize"], x=(left_in / width + 1 - 0.52 / width) / 2,
+                     y=1 - 0.04 / height, va="top")
+    else:
+        top.set_title(title, fontsize="medium")
+    return fig, (top, bottom)
+
+
+def _low_high_panel(delta_labels: Sequence[str]) -> tuple[Figure, tuple[Axes, Axes], float]:
+    """A panel-sized figure with the two stacked axes of :func:`plot_low_high_heatmaps`, and its left margin."""
     width, height = _PANEL_SIZE
     fig = Figure(figsize=_PANEL_SIZE, dpi=_PANEL_DPI)
     # room on the left for the longest δ label ("1.23e+03") and the axis label
@@ -228,19 +256,7 @@ def plot_low_high_heatmaps(
                             top=1 - 0.26 / height, hspace=0.1)
     bottom = fig.add_subplot(grid[1])  # first: the figure's main axes, with the epoch ticks
     top = fig.add_subplot(grid[0], sharex=bottom)
-    for ax, values in ((top, low), (bottom, high)):
-        image = ax.imshow(values, aspect="auto", origin="lower", cmap=_ERROR_CMAP, vmin=0.0, vmax=1.0,
-                          interpolation="nearest")
-    colorbar = fig.colorbar(image, ax=[top, bottom], ticks=[0.0, 0.5, 1.0], fraction=0.06, pad=0.03)
-    colorbar.set_label("error (red = fitted)")  # first: it narrows the axes that the ticks are fitted to
-    _epoch_ticks(bottom, epochs)
-    top.tick_params(labelbottom=False)
-    for ax, name in ((top, r"$e_{\mathrm{low}}$"), (bottom, r"$e_{\mathrm{high}}$")):
-        _k_ticks(ax, list(delta_labels))  # each δ row labelled while they fit, else every 2nd (5th, …)
-        ax.set_ylabel(name, fontsize="large")  # the rows are δ, as the title says
-    fig.suptitle(title, fontsize=rcParams["axes.titlesize"], x=(left_in / width + 1 - 0.52 / width) / 2,
-                 y=1 - 0.04 / height, va="top")
-    return fig, (top, bottom)
+    return fig, (top, bottom), left_in
 
 
 def plot_spectra(

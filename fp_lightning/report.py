@@ -41,7 +41,7 @@ from fp_lightning.plotting import (
     plot_change_ratios,
     plot_delta_f_heatmap,
     plot_gap_heatmap,
-    plot_low_high_heatmap,
+    plot_low_high_heatmaps,
     plot_spectra,
 )
 from fp_lightning.record import HISTORY_FILE, delta_keys, load_history, paired_recordings
@@ -421,13 +421,13 @@ def report_figure(history_path: str | os.PathLike[str]) -> Figure:
     # Fixed margins: a constrained layout drew the page twice and took half of its time (it is drawn at the end
     # of every monitored fit).
     fig = Figure(figsize=(13.0, 13.0))
-    n_deltas = len(history["deltas"])
     grid = fig.add_gridspec(3, 2, height_ratios=[1.0, 1.0, 1.0], left=0.065, right=0.93, bottom=0.075, top=0.935,
                             wspace=0.25, hspace=0.36)
     _spectra_panel(fig.add_subplot(grid[0, 0]), history, epochs)
     _delta_f_panel(fig.add_subplot(grid[0, 1]), history, epochs)
-    low_high = grid[1, 0].subgridspec(max(n_deltas, 1), 1, hspace=0.25 + 0.35 * max(n_deltas - 1, 0))
-    _low_high_panels([fig.add_subplot(low_high[j, 0]) for j in range(n_deltas)], history, epochs)
+    low_high = grid[1, 0].subgridspec(2, 1, hspace=0.08)
+    lower = fig.add_subplot(low_high[1, 0])
+    _low_high_panels((fig.add_subplot(low_high[0, 0], sharex=lower), lower), history, epochs)
     _loss_split_panel(fig.add_subplot(grid[1, 1]), history, epochs)
     _stage_ratio_panel(fig.add_subplot(grid[2, 0]), history, epochs)
     _intermediate_panel(fig.add_subplot(grid[2, 1]), history, epochs)
@@ -471,20 +471,11 @@ def _delta_f_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> Non
     _relabel_colorbar(ax, r"$\Delta_F$   (red = fitted, blue = not yet)")
 
 
-def _low_high_panels(axes: list[Axes], history: dict[str, Any], epochs: np.ndarray) -> None:
-    keys = delta_keys(history["deltas"].tolist()) if axes else []  # the δ as in the logged keys and figure tags
-    for j, ax in enumerate(axes):
-        delta = float(history["deltas"][j])
-        plot_low_high_heatmap(history["e_low"][:, j], history["e_high"][:, j], epochs.tolist(), delta, ax=ax)
-        last_low, last_high = history["e_low"][-1, j], history["e_high"][-1, j]
-        ax.set_title(rf"Gaussian filter width $\delta$ = {keys[j]}: $e_{{\mathrm{{low}}}}$ {last_low:.2f}, "
-                     rf"$e_{{\mathrm{{high}}}}$ {last_high:.2f} at the end", fontsize="medium")
-        _relabel_colorbar(ax, "error")
-        if j < len(axes) - 1:
-            ax.set_xlabel("")
-    if axes:
-        axes[0].set_title("Filtered errors (red = fitted, blue = not yet; > 1 shown as blue)\n"
-                          + axes[0].get_title(), fontsize="medium")
+def _low_high_panels(axes: tuple[Axes, Axes], history: dict[str, Any], epochs: np.ndarray) -> None:
+    """e_low (upper) and e_high (lower) of every δ, a row each, the δ as in the logged keys and figure tags."""
+    plot_low_high_heatmaps(history["e_low"].T, history["e_high"].T, epochs.tolist(),
+                           delta_keys(history["deltas"].tolist()), axes=axes,
+                           title=r"Filtered errors per Gaussian width $\delta$ (red = fitted, blue = not yet)")
 
 
 def _loss_split_panel(ax: Axes, history: dict[str, Any], epochs: np.ndarray) -> None:
