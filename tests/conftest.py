@@ -26,6 +26,8 @@ from tests._lightning import loader, regression_data
 QUIET: dict[str, Any] = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
 #: QUIET, and writes nothing: no logger, no checkpoint
 SILENT: dict[str, Any] = dict(QUIET, logger=False, enable_checkpointing=False)
+#: monitor arguments for a test of values, not of files: no figures, no history file and report
+NO_FILES: dict[str, Any] = dict(log_images=False, history_file=None)
 #: QUIET, with the module's scalars logged at every step (the loggers see every batch)
 EVERY_STEP: dict[str, Any] = dict(QUIET, log_every_n_steps=1)
 

@@ -180,7 +180,7 @@ def _loader() -> DataLoader:
 
 
 def _monitor() -> FrequencyPrincipleMonitor:
-    return FrequencyPrincipleMonitor(probe_size=128, log_images=False,
+    return FrequencyPrincipleMonitor(probe_size=128, log_images=False, history_file=None,
                                      spectral=ProjectedSpectralError(n_freqs=16, max_freqs=3),
                                      filtering=LowHighFrequencyError(n_deltas=2))
 

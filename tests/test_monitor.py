@@ -180,7 +180,7 @@ def test_csv_logger_gets_scalars_and_png_panels_without_warnings(tmp_path):
 @pytest.mark.slow
 def test_resume_continues_history(tmp_path):
     kw = dict(probe_size=128, spectral=ProjectedSpectralError(n_freqs=16),
-              filtering=LowHighFrequencyError(deltas=[0.05]))
+              filtering=LowHighFrequencyError(deltas=[0.05]), log_images=False, history_file=None)
     full = FrequencyPrincipleMonitor(**kw)
     _fit(tmp_path / "full", epochs=4, monitor=full, logger=False)
     first = FrequencyPrincipleMonitor(**kw)

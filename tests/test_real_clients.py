@@ -16,6 +16,7 @@ import torch
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import principal_projection
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
+from tests.conftest import NO_FILES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # real library models, end to end
 TRAINER = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
@@ -79,7 +80,7 @@ def test_hf_token_classification_leaves_minus_100_out(tmp_path):
     module = HFTagger()
     initial = copy.deepcopy(module.model).eval()
     data = token_batches()
-    monitor = FrequencyPrincipleMonitor(probe_size=48, class_dim=-1, input_features="model.bert.embeddings",
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=48, class_dim=-1, input_features="model.bert.embeddings",
                                         strict=True, spectral=ProjectedSpectralError(n_freqs=12),
                                         filtering=LowHighFrequencyError(deltas=[50.0]))
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
@@ -101,7 +102,7 @@ def test_hf_sequence_classification_dict_batches_drop_ignored_samples(tmp_path):
     data = token_batches(n=40)
     for i, sample in enumerate(data):  # one label per sequence; every fifth sample is marked to leave out
         sample["labels"] = torch.tensor(-100 if i % 5 == 0 else int(sample["input_ids"][0]) % 4)
-    monitor = FrequencyPrincipleMonitor(probe_size=40, strict=True, input_features="model.bert.embeddings",
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=40, strict=True, input_features="model.bert.embeddings",
                                         spectral=ProjectedSpectralError(n_freqs=12),
                                         filtering=LowHighFrequencyError(deltas=[50.0]))
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
@@ -144,7 +145,7 @@ def test_hf_vit_pixel_values(tmp_path):
     data = [{"pixel_values": images[i], "labels": labels[i]} for i in range(60)]
     module = HFViT()
     monitor = FrequencyPrincipleMonitor(probe_size=60, strict=True, spectral=ProjectedSpectralError(n_freqs=12),
-                                        filtering=LowHighFrequencyError(deltas=[2.0]))
+                                        filtering=LowHighFrequencyError(deltas=[2.0]), **NO_FILES)
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=20))
     with torch.no_grad():
@@ -189,7 +190,7 @@ def test_pyg_node_classification_on_one_graph(tmp_path):
     graph = random_graph(120, 5, seed=0)
     module = NodeClassifier()
     monitor = FrequencyPrincipleMonitor(probe_size=80, strict=True, spectral=ProjectedSpectralError(n_freqs=12),
-                                        filtering=LowHighFrequencyError(deltas=[0.3]))
+                                        filtering=LowHighFrequencyError(deltas=[0.3]), **NO_FILES)
     trainer = L.Trainer(max_epochs=3, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, DataLoader([graph], batch_size=1))
     rows = torch.randperm(120, generator=torch.Generator().manual_seed(0))[:80].sort().values  # seed 0's 80 nodes
@@ -241,7 +242,7 @@ def test_pyg_graph_classification_in_the_pooled_space(tmp_path):
     # batch_size 16 < 48 graphs: each chunk of the probe is collated anew from its graphs
     monitor = FrequencyPrincipleMonitor(probe_size=48, input_features="pool", probe_batch_size=16, strict=True,
                                         spectral=ProjectedSpectralError(n_freqs=12),
-                                        filtering=LowHighFrequencyError(n_deltas=2))
+                                        filtering=LowHighFrequencyError(n_deltas=2), **NO_FILES)
     trainer = L.Trainer(max_epochs=2, callbacks=[monitor], default_root_dir=tmp_path, **TRAINER)
     trainer.fit(module, DataLoader(graphs, batch_size=12))
     batch = Batch.from_data_list(graphs)
@@ -258,13 +259,13 @@ def test_pyg_graph_batches_name_the_arguments_that_make_them_work(tmp_path):
 
     graphs = small_graphs(24)
     # node features are no per-graph points: the warning names input_features
-    monitor = FrequencyPrincipleMonitor(probe_size=24, spectral=ProjectedSpectralError(n_freqs=8),
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=24, spectral=ProjectedSpectralError(n_freqs=8),
                                         filtering=LowHighFrequencyError(deltas=[0.5]))
     with pytest.warns(UserWarning, match="input_features") as record:
         L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(GraphClassifier(), DataLoader(graphs, 8))
     assert monitor.history is None and any("graph-pooling" in str(w.message) for w in record)
     # forward(data): the model cannot be called from the batch's fields; the warning names forward_fn
-    monitor = FrequencyPrincipleMonitor(probe_size=24, input_features="pool",
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=24, input_features="pool",
                                         spectral=ProjectedSpectralError(n_freqs=8),
                                         filtering=LowHighFrequencyError(n_deltas=1))
     with pytest.warns(UserWarning, match=r"forward_fn=lambda module, batch: module\(batch\)"):
@@ -272,7 +273,7 @@ def test_pyg_graph_batches_name_the_arguments_that_make_them_work(tmp_path):
     # ... and with it the run is measured
     monitor = FrequencyPrincipleMonitor(probe_size=24, input_features="pool", strict=True, forward_fn=lambda module,
                                         batch: module(batch), spectral=ProjectedSpectralError(n_freqs=8),
-                                        filtering=LowHighFrequencyError(n_deltas=1))
+                                        filtering=LowHighFrequencyError(n_deltas=1), **NO_FILES)
     L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(GraphClassifier(True), DataLoader(graphs, 8))
     assert len(monitor.history) == 2
 
@@ -296,14 +297,14 @@ def test_lightning_demo_transformer_embeds_twice_first_call_by_default(tmp_path)
     probe_call = dict(forward_fn=lambda model, batch: model(*batch).view(batch[0].shape[0], 6, 16), class_dim=-1,
                       probe_size=40, spectral=ProjectedSpectralError(n_freqs=8),
                       filtering=LowHighFrequencyError(deltas=[100.0]), strict=True)
-    monitor = FrequencyPrincipleMonitor(input_features="model.embedding", **probe_call)
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, input_features="model.embedding", **probe_call)
     with pytest.warns(UserWarning, match=r"runs 2 times per forward call.*\('model.embedding', 1\)") as record:
         L.Trainer(max_epochs=1, callbacks=[monitor], **TRAINER).fit(module)
     assert sum("runs 2 times" in str(w.message) for w in record) == 1  # said once
     source, target = (torch.stack(part) for part in zip(*module.train_dataloader().dataset))
     with torch.no_grad():
         torch.testing.assert_close(monitor._features, embedding(source).reshape(40, -1))  # the source's, not last
-    second = FrequencyPrincipleMonitor(input_features=("model.embedding", 1), **probe_call)
+    second = FrequencyPrincipleMonitor(**NO_FILES, input_features=("model.embedding", 1), **probe_call)
     module = TokenPairs(vocab_size=16)
     embedding = copy.deepcopy(module.model.embedding)
     with warnings.catch_warnings():
@@ -318,13 +319,13 @@ def test_lightning_boring_model_needs_and_takes_a_probe(tmp_path):
 
     torch.manual_seed(0)
     module = BoringModel()
-    monitor = FrequencyPrincipleMonitor(probe_size=16, spectral=ProjectedSpectralError(n_freqs=8),
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=16, spectral=ProjectedSpectralError(n_freqs=8),
                                         filtering=LowHighFrequencyError(deltas=[10.0]))
     with pytest.warns(UserWarning, match="probe_inputs"):  # the dataset yields bare tensors: no target
         L.Trainer(max_epochs=1, limit_train_batches=4, callbacks=[monitor], **TRAINER).fit(module)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(50, 32, generator=g), torch.randn(50, 2, generator=g)
-    monitor = FrequencyPrincipleMonitor(strict=True, probe_dataloader=(x, y),
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, strict=True, probe_dataloader=(x, y),
                                         spectral=ProjectedSpectralError(n_freqs=8),
                                         filtering=LowHighFrequencyError(deltas=[10.0]))
     L.Trainer(max_epochs=2, limit_train_batches=4, callbacks=[monitor], **TRAINER).fit(

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from fp_lightning import FrequencyPrincipleMonitor
 from fp_lightning.functional import low_high_errors, nufft_spectrum, principal_projection, relative_spectral_error
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
-from tests.conftest import EVERY_STEP
+from tests.conftest import EVERY_STEP, NO_FILES
 
 N_FREQS = 16
 TRAINER_KW = EVERY_STEP
@@ -115,7 +115,7 @@ def test_segmentation_per_pixel_labels(tmp_path):
     masks = (images[:, 0] * 3).long().clamp(max=2)            # the class is the pixel's brightness band
     deltas = [2.0, 20.0]
     monitor = FrequencyPrincipleMonitor(probe_size=32, strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
-                                        filtering=LowHighFrequencyError(deltas=deltas))
+                                        filtering=LowHighFrequencyError(deltas=deltas), **NO_FILES)
     module = TinySegmenter()
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(images, masks), batch_size=8, shuffle=True),
                                     monitor, tmp_path, TensorBoardLogger(tmp_path, name="seg"))
@@ -173,7 +173,7 @@ class TinyTagger(LightningModule):
 def test_sequence_tagger_with_class_dim_minus_one(tmp_path):
     seed_everything(0, verbose=False)
     deltas = [5.0, 40.0]
-    monitor = FrequencyPrincipleMonitor(probe_size=40, class_dim=-1, input_key="tokens", target_key="tags",
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=40, class_dim=-1, input_key="tokens", target_key="tags",
                                         strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
                                         filtering=LowHighFrequencyError(deltas=deltas))
     module = TinyTagger()
@@ -190,7 +190,7 @@ def test_sequence_tagger_with_class_dim_minus_one(tmp_path):
 
 @pytest.mark.parametrize("strict", [True, False])
 def test_tagger_without_class_dim_names_it(tmp_path, strict):
-    monitor = FrequencyPrincipleMonitor(probe_size=16, input_key="tokens", target_key="tags", strict=strict,
+    monitor = FrequencyPrincipleMonitor(**NO_FILES, probe_size=16, input_key="tokens", target_key="tags", strict=strict,
                                         spectral=ProjectedSpectralError(n_freqs=N_FREQS),
                                         filtering=LowHighFrequencyError(deltas=[5.0]))
     loader = DataLoader(TokenDataset(16), batch_size=8, collate_fn=collate_sentences)
@@ -233,7 +233,7 @@ def test_binary_classifier_with_float_targets_gets_sigmoid_and_one_warning(tmp_p
     y = (torch.sin(2 * x[:, :1]) > 0).float()                   # (n, 1) float 0/1
     deltas = [1.0, 10.0]
     monitor = FrequencyPrincipleMonitor(probe_size=40, strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
-                                        filtering=LowHighFrequencyError(deltas=deltas))
+                                        filtering=LowHighFrequencyError(deltas=deltas), **NO_FILES)
     module = TinyBinaryClassifier()
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(x, y), batch_size=12, shuffle=True), monitor,
                                     tmp_path, logger=False)
@@ -271,7 +271,7 @@ def test_soft_labels_get_softmax_and_one_warning(tmp_path):
     soft = torch.softmax(2 * teacher, dim=1)                    # a teacher's probabilities
     deltas = [0.05, 0.5]
     monitor = FrequencyPrincipleMonitor(probe_size=32, strict=True, spectral=ProjectedSpectralError(n_freqs=N_FREQS),
-                                        filtering=LowHighFrequencyError(deltas=deltas))
+                                        filtering=LowHighFrequencyError(deltas=deltas), **NO_FILES)
     module = TinySoftLabelModel()
     trainer, choice_warnings = _fit(module, DataLoader(TensorDataset(x, soft), batch_size=8, shuffle=True), monitor,
                                     tmp_path, TensorBoardLogger(tmp_path, name="soft"), epochs=1)

@@ -207,6 +207,7 @@ def test_a_resume_keeps_the_output_change_ratio_going(tmp_path) -> None:
 
     def run(max_epochs: int, ckpt_path=None) -> FrequencyPrincipleMonitor:
         monitor = FrequencyPrincipleMonitor(probe_size=len(data), every_n_epochs=1, log_images=False,
+                                            history_file=None,
                                             spectral=ProjectedSpectralError(n_freqs=16, frequencies=[1, 4]))
         trainer = tiny_trainer(max_epochs=max_epochs, default_root_dir=tmp_path, enable_checkpointing=True,
                                callbacks=[monitor])

@@ -22,11 +22,15 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from fp_lightning import FrequencyEarlyStopping, FrequencyPrincipleMonitor
 from fp_lightning.functional import nufft_spectrum, principal_projection, relative_spectral_error
 from fp_lightning.metrics import LowHighFrequencyError, ProjectedSpectralError
-from tests.conftest import EVERY_STEP
+from tests.conftest import EVERY_STEP, NO_FILES
 
 QUIET = dict(EVERY_STEP, enable_checkpointing=False)
-SMALL = dict(spectral=ProjectedSpectralError(n_freqs=16), filtering=LowHighFrequencyError(deltas=[0.05, 0.5]))
-AUTO = dict(spectral=ProjectedSpectralError(n_freqs=16), filtering=LowHighFrequencyError(n_deltas=2))  # scale-free δ
+#: the tests of files and figures (here the ones on logger=False) take WITH_FILES
+SMALL = dict(spectral=ProjectedSpectralError(n_freqs=16), filtering=LowHighFrequencyError(deltas=[0.05, 0.5]),
+             **NO_FILES)
+AUTO = dict(spectral=ProjectedSpectralError(n_freqs=16), filtering=LowHighFrequencyError(n_deltas=2),  # scale-free δ
+            **NO_FILES)
+WITH_FILES = {key: value for key, value in SMALL.items() if key not in NO_FILES}
 
 
 # ---------------------------------------------------------------------------------------------- users' code
@@ -479,10 +483,10 @@ def test_logger_false_writes_only_where_asked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = DataLoader(TensorDataset(*wave(64)), batch_size=32)
     fit_kw = dict(max_epochs=1, logger=False, **QUIET)
-    Trainer(callbacks=[FrequencyPrincipleMonitor(probe_size=40, **SMALL)], **fit_kw).fit(Regressor(), data)
+    Trainer(callbacks=[FrequencyPrincipleMonitor(probe_size=40, **WITH_FILES)], **fit_kw).fit(Regressor(), data)
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith("fp_")]
     out = tmp_path / "fp_out"
-    monitor = FrequencyPrincipleMonitor(probe_size=40, history_file=out / "fp_history.npz", **SMALL)
+    monitor = FrequencyPrincipleMonitor(probe_size=40, history_file=out / "fp_history.npz", **WITH_FILES)
     Trainer(callbacks=[monitor], **fit_kw).fit(Regressor(), data)
     assert (out / "fp_history.npz").is_file() and (out / "fp_report.png").is_file()
     with pytest.raises(ValueError, match="`history_file`"):
