@@ -12,15 +12,23 @@ Tiers (markers declared in ``pyproject.toml``): ``slow`` long end-to-end runs, `
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests._lightning import loader, regression_data
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `-n 2` on 2 cores: one torch thread per worker (and per process it starts), not two threads each fighting for
+    # the other worker's core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 #: what every test Trainer turns off (the progress bar, the model summary), on the CPU
 QUIET: dict[str, Any] = dict(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
